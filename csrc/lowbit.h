@@ -1,0 +1,253 @@
+/*
+ * lowbit.h -- shared definitions of the lowbit C kernels (C11).
+ *
+ * The semantics of every function are those of the exact reference in
+ * numerics/reference (see docs/formats.md); both this backend and the Numba one
+ * must return the same codes for every input. Kernels assume the inputs were
+ * validated by emulators/ (widths, ranges, shapes): they never read out of
+ * bounds, never overflow a signed integer and never shift by >= 64 for valid
+ * inputs. Status codes map to Python exceptions in emulators/_c/backend.py.
+ *
+ * The section between "cffi:begin" and "cffi:end" is read by
+ * emulators/_c/build.py as the cffi cdef (enum values become "= ...", so the
+ * C compiler supplies them and a test checks they equal the Python enums).
+ */
+#ifndef LOWBIT_H
+#define LOWBIT_H
+
+#include <stdint.h>
+
+/* cffi:begin */
+enum lowbit_rounding {
+    LOWBIT_NEAREST_EVEN = 0,
+    LOWBIT_NEAREST_AWAY = 1,
+    LOWBIT_TOWARD_ZERO = 2,
+    LOWBIT_FLOOR = 3,
+    LOWBIT_CEIL = 4,
+    LOWBIT_STOCHASTIC = 5
+};
+
+enum lowbit_overflow {
+    LOWBIT_SATURATE = 0,
+    LOWBIT_WRAP = 1
+};
+
+enum lowbit_order {
+    LOWBIT_SEQUENTIAL = 0,
+    LOWBIT_PAIRWISE = 1
+};
+
+enum lowbit_status {
+    LOWBIT_OK = 0,
+    LOWBIT_ERR_NAN = 1,      /* an input was NaN */
+    LOWBIT_ERR_INF = 2,      /* an input was +-inf under WRAP */
+    LOWBIT_ERR_NOMEM = 3     /* a scratch buffer could not be allocated */
+};
+
+/* A fixed-point format: value = code * 2^-frac. */
+typedef struct lowbit_fixed {
+    int32_t bits;       /* 1..62 */
+    int32_t frac;       /* -512..512 */
+    int32_t is_signed;  /* 0 or 1 */
+    int32_t rounding;   /* enum lowbit_rounding */
+    int32_t overflow;   /* enum lowbit_overflow */
+} lowbit_fixed;
+
+/* Cast n floats to codes of fmt; stochastic counter = element index. */
+int lowbit_fixed_cast_f64(int64_t *out, const double *x, int64_t n,
+                          const lowbit_fixed *fmt, uint64_t seed);
+int lowbit_fixed_cast_f32(int64_t *out, const float *x, int64_t n,
+                          const lowbit_fixed *fmt, uint64_t seed);
+
+/* Re-round codes with src_frac fractional bits into fmt; the stochastic counter
+ * of element i is (i << counter_shift) | counter_low. */
+int lowbit_fixed_convert(int64_t *out, const int64_t *codes, int64_t n, int32_t src_frac,
+                         const lowbit_fixed *fmt, uint64_t seed,
+                         int32_t counter_shift, uint64_t counter_low);
+
+/* out[i] = round(a[i] * 2^-fa +- b[i] * 2^-fb) (minus if negate_b). */
+int lowbit_fixed_add(int64_t *out, const int64_t *a, int32_t fa, const int64_t *b, int32_t fb,
+                     int64_t n, int32_t negate_b, const lowbit_fixed *fmt, uint64_t seed);
+
+/* out[i] = round(a[i] * b[i] * 2^-pfrac). */
+int lowbit_fixed_mul(int64_t *out, const int64_t *a, const int64_t *b, int64_t n,
+                     int32_t pfrac, const lowbit_fixed *fmt, uint64_t seed);
+
+/* out (M x N) = a (M x K) @ b, with b given transposed (bt is N x K); products
+ * carry pfrac fractional bits. acc == NULL: exact sum; else narrow accumulation
+ * in *acc with the given order and Kahan flag. */
+int lowbit_fixed_matmul(int64_t *out, const int64_t *a, const int64_t *bt,
+                        int64_t M, int64_t K, int64_t N, int32_t pfrac,
+                        const lowbit_fixed *acc, int32_t order, int32_t compensated,
+                        const lowbit_fixed *fmt, uint64_t seed);
+
+/* out[m] = sum over k of a[m * K + k] (terms with tfrac fractional bits). */
+int lowbit_fixed_sum(int64_t *out, const int64_t *a, int64_t M, int64_t K, int32_t tfrac,
+                     const lowbit_fixed *acc, int32_t order, int32_t compensated,
+                     const lowbit_fixed *fmt, uint64_t seed);
+
+/* Binary: code = x >= 0 ? +1 : -1. Ternary: sign(x) if |x| > threshold else 0. */
+int lowbit_binary_cast_f64(int64_t *out, const double *x, int64_t n);
+int lowbit_binary_cast_f32(int64_t *out, const float *x, int64_t n);
+int lowbit_ternary_cast_f64(int64_t *out, const double *x, int64_t n, double threshold);
+int lowbit_ternary_cast_f32(int64_t *out, const float *x, int64_t n, double threshold);
+
+/* Pack each row of codes (rows x K) into W = ceil(K/64) words: bit k % 64 of
+ * word k / 64 is set where the code equals value; padding bits are 0. */
+void lowbit_pack_bits(uint64_t *words, const int64_t *codes, int64_t rows, int64_t K,
+                      int64_t W, int64_t value);
+
+/* out (M x N) = a @ b for binary codes: K - 2 * popcount(a_row XOR bt_row). */
+void lowbit_binary_matmul(int64_t *out, const uint64_t *a, const uint64_t *bt,
+                          int64_t M, int64_t N, int64_t W, int64_t K);
+
+/* out (M x N) = a @ b for codes in {-1, 0, 1} held as +1 and -1 bit-planes. */
+void lowbit_ternary_matmul(int64_t *out, const uint64_t *ap, const uint64_t *an,
+                           const uint64_t *btp, const uint64_t *btn,
+                           int64_t M, int64_t N, int64_t W);
+/* cffi:end */
+
+/* ------------------------------------------------------------------------
+ * Shared inline helpers of the kernels (not part of the cffi interface).
+ * ------------------------------------------------------------------------ */
+#include <math.h>
+#include <stdlib.h>
+
+#define LOWBIT_GAMMA UINT64_C(0x9E3779B97F4A7C15)
+#define LOWBIT_STEP_BITS 32
+#define LOWBIT_FINAL_STEP UINT64_C(0xFFFFFFFF)
+#define LOWBIT_TWO53 UINT64_C(0x20000000000000)
+
+/* splitmix64: the counter-th output from state seed, top 53 bits (numerics/rng.py). */
+static inline uint64_t lowbit_u53(uint64_t seed, uint64_t counter)
+{
+    uint64_t z = seed + (counter + 1) * LOWBIT_GAMMA;
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return (z ^ (z >> 31)) >> 11;
+}
+
+/* A fixed-point format prepared for the element loops. */
+typedef struct lowbit_fmt {
+    int64_t lo, hi;       /* code range */
+    uint64_t mask;        /* 2^bits - 1 */
+    int32_t bits, frac, is_signed, rounding, wrap;
+} lowbit_fmt;
+
+static inline lowbit_fmt lowbit_prepare(const lowbit_fixed *f)
+{
+    lowbit_fmt p;
+    p.bits = f->bits;
+    p.frac = f->frac;
+    p.is_signed = f->is_signed;
+    p.rounding = f->rounding;
+    p.wrap = f->overflow == LOWBIT_WRAP;
+    p.mask = (UINT64_C(1) << f->bits) - 1;
+    if (f->is_signed) {
+        p.lo = -(INT64_C(1) << (f->bits - 1));
+        p.hi = (INT64_C(1) << (f->bits - 1)) - 1;
+    } else {
+        p.lo = 0;
+        p.hi = (int64_t)p.mask;
+    }
+    return p;
+}
+
+/* floor(v / 2^s) for 0 <= s <= 63 without relying on signed right shifts. */
+static inline int64_t lowbit_floor_shift(int64_t v, int s)
+{
+    return v >= 0 ? (int64_t)((uint64_t)v >> s) : (int64_t)~((uint64_t)~v >> s);
+}
+
+/* v * 2^k for 0 <= k <= 63, wrapping modulo 2^64 (never undefined). */
+static inline int64_t lowbit_shl(int64_t v, int k)
+{
+    return (int64_t)((uint64_t)v << k);
+}
+
+/* Two's-complement wrap of the low `bits` bits of w. */
+static inline int64_t lowbit_wrap_bits(uint64_t w, const lowbit_fmt *f)
+{
+    w &= f->mask;
+    if (f->is_signed && ((w >> (f->bits - 1)) & 1))
+        w |= ~f->mask;
+    return (int64_t)w;
+}
+
+/* The overflow policy applied to an exact integer n. */
+static inline int64_t lowbit_overflow(int64_t n, const lowbit_fmt *f)
+{
+    if (n >= f->lo && n <= f->hi)
+        return n;
+    if (f->wrap)
+        return lowbit_wrap_bits((uint64_t)n, f);
+    return n > f->hi ? f->hi : f->lo;
+}
+
+/* round(p * 2^-s) for 1 <= s <= 62 with the given rounding (no overflow). */
+static inline int64_t lowbit_round_shift62(int64_t p, int s, int rounding, uint64_t u53)
+{
+    int64_t q = lowbit_floor_shift(p, s);
+    uint64_t r = (uint64_t)p & ((UINT64_C(1) << s) - 1);
+    uint64_t half = UINT64_C(1) << (s - 1);
+    uint64_t t;
+    switch (rounding) {
+    case LOWBIT_NEAREST_EVEN:
+        return q + (r > half || (r == half && (q & 1)));
+    case LOWBIT_NEAREST_AWAY:
+        return q + (r > half || (r == half && p > 0));
+    case LOWBIT_TOWARD_ZERO:
+        return q + (p < 0 && r != 0);
+    case LOWBIT_FLOOR:
+        return q;
+    case LOWBIT_CEIL:
+        return q + (r != 0);
+    default: /* LOWBIT_STOCHASTIC: up iff u53 < ceil(r * 2^(53 - s)) */
+        if (s <= 53)
+            t = r << (53 - s);
+        else
+            t = (r >> (s - 53)) + ((r & ((UINT64_C(1) << (s - 53)) - 1)) != 0);
+        return q + (u53 < t);
+    }
+}
+
+/* round(p * 2^-s) for any s >= 1: shifts beyond 62 first compress p to
+ * s = 62 keeping a sticky bit, which preserves every rounding decision. */
+static inline int64_t lowbit_round_shift(int64_t p, int64_t s, int rounding, uint64_t u53)
+{
+    if (s > 62) {
+        int64_t d = s - 62;
+        if (d >= 63) {
+            p = p > 0 ? 1 : (p < 0 ? -1 : 0);
+        } else {
+            uint64_t lost = (uint64_t)p & ((UINT64_C(1) << d) - 1);
+            p = (int64_t)((uint64_t)lowbit_floor_shift(p, (int)d) | (lost != 0));
+        }
+        s = 62;
+    }
+    return lowbit_round_shift62(p, (int)s, rounding, u53);
+}
+
+/* The code of the exact value p * 2^-pfrac in f (one rounding, then overflow). */
+static inline int64_t lowbit_quantize(int64_t p, int64_t pfrac, const lowbit_fmt *f,
+                                      uint64_t seed, uint64_t counter)
+{
+    int64_t s = pfrac - f->frac;
+    if (s > 0) {
+        uint64_t u = f->rounding == LOWBIT_STOCHASTIC ? lowbit_u53(seed, counter) : 0;
+        return lowbit_overflow(lowbit_round_shift(p, s, f->rounding, u), f);
+    }
+    if (s == 0 || p == 0)
+        return lowbit_overflow(p, f);
+    int64_t k = -s;
+    if (f->wrap)
+        return k >= 64 ? 0 : lowbit_wrap_bits((uint64_t)p << k, f);
+    int kk = k > 63 ? 63 : (int)k;
+    if (p > (f->hi >> kk))
+        return f->hi;
+    if (p < -((-f->lo) >> kk))
+        return f->lo;
+    return lowbit_shl(p, (int)k);
+}
+
+#endif /* LOWBIT_H */

@@ -1,0 +1,1 @@
+"""The C backend: kernels in ``csrc/``, bound with cffi (see :mod:`.build`)."""

@@ -1,0 +1,137 @@
+"""The C backend behind :mod:`emulators.backends`' common interface.
+
+The compiled module is ``emulators._c._lowbit_c``, built at install time. Set
+``LOWBIT_C_MODULE_DIR`` to load another build of it (e.g. the sanitizer build
+CI makes with ``python -m emulators._c.build --sanitize --outdir DIR``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+
+name = "c"
+BUILD_HINT = (
+    "the C backend of lowbit is not built: run `pip install -e .` in the lowbit "
+    "checkout (or `make build`); it needs gcc and cffi"
+)
+
+
+def _load():
+    where = os.environ.get("LOWBIT_C_MODULE_DIR")
+    if where:
+        found = sorted(Path(where).rglob("_lowbit_c*.so"))
+        if not found:
+            raise ImportError(f"LOWBIT_C_MODULE_DIR={where!r} holds no _lowbit_c*.so; {BUILD_HINT}")
+        spec = importlib.util.spec_from_file_location("emulators._c._lowbit_c", found[0])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module
+    try:
+        from emulators._c import _lowbit_c
+    except ImportError as exc:
+        raise ImportError(f"{BUILD_HINT} ({exc})") from exc
+    return _lowbit_c
+
+
+_mod = _load()
+ffi, lib = _mod.ffi, _mod.lib
+ORDERS = {"sequential": lib.LOWBIT_SEQUENTIAL, "pairwise": lib.LOWBIT_PAIRWISE}
+_CTYPES = {np.dtype(np.float64): "double *", np.dtype(np.float32): "float *",
+           np.dtype(np.int64): "int64_t *", np.dtype(np.uint64): "uint64_t *"}
+
+
+def _p(a: np.ndarray):
+    """A C pointer to the data of a C-contiguous array."""
+    return ffi.cast(_CTYPES[a.dtype], ffi.from_buffer(a, require_writable=False))
+
+
+def _fmt(fmt):
+    return ffi.new("lowbit_fixed *", (fmt.bits, fmt.frac, int(fmt.signed),
+                                       int(fmt.rounding), int(fmt.overflow)))
+
+
+def _check(status: int) -> int:
+    if status == lib.LOWBIT_ERR_NOMEM:
+        raise MemoryError("the C backend could not allocate a scratch buffer")
+    return status
+
+
+def fixed_cast(x, fmt, seed):
+    out = np.empty(x.shape, np.int64)
+    fn = lib.lowbit_fixed_cast_f32 if x.dtype == np.float32 else lib.lowbit_fixed_cast_f64
+    return out, _check(fn(_p(out), _p(x), x.size, _fmt(fmt), seed))
+
+
+def fixed_convert(codes, src_frac, fmt, seed, counter_shift=0, counter_low=0):
+    out = np.empty(codes.shape, np.int64)
+    lib.lowbit_fixed_convert(_p(out), _p(codes), codes.size, src_frac, _fmt(fmt), seed,
+                             counter_shift, counter_low)
+    return out
+
+
+def fixed_add(a, fa, b, fb, negate_b, fmt, seed):
+    out = np.empty(a.shape, np.int64)
+    lib.lowbit_fixed_add(_p(out), _p(a), fa, _p(b), fb, a.size, int(negate_b), _fmt(fmt), seed)
+    return out
+
+
+def fixed_mul(a, b, pfrac, fmt, seed):
+    out = np.empty(a.shape, np.int64)
+    lib.lowbit_fixed_mul(_p(out), _p(a), _p(b), a.size, pfrac, _fmt(fmt), seed)
+    return out
+
+
+def fixed_matmul(a, bt, pfrac, acc, order, compensated, fmt, seed):
+    M, K = a.shape
+    N = bt.shape[0]
+    out = np.empty((M, N), np.int64)
+    acc_p = ffi.NULL if acc is None else _fmt(acc)
+    _check(lib.lowbit_fixed_matmul(_p(out), _p(a), _p(bt), M, K, N, pfrac, acc_p,
+                                   ORDERS[order], int(compensated), _fmt(fmt), seed))
+    return out
+
+
+def fixed_sum(a, tfrac, acc, order, compensated, fmt, seed):
+    M, K = a.shape
+    out = np.empty(M, np.int64)
+    acc_p = ffi.NULL if acc is None else _fmt(acc)
+    _check(lib.lowbit_fixed_sum(_p(out), _p(a), M, K, tfrac, acc_p, ORDERS[order],
+                                int(compensated), _fmt(fmt), seed))
+    return out
+
+
+def binary_cast(x):
+    out = np.empty(x.shape, np.int64)
+    fn = lib.lowbit_binary_cast_f32 if x.dtype == np.float32 else lib.lowbit_binary_cast_f64
+    return out, fn(_p(out), _p(x), x.size)
+
+
+def ternary_cast(x, threshold):
+    out = np.empty(x.shape, np.int64)
+    fn = lib.lowbit_ternary_cast_f32 if x.dtype == np.float32 else lib.lowbit_ternary_cast_f64
+    return out, fn(_p(out), _p(x), x.size, float(threshold))
+
+
+def pack_bits(codes, value):
+    rows, K = codes.shape
+    W = (K + 63) // 64
+    words = np.empty((rows, W), np.uint64)
+    lib.lowbit_pack_bits(_p(words), _p(codes), rows, K, W, value)
+    return words
+
+
+def binary_matmul(a, bt, K):
+    out = np.empty((a.shape[0], bt.shape[0]), np.int64)
+    lib.lowbit_binary_matmul(_p(out), _p(a), _p(bt), a.shape[0], bt.shape[0], a.shape[1], K)
+    return out
+
+
+def ternary_matmul(ap, an, btp, btn):
+    out = np.empty((ap.shape[0], btp.shape[0]), np.int64)
+    lib.lowbit_ternary_matmul(_p(out), _p(ap), _p(an), _p(btp), _p(btn),
+                              ap.shape[0], btp.shape[0], ap.shape[1])
+    return out

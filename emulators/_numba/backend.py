@@ -1,0 +1,84 @@
+"""The Numba backend behind :mod:`emulators.backends`' common interface."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emulators._numba import binary, fixed
+
+name = "numba"
+ORDERS = {"sequential": fixed.SEQUENTIAL, "pairwise": fixed.PAIRWISE}
+_NO_ACC = (1, 0, 1, 0, 0, -1, 0)  # placeholder format tuple when the sum is exact
+
+
+def fixed_cast(x, fmt, seed):
+    out = np.empty(x.shape, np.int64)
+    status = fixed.fixed_cast(x.reshape(-1), fixed.fmt_tuple(fmt), np.uint64(seed), out.reshape(-1))
+    return out, int(status)
+
+
+def fixed_convert(codes, src_frac, fmt, seed, counter_shift=0, counter_low=0):
+    out = np.empty(codes.shape, np.int64)
+    fixed.fixed_convert(codes.reshape(-1), src_frac, fixed.fmt_tuple(fmt), np.uint64(seed),
+                        counter_shift, np.uint64(counter_low), out.reshape(-1))
+    return out
+
+
+def fixed_add(a, fa, b, fb, negate_b, fmt, seed):
+    out = np.empty(a.shape, np.int64)
+    fixed.fixed_add(a.reshape(-1), fa, b.reshape(-1), fb, bool(negate_b),
+                    fixed.fmt_tuple(fmt), np.uint64(seed), out.reshape(-1))
+    return out
+
+
+def fixed_mul(a, b, pfrac, fmt, seed):
+    out = np.empty(a.shape, np.int64)
+    fixed.fixed_mul(a.reshape(-1), b.reshape(-1), pfrac, fixed.fmt_tuple(fmt),
+                    np.uint64(seed), out.reshape(-1))
+    return out
+
+
+def fixed_matmul(a, bt, pfrac, acc, order, compensated, fmt, seed):
+    out = np.empty((a.shape[0], bt.shape[0]), np.int64)
+    acc_t = _NO_ACC if acc is None else fixed.fmt_tuple(acc)
+    fixed.fixed_matmul(a, bt, pfrac, acc_t, acc is not None, ORDERS[order], bool(compensated),
+                       fixed.fmt_tuple(fmt), np.uint64(seed), out)
+    return out
+
+
+def fixed_sum(a, tfrac, acc, order, compensated, fmt, seed):
+    out = np.empty(a.shape[0], np.int64)
+    acc_t = _NO_ACC if acc is None else fixed.fmt_tuple(acc)
+    fixed.fixed_sum(a, tfrac, acc_t, acc is not None, ORDERS[order], bool(compensated),
+                    fixed.fmt_tuple(fmt), np.uint64(seed), out)
+    return out
+
+
+def binary_cast(x):
+    out = np.empty(x.shape, np.int64)
+    return out, int(binary.binary_cast(x.reshape(-1), out.reshape(-1)))
+
+
+def ternary_cast(x, threshold):
+    out = np.empty(x.shape, np.int64)
+    return out, int(binary.ternary_cast(x.reshape(-1), float(threshold), out.reshape(-1)))
+
+
+def pack_bits(codes, value):
+    rows, K = codes.shape
+    W = (K + 63) // 64
+    words = np.empty((rows, W), np.uint64)
+    binary.pack_bits(codes, W, value, words)
+    return words
+
+
+def binary_matmul(a, bt, K):
+    out = np.empty((a.shape[0], bt.shape[0]), np.int64)
+    binary.binary_matmul(a, bt, K, out)
+    return out
+
+
+def ternary_matmul(ap, an, btp, btn):
+    out = np.empty((ap.shape[0], btp.shape[0]), np.int64)
+    binary.ternary_matmul(ap, an, btp, btn, out)
+    return out

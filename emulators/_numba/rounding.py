@@ -1,0 +1,132 @@
+"""Rounding, overflow and the splitmix64 counter RNG: the Numba twins of the
+inline helpers in ``csrc/lowbit.h`` (same names without the ``lowbit_`` prefix).
+
+A format reaches the kernels as ``fmt = (bits, frac, is_signed, rounding, wrap,
+lo, hi)``, a tuple of int64 built by :func:`emulators._numba.fixed.fmt_tuple`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emulators._numba.jit import jit
+
+U64 = np.uint64
+GAMMA = U64(0x9E3779B97F4A7C15)
+MIX1 = U64(0xBF58476D1CE4E5B9)
+MIX2 = U64(0x94D049BB133111EB)
+ONE = U64(1)
+ZERO = U64(0)
+STEP_BITS = U64(32)
+FINAL_STEP = U64(0xFFFFFFFF)
+TWO53 = U64(1 << 53)
+
+NEAREST_EVEN, NEAREST_AWAY, TOWARD_ZERO, FLOOR, CEIL, STOCHASTIC = range(6)
+
+
+@jit
+def u53(seed, counter):
+    """Top 53 bits of the counter-th splitmix64 output from state seed (uint64s)."""
+    z = seed + (counter + ONE) * GAMMA
+    z = (z ^ (z >> U64(30))) * MIX1
+    z = (z ^ (z >> U64(27))) * MIX2
+    return (z ^ (z >> U64(31))) >> U64(11)
+
+
+@jit
+def step_counter(element, step):
+    """Counter of rounding ``step`` of accumulation output ``element``."""
+    return (U64(element) << STEP_BITS) | U64(step)
+
+
+@jit
+def final_counter(element):
+    """Counter of the final rounding of accumulation output ``element``."""
+    return (U64(element) << STEP_BITS) | FINAL_STEP
+
+
+@jit
+def wrap_bits(w, fmt):
+    """Two's-complement wrap of the low ``bits`` bits of the uint64 ``w``."""
+    bits = fmt[0]
+    mask = (ONE << U64(bits)) - ONE
+    w = w & mask
+    if fmt[2] != 0 and ((w >> U64(bits - 1)) & ONE) != ZERO:
+        w = w | ~mask
+    return np.int64(w)
+
+
+@jit
+def overflow(n, fmt):
+    """The overflow policy applied to the exact integer ``n``."""
+    lo = fmt[5]
+    hi = fmt[6]
+    if lo <= n <= hi:
+        return n
+    if fmt[4] != 0:
+        return wrap_bits(U64(n), fmt)
+    return hi if n > hi else lo
+
+
+@jit
+def round_shift62(p, s, rounding, u):
+    """round(p * 2**-s) for 1 <= s <= 62 (no overflow)."""
+    q = p >> s
+    r = U64(p) & ((ONE << U64(s)) - ONE)
+    half = ONE << U64(s - 1)
+    if rounding == NEAREST_EVEN:
+        return q + 1 if (r > half or (r == half and (q & 1) != 0)) else q
+    if rounding == NEAREST_AWAY:
+        return q + 1 if (r > half or (r == half and p > 0)) else q
+    if rounding == TOWARD_ZERO:
+        return q + 1 if (p < 0 and r != ZERO) else q
+    if rounding == FLOOR:
+        return q
+    if rounding == CEIL:
+        return q + 1 if r != ZERO else q
+    if s <= 53:
+        t = r << U64(53 - s)
+    else:
+        d = s - 53
+        t = r >> U64(d)
+        if (r & ((ONE << U64(d)) - ONE)) != ZERO:
+            t += ONE
+    return q + 1 if u < t else q
+
+
+@jit
+def round_shift(p, s, rounding, u):
+    """round(p * 2**-s) for any s >= 1 (sticky compression beyond 62)."""
+    if s > 62:
+        d = s - 62
+        if d >= 63:
+            p = np.int64(1) if p > 0 else (np.int64(-1) if p < 0 else np.int64(0))
+        else:
+            lost = U64(p) & ((ONE << U64(d)) - ONE)
+            p = p >> d
+            if lost != ZERO:
+                p = p | 1
+        s = 62
+    return round_shift62(p, s, rounding, u)
+
+
+@jit
+def quantize(p, pfrac, fmt, seed, counter):
+    """Code of the exact value p * 2**-pfrac in fmt: one rounding, then overflow."""
+    s = pfrac - fmt[1]
+    if s > 0:
+        u = u53(seed, counter) if fmt[3] == STOCHASTIC else ZERO
+        return overflow(round_shift(p, s, fmt[3], u), fmt)
+    if s == 0 or p == 0:
+        return overflow(p, fmt)
+    k = -s
+    if fmt[4] != 0:
+        if k >= 64:
+            return np.int64(0)
+        return wrap_bits(U64(p) << U64(k), fmt)
+    kk = 63 if k > 63 else k
+    if p > (fmt[6] >> kk):
+        return fmt[6]
+    if p < -((-fmt[5]) >> kk):
+        return fmt[5]
+    return p << k

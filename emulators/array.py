@@ -1,0 +1,179 @@
+"""``EmuArray``: an array of integer codes of one format (plus optional scales).
+
+>>> import numpy as np
+>>> from numerics import Fixed
+>>> x = from_codes(np.array([3, -4]), Fixed(8, 2))
+>>> x
+EmuArray(codes=[ 3 -4], fmt=Fixed(8, 2))
+>>> x.to_float()
+array([ 0.75, -1.  ])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numerics.formats import FORMAT_TYPES, Binary, Fixed, Format, Ternary, parse_format
+
+
+class EmuArray:
+    """Integer codes (int64, read-only) of format ``fmt``; value = decode(code) * scale.
+
+    ``scale`` is ``None`` or float64 metadata broadcastable to the codes with the
+    same number of dimensions (binary/ternary scales; products of scales after a
+    matmul). Construct with :func:`emulators.cast` or :func:`from_codes`.
+    """
+
+    __slots__ = ("_codes", "_fmt", "_scale")
+
+    def __init__(self, codes: np.ndarray, fmt: Format, scale: np.ndarray | None = None):
+        codes = np.asarray(codes, dtype=np.int64)
+        codes.flags.writeable = False
+        self._codes = codes
+        self._fmt = fmt
+        if scale is not None:
+            scale = np.asarray(scale, dtype=np.float64)
+            scale.flags.writeable = False
+        self._scale = scale
+
+    @property
+    def codes(self) -> np.ndarray:
+        """The codes, an int64 array (read-only)."""
+        return self._codes
+
+    @property
+    def fmt(self) -> Format:
+        return self._fmt
+
+    @property
+    def scale(self) -> np.ndarray | None:
+        return self._scale
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._codes.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._codes.ndim
+
+    @property
+    def size(self) -> int:
+        return self._codes.size
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def to_float(self) -> np.ndarray:
+        """The values as float64: code * 2**-frac (* scale).
+
+        Exact for every code of at most 53 significant bits (every format with
+        ``bits <= 53``, every binary/ternary code); otherwise rounded once to
+        nearest-even. With a scale, ``code * scale`` is one float64 product.
+        """
+        vals = self._codes.astype(np.float64)
+        if isinstance(self._fmt, Fixed) and self._fmt.frac:
+            vals *= 2.0 ** -self._fmt.frac
+        if self._scale is not None:
+            vals = vals * self._scale
+        return vals
+
+    def _with(self, codes: np.ndarray, scale: np.ndarray | None) -> "EmuArray":
+        return EmuArray(codes, self._fmt, scale)
+
+    @property
+    def T(self) -> "EmuArray":
+        """The transpose (codes and scale)."""
+        return self._with(self._codes.T, None if self._scale is None else self._scale.T)
+
+    def reshape(self, *shape) -> "EmuArray":
+        """Reshape the codes; a scale must be a single value (all axes of size 1)."""
+        codes = self._codes.reshape(*shape)
+        scale = self._scale
+        if scale is not None:
+            if scale.size != 1:
+                raise ValueError("reshape of an array with per-channel scales is not supported")
+            scale = scale.reshape((1,) * codes.ndim)
+        return self._with(codes, scale)
+
+    def __getitem__(self, index) -> "EmuArray":
+        codes = self._codes[index]
+        scale = None
+        if self._scale is not None:
+            scale = np.broadcast_to(self._scale, self.shape)[index]
+        return self._with(codes, scale)
+
+    def identical(self, other: object) -> bool:
+        """Same format, same codes, same shape and same scales (bit for bit)."""
+        if not isinstance(other, EmuArray) or other.fmt != self.fmt:
+            return False
+        if other.shape != self.shape or not np.array_equal(other.codes, self.codes):
+            return False
+        if (self.scale is None) != (other.scale is None):
+            return False
+        return self.scale is None or np.array_equal(
+            np.broadcast_to(self.scale, self.shape), np.broadcast_to(other.scale, other.shape))
+
+    def __repr__(self) -> str:
+        s = f"EmuArray(codes={np.array2string(self._codes, threshold=20)}, fmt={self._fmt!r}"
+        if self._scale is not None:
+            s += f", scale={np.array2string(self._scale, threshold=8)}"
+        return s + ")"
+
+
+def as_format(fmt: object, name: str = "fmt") -> Format:
+    """A format object from a format or its short string; TypeError otherwise."""
+    if isinstance(fmt, FORMAT_TYPES):
+        return fmt  # type: ignore[return-value]
+    if isinstance(fmt, str):
+        return parse_format(fmt)
+    raise TypeError(f"{name} must be a format (Fixed, Binary, Ternary) or its string, "
+                    f"got {type(fmt).__name__} {fmt!r}")
+
+
+def from_codes(codes, fmt: Format | str, scale=None) -> EmuArray:
+    """Wrap existing integer codes of ``fmt`` (validated; copied to int64).
+
+    Raises ``TypeError`` for non-integer codes and ``ValueError`` naming the first
+    code outside the format's range (binary codes must be -1 or +1).
+    """
+    fmt = as_format(fmt)
+    arr = np.asarray(codes)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"codes must be an integer array, got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        bad = np.argmax(arr > np.iinfo(np.int64).max)
+        raise ValueError(f"codes{list(np.unravel_index(bad, arr.shape))} = {arr.flat[bad]} "
+                         f"is outside {fmt!r}")
+    arr = np.array(arr, dtype=np.int64)
+    bad_mask = (arr < fmt.min_code) | (arr > fmt.max_code)
+    if isinstance(fmt, Binary):
+        bad_mask |= arr == 0
+    if bad_mask.any():
+        i = int(np.argmax(bad_mask))
+        idx = [int(v) for v in np.unravel_index(i, arr.shape)]
+        raise ValueError(f"codes{idx} = {arr.flat[i]} is outside {fmt!r} "
+                         f"(codes {fmt.min_code}..{fmt.max_code}"
+                         f"{', not 0' if isinstance(fmt, Binary) else ''})")
+    return EmuArray(arr, fmt, check_scale(scale, arr.shape))
+
+
+def check_scale(scale, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Validate a scale: float64, finite, same ndim as the codes, broadcastable."""
+    if scale is None:
+        return None
+    s = np.asarray(scale, dtype=np.float64)
+    if s.ndim < len(shape):
+        s = s.reshape((1,) * (len(shape) - s.ndim) + s.shape)
+    try:
+        np.broadcast_shapes(s.shape, shape)
+    except ValueError:
+        raise ValueError(f"scale of shape {s.shape} does not broadcast to codes of shape {shape}") from None
+    if s.ndim != len(shape) or not np.isfinite(s).all():
+        raise ValueError(f"scale must be finite with ndim <= {len(shape)}, got shape {s.shape}")
+    return s
+
+
+def is_integer_format(fmt: Format) -> bool:
+    """Binary and ternary codes are integers (frac 0)."""
+    return isinstance(fmt, (Binary, Ternary))

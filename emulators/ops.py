@@ -1,0 +1,413 @@
+"""The array API: cast, add, sub, mul, matmul, sum over :class:`EmuArray`.
+
+Every function validates its arguments here, once, then calls the chosen
+backend's kernel; the kernels assume valid input. Semantics are defined by
+:mod:`numerics.reference` and written out in ``docs/formats.md``:
+
+- one rounding per operation (``out``'s rounding mode, then its overflow mode);
+- ``acc=None`` sums exactly; a Fixed ``acc`` rounds after every addition, in
+  ``order`` ``"sequential"`` (left to right) or ``"pairwise"`` (fixed tree), with
+  optional Kahan compensation (``compensated=True``, sequential only);
+- stochastic rounding draws from the counter RNG of ``docs/rng.md`` with
+  ``seed``: pass a different seed to every call whose rounding must be independent.
+
+>>> import numpy as np
+>>> from numerics import Fixed
+>>> a = cast(np.array([0.5, 1.25, -2.0]), Fixed(8, 2))
+>>> a.codes
+array([ 2,  5, -8])
+>>> mul(a, a).to_float()   # 1.5625 rounds to nearest-even in Fixed(8, 2)
+array([0.25, 1.5 , 4.  ])
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from emulators.array import EmuArray, as_format, check_scale, is_integer_format
+from emulators.backends import get_backend
+from numerics import rng
+from numerics import scales
+from numerics.formats import Binary, Fixed, Format
+
+ORDERS = ("sequential", "pairwise")
+EXACT_BLAS_LIMIT = 1 << 53
+"""Float64 BLAS is used for exact matmuls when every partial sum is an integer below this."""
+EXACT_SUM_LIMIT = 1 << 62
+"""Exact int64 accumulation is allowed while sum(|products|) stays below this."""
+ALIGN_LIMIT = 61
+"""Aligned operands of an addition must have magnitudes below 2**61."""
+
+
+# ---------------------------------------------------------------- helpers ---
+
+def _magnitude_bits(fmt: Format) -> int:
+    """m with |code| <= 2**m for every code of fmt."""
+    return fmt.magnitude_bits if isinstance(fmt, Fixed) else 0
+
+
+def _check_emu(x: object, name: str) -> EmuArray:
+    if not isinstance(x, EmuArray):
+        raise TypeError(f"{name} must be an EmuArray (see emulators.cast), got {type(x).__name__}")
+    return x
+
+
+def _check_fixed(fmt: object, name: str) -> Fixed:
+    fmt = as_format(fmt, name)
+    if not isinstance(fmt, Fixed):
+        raise ValueError(f"{name} must be a Fixed format, got {fmt!r}")
+    return fmt
+
+
+def _check_unscaled(x: EmuArray, name: str, op: str) -> None:
+    if x.scale is not None:
+        raise ValueError(f"{op}: {name} has scales ({x.fmt!r}); {op} works on unscaled codes "
+                         f"(cast with scale=None, or use {name}.to_float())")
+
+
+def _default_out(out: object, fmts: list[Format], op: str) -> Fixed:
+    if out is not None:
+        return _check_fixed(out, "out")
+    fixed = [f for f in fmts if isinstance(f, Fixed)]
+    if fixed and all(f == fixed[0] for f in fixed):
+        return fixed[0]
+    if not fixed:
+        return Fixed(32, 0)
+    raise ValueError(f"{op}: out is required when the operands' formats differ "
+                     f"({', '.join(repr(f) for f in fmts)})")
+
+
+def _check_order(order: object, compensated: object, acc: Optional[Fixed]) -> None:
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if not isinstance(compensated, bool):
+        raise TypeError(f"compensated must be a bool, got {compensated!r}")
+    if compensated and acc is None:
+        raise ValueError("compensated=True needs a narrow accumulator format acc "
+                         "(acc=None already sums exactly)")
+    if compensated and order != "sequential":
+        raise ValueError("compensated=True (Kahan summation) needs order='sequential'")
+
+
+def _check_acc_alignment(acc: Fixed, term_mag: int, tfrac: int, op: str) -> None:
+    F = max(acc.frac, tfrac)
+    if acc.magnitude_bits + F - acc.frac > ALIGN_LIMIT or term_mag + F - tfrac > ALIGN_LIMIT:
+        raise ValueError(
+            f"{op}: accumulating terms of {term_mag} magnitude bits at frac {tfrac} into {acc!r} "
+            f"needs more than {ALIGN_LIMIT + 1} aligned bits; use a narrower acc or operands")
+
+
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous array of the same shape (0-d stays 0-d)."""
+    return a if a.flags.c_contiguous else np.array(a, order="C")
+
+
+def _first_index(mask: np.ndarray) -> list[int]:
+    return [int(v) for v in np.unravel_index(int(np.argmax(mask)), mask.shape)]
+
+
+def _float_input(x: object) -> np.ndarray:
+    """A C-contiguous float32/float64 array of ``x`` (ints converted exactly)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind == "f":
+        if arr.dtype.itemsize > 8:
+            raise TypeError(f"x of dtype {arr.dtype} is not supported (use float64)")
+        if arr.dtype.itemsize < 4:
+            arr = arr.astype(np.float32)  # float16 -> float32 is exact
+    elif arr.dtype.kind in "iub":
+        as_f = arr.astype(np.float64)
+        if arr.size and np.any(as_f.astype(arr.dtype) != arr):
+            raise ValueError("x holds integers that float64 cannot represent exactly")
+        arr = as_f
+    else:
+        raise TypeError(f"x must be a real float or integer array, got dtype {arr.dtype}")
+    return _contiguous(arr)
+
+
+def _raise_bad_float(x: np.ndarray, status: int, fmt: Format) -> None:
+    nan = np.isnan(x)
+    if nan.any():
+        raise ValueError(f"x{_first_index(nan)} is NaN")
+    if status:
+        raise ValueError(f"x{_first_index(np.isinf(x))} is {x[np.isinf(x)][0]} and cannot wrap "
+                         f"in {fmt!r} (overflow=WRAP); saturate or clip first")
+
+
+# ------------------------------------------------------------------- cast ---
+
+def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> EmuArray:
+    """Codes of ``x`` (floats, ints, or an EmuArray) in ``fmt``, rounded once.
+
+    - Fixed: ``code = overflow(round(x * 2**frac))`` with ``fmt``'s modes; NaN
+      raises ``ValueError`` naming its index; +-inf saturates under SATURATE and
+      raises under WRAP. Stochastic counter = flat C-order index.
+    - Binary / Ternary: codes and scale as in :mod:`numerics.reference.binary`.
+    - From an EmuArray: its exact values are re-rounded into ``fmt`` (a scaled
+      Fixed array cannot be: convert it with ``to_float()`` first).
+    """
+    fmt = as_format(fmt)
+    seed = rng.check_seed(seed)
+    be = get_backend(backend)
+    if isinstance(x, EmuArray):
+        return _convert(x, fmt, seed, be)
+    arr = _float_input(x)
+    if isinstance(fmt, Fixed):
+        if arr.size == 0:
+            return EmuArray(np.zeros(arr.shape, np.int64), fmt)
+        codes, status = be.fixed_cast(arr, fmt, seed)
+        if status:
+            _raise_bad_float(arr, status, fmt)
+        return EmuArray(codes, fmt)
+    if isinstance(fmt, Binary):
+        codes, status = be.binary_cast(arr)
+        if status:
+            _raise_bad_float(arr, status, fmt)
+        return EmuArray(codes, fmt, scales.binary_scale(arr, fmt))
+    threshold = scales.ternary_threshold(arr, fmt)  # NaN if x holds a NaN: reported below
+    codes, status = be.ternary_cast(arr, threshold)
+    if status:
+        _raise_bad_float(arr, status, fmt)
+    return EmuArray(codes, fmt, scales.ternary_scale(arr, fmt, threshold))
+
+
+def _convert(x: EmuArray, fmt: Format, seed: int, be) -> EmuArray:
+    src = x.fmt
+    if isinstance(fmt, Fixed) and x.scale is None:
+        codes = _contiguous(x.codes)
+        if codes.size == 0:
+            return EmuArray(codes.copy(), fmt)
+        return EmuArray(be.fixed_convert(codes, src.frac, fmt, seed), fmt)
+    exact_floats = is_integer_format(src) or (isinstance(src, Fixed) and x.scale is None
+                                              and src.bits <= 53)
+    if not exact_floats:
+        raise ValueError(f"cannot cast an array of {src!r}{' with scales' if x.scale is not None else ''} "
+                         f"to {fmt!r} exactly; cast x.to_float() instead")
+    return cast(x.to_float(), fmt, seed=seed, backend=be.name)
+
+
+# ------------------------------------------------------------ element-wise ---
+
+def _elementwise_operands(a, b, op: str):
+    a = _check_emu(a, "a")
+    b = _check_emu(b, "b")
+    _check_unscaled(a, "a", op)
+    _check_unscaled(b, "b", op)
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+    ca = _contiguous(np.broadcast_to(a.codes, shape))
+    cb = _contiguous(np.broadcast_to(b.codes, shape))
+    return a, b, ca, cb, shape
+
+
+def _add(a, b, out, seed, backend, negate_b: bool, op: str) -> EmuArray:
+    a, b, ca, cb, shape = _elementwise_operands(a, b, op)
+    out = _default_out(out, [a.fmt, b.fmt], op)
+    seed = rng.check_seed(seed)
+    F = max(a.fmt.frac, b.fmt.frac)
+    for name, f in (("a", a.fmt), ("b", b.fmt)):
+        if _magnitude_bits(f) + F - f.frac > ALIGN_LIMIT:
+            raise ValueError(f"{op}: {name} of {f!r} aligned to {F} fractional bits exceeds "
+                             f"{ALIGN_LIMIT} magnitude bits; use narrower formats")
+    if ca.size == 0:
+        return EmuArray(np.zeros(shape, np.int64), out)
+    codes = get_backend(backend).fixed_add(ca, a.fmt.frac, cb, b.fmt.frac, negate_b, out, seed)
+    return EmuArray(codes, out)
+
+
+def add(a: EmuArray, b: EmuArray, out: Fixed | str | None = None, *, seed: int = 0,
+        backend: str | None = None) -> EmuArray:
+    """Element-wise a + b (numpy broadcasting), rounded once into ``out``.
+
+    ``out`` defaults to the operands' format when they share one. Operands are
+    aligned exactly: each aligned magnitude must stay below 2**61.
+    """
+    return _add(a, b, out, seed, backend, False, "add")
+
+
+def sub(a: EmuArray, b: EmuArray, out: Fixed | str | None = None, *, seed: int = 0,
+        backend: str | None = None) -> EmuArray:
+    """Element-wise a - b (numpy broadcasting), rounded once into ``out`` (as :func:`add`)."""
+    return _add(a, b, out, seed, backend, True, "sub")
+
+
+def mul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None, *, seed: int = 0,
+        backend: str | None = None) -> EmuArray:
+    """Element-wise a * b (numpy broadcasting), the exact product rounded once into ``out``.
+
+    The product must fit 62 magnitude bits: signed operands up to bits_a + bits_b <= 64
+    (e.g. 32 x 32 bits), unsigned up to 31 x 31 bits.
+    """
+    a, b, ca, cb, shape = _elementwise_operands(a, b, "mul")
+    out = _default_out(out, [a.fmt, b.fmt], "mul")
+    seed = rng.check_seed(seed)
+    if _magnitude_bits(a.fmt) + _magnitude_bits(b.fmt) > 62:
+        raise ValueError(f"mul: the product of {a.fmt!r} and {b.fmt!r} needs more than 62 "
+                         "magnitude bits (operands up to 32 bits signed are supported)")
+    if ca.size == 0:
+        return EmuArray(np.zeros(shape, np.int64), out)
+    codes = get_backend(backend).fixed_mul(ca, cb, a.fmt.frac + b.fmt.frac, out, seed)
+    return EmuArray(codes, out)
+
+
+# ------------------------------------------------------------ accumulation ---
+
+def _max_abs(codes: np.ndarray) -> int:
+    return int(np.max(np.abs(codes))) if codes.size else 0
+
+
+def _scale_along(x: EmuArray, axis: int, name: str) -> np.ndarray | None:
+    """x's scale, which must not vary along ``axis`` (the contraction axis)."""
+    if x.scale is None:
+        return None
+    if x.scale.shape[axis] != 1:
+        raise ValueError(f"matmul: the scale of {name} varies along the contraction axis "
+                         f"(scale shape {x.scale.shape}); per-channel scales must be on "
+                         f"{'rows' if name == 'a' else 'columns'}")
+    return x.scale
+
+
+def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
+           acc: Fixed | str | None = None, order: str = "sequential",
+           compensated: bool = False, *, seed: int = 0,
+           backend: str | None = None) -> EmuArray:
+    """a @ b for 1-D or 2-D operands (numpy's rules), each product exact.
+
+    - ``acc=None``: the products are summed exactly and rounded once into ``out``.
+      Needs K * max|a| * max|b| < 2**62 for the codes at hand. Where every partial
+      sum is an integer below 2**53 a float64 BLAS computes it (exactly).
+    - ``acc`` a Fixed format: each output is accumulated in ``acc`` (see
+      :func:`numerics.reference.fixed.accumulate` for ``order`` and
+      ``compensated``), then rounded into ``out``.
+    - binary x binary and ternary operands with ``acc=None``: XNOR-popcount on
+      bit-packed uint64 words (ternary as two bit-planes), exact integers.
+    - scales (binary/ternary) must not vary along the contraction axis; the result
+      carries scale_a (rows) * scale_b (columns), applied after rounding.
+
+    ``out`` defaults to ``acc``, else the operands' common Fixed format, else the
+    Fixed operand's format, else ``Fixed(32, 0)`` for binary/ternary products.
+    """
+    a = _check_emu(a, "a")
+    b = _check_emu(b, "b")
+    if a.ndim not in (1, 2) or b.ndim not in (1, 2):
+        raise ValueError(f"matmul takes 1-D or 2-D operands, got shapes {a.shape} and {b.shape}")
+    acc_f = None if acc is None else _check_fixed(acc, "acc")
+    _check_order(order, compensated, acc_f)
+    out_f = acc_f if (out is None and acc_f is not None) else \
+        _default_out(out, [a.fmt, b.fmt], "matmul")
+    seed = rng.check_seed(seed)
+    a2 = a if a.ndim == 2 else a.reshape(1, -1)
+    b2 = b if b.ndim == 2 else b.reshape(-1, 1)
+    (M, K), (K2, N) = a2.shape, b2.shape
+    if K != K2:
+        raise ValueError(f"matmul: inner dimensions differ, {a.shape} @ {b.shape}")
+    sa = _scale_along(a2, 1, "a")
+    sb = _scale_along(b2, 0, "b")
+    ma, mb = _magnitude_bits(a.fmt), _magnitude_bits(b.fmt)
+    if ma + mb > 62:
+        raise ValueError(f"matmul: products of {a.fmt!r} and {b.fmt!r} need more than 62 "
+                         "magnitude bits (operands up to 32 bits signed are supported)")
+    be = get_backend(backend)
+    pfrac = a.fmt.frac + b.fmt.frac
+    ca = _contiguous(a2.codes)
+    cbt = _contiguous(b2.codes.T)
+    if M * N == 0:
+        codes = np.zeros((M, N), np.int64)
+    elif acc_f is not None:
+        _check_acc_alignment(acc_f, ma + mb, pfrac, "matmul")
+        codes = be.fixed_matmul(ca, cbt, pfrac, acc_f, order, compensated, out_f, seed)
+    else:
+        bound = K * _max_abs(ca) * _max_abs(cbt)
+        if bound >= EXACT_SUM_LIMIT:
+            raise ValueError(f"matmul: an exact sum of {K} products of up to {bound // max(K, 1)} "
+                             f"needs more than 62 bits; pass a narrow acc or use narrower operands")
+        if is_integer_format(a.fmt) and is_integer_format(b.fmt) and K:
+            dots = _popcount_matmul(ca, cbt, a.fmt, b.fmt, be)
+        elif bound < EXACT_BLAS_LIMIT:
+            dots = (ca.astype(np.float64) @ cbt.T.astype(np.float64)).astype(np.int64)
+        else:
+            dots = None
+        if dots is None:
+            codes = be.fixed_matmul(ca, cbt, pfrac, None, order, False, out_f, seed)
+        else:
+            codes = be.fixed_convert(_contiguous(dots), pfrac, out_f, seed,
+                                     rng.STEP_BITS, rng.FINAL_STEP)
+    scale = None
+    if sa is not None or sb is not None:
+        scale = (np.ones((M, 1)) if sa is None else sa) * (np.ones((1, N)) if sb is None else sb)
+    result_shape = (M, N)
+    if a.ndim == 1 and b.ndim == 1:
+        result_shape = ()
+    elif a.ndim == 1:
+        result_shape = (N,)
+    elif b.ndim == 1:
+        result_shape = (M,)
+    codes = codes.reshape(result_shape)
+    if scale is not None:
+        scale = np.broadcast_to(scale, (M, N)).reshape(result_shape) if result_shape != (M, N) \
+            else scale
+        scale = check_scale(scale, result_shape)
+    return EmuArray(codes, out_f, scale)
+
+
+def _popcount_matmul(ca: np.ndarray, cbt: np.ndarray, fa: Format, fb: Format, be) -> np.ndarray:
+    K = ca.shape[1]
+    if isinstance(fa, Binary) and isinstance(fb, Binary):
+        return be.binary_matmul(be.pack_bits(ca, 1), be.pack_bits(cbt, 1), K)
+    return be.ternary_matmul(be.pack_bits(ca, 1), be.pack_bits(ca, -1),
+                             be.pack_bits(cbt, 1), be.pack_bits(cbt, -1))
+
+
+def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  # noqa: A001
+        acc: Fixed | str | None = None, order: str = "sequential",
+        compensated: bool = False, *, seed: int = 0,
+        backend: str | None = None) -> EmuArray:
+    """Sum of a's values along ``axis`` (None: all elements, C order), into ``out``.
+
+    Accumulation as in :func:`matmul`: exact with ``acc=None`` (needs
+    K * max|a| < 2**62), else in ``acc`` with ``order`` and ``compensated``.
+    ``out`` defaults to ``acc``, else a's format (``Fixed(32, 0)`` for
+    binary/ternary). A single uniform scale is carried over; per-channel scales
+    are not supported.
+    """
+    a = _check_emu(a, "a")
+    acc_f = None if acc is None else _check_fixed(acc, "acc")
+    _check_order(order, compensated, acc_f)
+    out_f = acc_f if (out is None and acc_f is not None) else _default_out(out, [a.fmt], "sum")
+    seed = rng.check_seed(seed)
+    if a.scale is not None and a.scale.size != 1:
+        raise ValueError(f"sum: a has per-channel scales (shape {a.scale.shape}); "
+                         "sum a.to_float() or cast without per-channel scales")
+    if axis is None:
+        rows = _contiguous(a.codes).reshape(1, -1)
+        shape: tuple[int, ...] = ()
+    else:
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"axis must be an int or None, got {axis!r}")
+        if not -a.ndim <= axis < a.ndim:
+            raise ValueError(f"axis {axis} is out of range for an array of ndim {a.ndim}")
+        moved = np.moveaxis(a.codes, int(axis), -1)
+        shape = moved.shape[:-1]
+        rows = _contiguous(moved).reshape(int(np.prod(shape, dtype=np.int64)),
+                                                   moved.shape[-1])
+    M, K = rows.shape
+    ma = _magnitude_bits(a.fmt)
+    be = get_backend(backend)
+    if M == 0:
+        codes = np.zeros(M, np.int64)
+    elif acc_f is not None:
+        _check_acc_alignment(acc_f, ma, a.fmt.frac, "sum")
+        codes = be.fixed_sum(rows, a.fmt.frac, acc_f, order, compensated, out_f, seed)
+    else:
+        if K * _max_abs(rows) >= EXACT_SUM_LIMIT:
+            raise ValueError(f"sum: an exact sum of {K} codes of up to {_max_abs(rows)} needs "
+                             "more than 62 bits; pass a narrow acc")
+        codes = be.fixed_sum(rows, a.fmt.frac, None, order, False, out_f, seed)
+    scale = None if a.scale is None else np.full((1,) * len(shape), float(a.scale.flat[0]))
+    return EmuArray(codes.reshape(shape), out_f, scale)
+
+
+__all__ = ["ORDERS", "add", "cast", "matmul", "mul", "sub", "sum"]

@@ -1,0 +1,137 @@
+"""Hypothesis strategies for lowbit formats, codes and awkward values.
+
+Use them to property-test your own kernels against :mod:`numerics.reference`::
+
+    from hypothesis import given
+    from numerics import testing as lt
+    from numerics.reference import fixed as ref
+
+    @given(lt.fixed_formats(max_bits=16), lt.data())
+    def test_my_cast(fmt, data):
+        x = data.draw(lt.float_arrays(fmt))
+        assert (my_cast(x, fmt) == ref.cast(x, fmt)).all()
+
+Strategies:
+
+- :func:`fixed_formats`, :func:`binary_formats`, :func:`ternary_formats`,
+  :func:`formats` -- valid formats, every rounding and overflow mode;
+- :func:`codes` -- int64 code arrays of a format, biased to the extreme codes;
+- :func:`values` / :func:`float_arrays` -- floats that stress a format: exact
+  ties, values a hair off a tie, the edges of the range and just beyond them,
+  -0.0, subnormals, huge values and (optionally) infinities;
+- :func:`shapes` and :func:`seeds`.
+
+``data`` is re-exported from hypothesis for convenience.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from numerics.formats import MAX_BITS, Binary, Fixed, Format, Ternary
+from numerics.modes import Overflow, Rounding
+
+data = st.data
+
+SPECIAL_FLOATS = (0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e-300, -1e-300,
+                  1e300, -1e300, 1.7976931348623157e308, -1.7976931348623157e308)
+
+
+def fixed_formats(min_bits: int = 1, max_bits: int = MAX_BITS, min_frac: int = -8,
+                  max_frac: int = 70, roundings=tuple(Rounding), overflows=tuple(Overflow),
+                  signed=(True, False)) -> st.SearchStrategy[Fixed]:
+    """Valid :class:`Fixed` formats within the given bounds."""
+    return st.builds(
+        Fixed,
+        bits=st.integers(min_bits, max_bits),
+        frac=st.integers(min_frac, max_frac),
+        signed=st.sampled_from(signed),
+        rounding=st.sampled_from(roundings),
+        overflow=st.sampled_from(overflows),
+    )
+
+
+def binary_formats() -> st.SearchStrategy[Binary]:
+    """Every :class:`Binary` format."""
+    return st.sampled_from([Binary(), Binary("mean_abs"), Binary("per_channel")])
+
+
+def ternary_formats() -> st.SearchStrategy[Ternary]:
+    """:class:`Ternary` formats: the TWN rule or an absolute threshold, with or without scale."""
+    threshold = st.one_of(st.just("twn"), st.floats(0, 4, allow_nan=False))
+    return st.builds(Ternary, threshold=threshold, scale=st.sampled_from([None, "twn"]))
+
+
+def formats(max_bits: int = MAX_BITS) -> st.SearchStrategy[Format]:
+    """Any format."""
+    return st.one_of(fixed_formats(max_bits=max_bits), binary_formats(), ternary_formats())
+
+
+def shapes(max_dims: int = 2, max_side: int = 6, min_dims: int = 0) -> st.SearchStrategy:
+    """Array shapes, including 0-size and 1-element ones."""
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=0, max_side=max_side)
+
+
+def seeds() -> st.SearchStrategy[int]:
+    """Seeds for stochastic rounding (0..2**64-1, biased to small and extreme ones)."""
+    return st.one_of(st.integers(0, 3), st.integers(0, 2**64 - 1), st.just(2**64 - 1))
+
+
+def codes(fmt: Format, shape=None) -> st.SearchStrategy[np.ndarray]:
+    """int64 arrays of valid codes of ``fmt``, biased to the extreme codes."""
+    if isinstance(fmt, Binary):
+        elems = st.sampled_from([-1, 1])
+    else:
+        lo, hi = fmt.min_code, fmt.max_code
+        elems = st.one_of(st.integers(lo, hi), st.sampled_from(sorted({lo, hi, 0, min(hi, 1),
+                                                                        max(lo, -1)})))
+    return hnp.arrays(np.int64, shape if shape is not None else shapes(), elements=elems)
+
+
+def values(fmt: Format | None = None, allow_infinity: bool = False) -> st.SearchStrategy[float]:
+    """Floats that stress ``fmt``: grid points, exact ties, a hair off ties, range edges."""
+    general = st.floats(allow_nan=False, allow_infinity=allow_infinity, width=64)
+    special = st.sampled_from(SPECIAL_FLOATS)
+    out = [general, special]
+    if allow_infinity:
+        out.append(st.sampled_from([math.inf, -math.inf]))
+    if isinstance(fmt, Fixed):
+        out.append(_grid_values(fmt))
+    elif isinstance(fmt, Ternary) and isinstance(fmt.threshold, float):
+        t = fmt.threshold
+        out.append(st.sampled_from([t, -t, math.nextafter(t, 9), -math.nextafter(t, 9)]))
+    out.append(st.floats(-4, 4, allow_nan=False))
+    return st.one_of(*out)
+
+
+def _grid_values(fmt: Fixed) -> st.SearchStrategy[float]:
+    """(code + offset) * ulp for codes near the edges and offsets at and around ties."""
+    lo, hi = fmt.min_code, fmt.max_code
+    code = st.one_of(st.integers(lo - 2, hi + 2), st.sampled_from([lo, hi, lo - 1, hi + 1, 0]))
+    offset = st.sampled_from([Fraction(0), Fraction(1, 2), Fraction(-1, 2), Fraction(1, 4),
+                              Fraction(1, 2) + Fraction(1, 2**24), Fraction(1, 2) - Fraction(1, 2**24),
+                              Fraction(1, 2**30), -Fraction(1, 2**30)])
+
+    def build(c: int, off: Fraction) -> float:
+        v = (c + off) * fmt.ulp
+        try:
+            return float(v)
+        except OverflowError:
+            return math.copysign(1.7976931348623157e308, v)
+
+    return st.builds(build, code, offset)
+
+
+def float_arrays(fmt: Format | None = None, shape=None, allow_infinity: bool = False,
+                 dtype=np.float64) -> st.SearchStrategy[np.ndarray]:
+    """float arrays (float64 or float32) drawn from :func:`values`."""
+    elems = values(fmt, allow_infinity)
+    if np.dtype(dtype) == np.float32:
+        elems = elems.map(lambda v: float(np.float32(v)) if abs(v) < 3.4e38 or math.isinf(v)
+                          else math.copysign(3.4e38, v))
+    return hnp.arrays(dtype, shape if shape is not None else shapes(), elements=elems)

@@ -1,0 +1,3 @@
+from setuptools import setup
+
+setup(cffi_modules=["emulators/_c/build.py:ffibuilder"])
