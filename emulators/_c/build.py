@@ -25,7 +25,7 @@ SOURCES = ["fixed.c", "binary.c"]
 MODULE = "emulators._c._lowbit_c"
 CFLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fopenmp", "-Wall", "-Wextra",
           "-Wno-unknown-pragmas"]
-SANITIZE = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+SANITIZE = ["-O1", "-g", "-fno-wrapv", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
             "-fno-sanitize-recover=all"]
 
 

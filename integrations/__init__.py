@@ -1,0 +1,1 @@
+"""lowbit.integrations: data loading, error reports, the CLI (and later PyTorch)."""
