@@ -4,7 +4,6 @@
  */
 #include "lowbit.h"
 
-#define LOWBIT_PARALLEL_MIN 65536
 
 #define LOWBIT_DEFINE_BINARY_CAST(NAME, T)                                        \
     int NAME(int64_t *out, const T *x, int64_t n)                                 \
@@ -50,6 +49,27 @@ void lowbit_pack_bits(uint64_t *words, const int64_t *codes, int64_t rows, int64
             for (int64_t b = 0; b < end; b++)
                 word |= (uint64_t)(c[w * 64 + b] == value) << b;
             words[r * W + w] = word;
+        }
+    }
+}
+
+void lowbit_pack_cols(uint64_t *words, const int64_t *codes, int64_t K, int64_t N,
+                      int64_t W, int64_t value)
+{
+    int64_t j0;
+    const int64_t block = 256; /* columns per task: their words stay in cache */
+#pragma omp parallel for schedule(static) if (K * N > LOWBIT_PARALLEL_MIN)
+    for (j0 = 0; j0 < N; j0 += block) {
+        int64_t j1 = j0 + block < N ? j0 + block : N;
+        for (int64_t j = j0; j < j1; j++)
+            for (int64_t w = 0; w < W; w++)
+                words[j * W + w] = 0;
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t *row = codes + k * N;
+            uint64_t *col = words + (k >> 6);
+            int shift = (int)(k & 63);
+            for (int64_t j = j0; j < j1; j++)
+                col[j * W] |= (uint64_t)(row[j] == value) << shift;
         }
     }
 }

@@ -73,10 +73,10 @@ int lowbit_fixed_add(int64_t *out, const int64_t *a, int32_t fa, const int64_t *
 int lowbit_fixed_mul(int64_t *out, const int64_t *a, const int64_t *b, int64_t n,
                      int32_t pfrac, const lowbit_fixed *fmt, uint64_t seed);
 
-/* out (M x N) = a (M x K) @ b, with b given transposed (bt is N x K); products
- * carry pfrac fractional bits. acc == NULL: exact sum; else narrow accumulation
- * in *acc with the given order and Kahan flag. */
-int lowbit_fixed_matmul(int64_t *out, const int64_t *a, const int64_t *bt,
+/* out (M x N) = a (M x K) @ b (K x N), all row-major; products carry pfrac
+ * fractional bits. acc == NULL: exact sum; else narrow accumulation in *acc with
+ * the given order and Kahan flag (each output still sums over k in order). */
+int lowbit_fixed_matmul(int64_t *out, const int64_t *a, const int64_t *b,
                         int64_t M, int64_t K, int64_t N, int32_t pfrac,
                         const lowbit_fixed *acc, int32_t order, int32_t compensated,
                         const lowbit_fixed *fmt, uint64_t seed);
@@ -95,6 +95,11 @@ int lowbit_ternary_cast_f32(int64_t *out, const float *x, int64_t n, double thre
 /* Pack each row of codes (rows x K) into W = ceil(K/64) words: bit k % 64 of
  * word k / 64 is set where the code equals value; padding bits are 0. */
 void lowbit_pack_bits(uint64_t *words, const int64_t *codes, int64_t rows, int64_t K,
+                      int64_t W, int64_t value);
+
+/* Pack each column of codes (K x N) into W words, as lowbit_pack_bits packs
+ * the rows of its transpose, without forming the transpose: words is N x W. */
+void lowbit_pack_cols(uint64_t *words, const int64_t *codes, int64_t K, int64_t N,
                       int64_t W, int64_t value);
 
 /* out (M x N) = a @ b for binary codes: K - 2 * popcount(a_row XOR bt_row). */
@@ -174,17 +179,16 @@ static inline int64_t lowbit_wrap_bits(uint64_t w, const lowbit_fmt *f)
     return (int64_t)w;
 }
 
-/* The overflow policy applied to an exact integer n. */
+/* The overflow policy applied to an exact integer n (branch-free per element). */
 static inline int64_t lowbit_overflow(int64_t n, const lowbit_fmt *f)
 {
-    if (n >= f->lo && n <= f->hi)
-        return n;
     if (f->wrap)
         return lowbit_wrap_bits((uint64_t)n, f);
-    return n > f->hi ? f->hi : f->lo;
+    return n < f->lo ? f->lo : (n > f->hi ? f->hi : n);
 }
 
-/* round(p * 2^-s) for 1 <= s <= 62 with the given rounding (no overflow). */
+/* round(p * 2^-s) for 1 <= s <= 62 with the given rounding (no overflow).
+ * The decisions are bitwise, not branches: rounding random data stays cheap. */
 static inline int64_t lowbit_round_shift62(int64_t p, int s, int rounding, uint64_t u53)
 {
     int64_t q = lowbit_floor_shift(p, s);
@@ -193,11 +197,11 @@ static inline int64_t lowbit_round_shift62(int64_t p, int s, int rounding, uint6
     uint64_t t;
     switch (rounding) {
     case LOWBIT_NEAREST_EVEN:
-        return q + (r > half || (r == half && (q & 1)));
+        return q + ((r > half) | ((r == half) & (int)(q & 1)));
     case LOWBIT_NEAREST_AWAY:
-        return q + (r > half || (r == half && p > 0));
+        return q + ((r > half) | ((r == half) & (p > 0)));
     case LOWBIT_TOWARD_ZERO:
-        return q + (p < 0 && r != 0);
+        return q + ((p < 0) & (r != 0));
     case LOWBIT_FLOOR:
         return q;
     case LOWBIT_CEIL:
@@ -249,5 +253,101 @@ static inline int64_t lowbit_quantize(int64_t p, int64_t pfrac, const lowbit_fmt
         return f->lo;
     return lowbit_shl(p, (int)k);
 }
+
+/* ---- fast paths: the loop body is chosen once per operation ------------- */
+
+enum lowbit_path {
+    LOWBIT_PATH_RIGHT = 0,   /* deterministic mode + saturate, 1 <= s <= 62 */
+    LOWBIT_PATH_SR = 1,      /* stochastic + saturate, 1 <= s <= 53 */
+    LOWBIT_PATH_LEFT = 2,    /* saturate, -62 <= s <= 0: exact shift */
+    LOWBIT_PATH_GENERIC = 3  /* anything else: lowbit_quantize */
+};
+
+/* Which branch-free body rounds p * 2^-s into f (twin: rounding.rounding_path). */
+static inline int lowbit_rounding_path(int64_t s, const lowbit_fmt *f)
+{
+    if (f->wrap)
+        return LOWBIT_PATH_GENERIC;
+    if (s >= -62 && s <= 0)
+        return LOWBIT_PATH_LEFT;
+    if (f->rounding == LOWBIT_STOCHASTIC)
+        return s >= 1 && s <= 53 ? LOWBIT_PATH_SR : LOWBIT_PATH_GENERIC;
+    return s >= 1 && s <= 62 ? LOWBIT_PATH_RIGHT : LOWBIT_PATH_GENERIC;
+}
+
+static inline int64_t lowbit_clamp(int64_t n, int64_t lo, int64_t hi)
+{
+    return n < lo ? lo : (n > hi ? hi : n);
+}
+
+static inline int64_t lowbit_right_sat(int64_t p, int s, int rounding, int64_t lo, int64_t hi)
+{
+    int64_t q = lowbit_floor_shift(p, s);
+    int64_t r = (int64_t)((uint64_t)p & ((UINT64_C(1) << s) - 1));
+    int64_t half = INT64_C(1) << (s - 1);
+    int above = r > half, tie = r == half, inexact = r != 0;
+    int up = ((rounding == LOWBIT_NEAREST_EVEN) & (above | (tie & (int)(q & 1))))
+           | ((rounding == LOWBIT_NEAREST_AWAY) & (above | (tie & (p > 0))))
+           | ((rounding == LOWBIT_TOWARD_ZERO) & (p < 0) & inexact)
+           | ((rounding == LOWBIT_CEIL) & inexact);
+    return lowbit_clamp(q + up, lo, hi);
+}
+
+static inline int64_t lowbit_sr_sat(int64_t p, int s, int64_t lo, int64_t hi,
+                                    uint64_t seed, uint64_t counter)
+{
+    int64_t q = lowbit_floor_shift(p, s);
+    uint64_t t = ((uint64_t)p & ((UINT64_C(1) << s) - 1)) << (53 - s);
+    return lowbit_clamp(q + (lowbit_u53(seed, counter) < t), lo, hi);
+}
+
+static inline int64_t lowbit_left_sat(int64_t p, int k, int64_t lo, int64_t hi)
+{
+    if (p > (hi >> k))
+        return hi;
+    if (p < -((-lo) >> k))
+        return lo;
+    return lowbit_shl(p, k);
+}
+
+/* out[i] = round(P * 2^-S) into *F for i in [0, N), P an expression of i and
+ * COUNTER the stochastic counter of i: one loop per path, so every loop body is
+ * branch-free and the path switch is outside the element loop. */
+#define LOWBIT_ROUND_LOOP(N, P, S, F, SEED, COUNTER)                                          \
+    do {                                                                                      \
+        int64_t i_, n_ = (N), s_ = (S);                                                      \
+        const lowbit_fmt *f_ = (F);                                                           \
+        switch (lowbit_rounding_path(s_, f_)) {                                               \
+        case LOWBIT_PATH_RIGHT:                                                               \
+            _Pragma("omp parallel for schedule(static) if(n_ > LOWBIT_PARALLEL_MIN)")         \
+            for (i_ = 0; i_ < n_; i_++) {                                                     \
+                int64_t i = i_;                                                               \
+                out[i] = lowbit_right_sat((P), (int)s_, f_->rounding, f_->lo, f_->hi);        \
+            }                                                                                 \
+            break;                                                                            \
+        case LOWBIT_PATH_SR:                                                                  \
+            _Pragma("omp parallel for schedule(static) if(n_ > LOWBIT_PARALLEL_MIN)")         \
+            for (i_ = 0; i_ < n_; i_++) {                                                     \
+                int64_t i = i_;                                                               \
+                out[i] = lowbit_sr_sat((P), (int)s_, f_->lo, f_->hi, (SEED), (COUNTER));      \
+            }                                                                                 \
+            break;                                                                            \
+        case LOWBIT_PATH_LEFT:                                                                \
+            _Pragma("omp parallel for schedule(static) if(n_ > LOWBIT_PARALLEL_MIN)")         \
+            for (i_ = 0; i_ < n_; i_++) {                                                     \
+                int64_t i = i_;                                                               \
+                out[i] = lowbit_left_sat((P), (int)-s_, f_->lo, f_->hi);                     \
+            }                                                                                 \
+            break;                                                                            \
+        default:                                                                              \
+            _Pragma("omp parallel for schedule(static) if(n_ > LOWBIT_PARALLEL_MIN)")         \
+            for (i_ = 0; i_ < n_; i_++) {                                                     \
+                int64_t i = i_;                                                               \
+                out[i] = lowbit_quantize((P), s_ + f_->frac, f_, (SEED), (COUNTER));          \
+            }                                                                                 \
+        }                                                                                     \
+    } while (0)
+
+#define LOWBIT_PARALLEL_MIN 65536 /* elements below which OpenMP is not worth it */
 
 #endif /* LOWBIT_H */

@@ -27,9 +27,9 @@ class EmuArray:
     __slots__ = ("_codes", "_fmt", "_scale")
 
     def __init__(self, codes: np.ndarray, fmt: Format, scale: np.ndarray | None = None):
-        codes = np.asarray(codes, dtype=np.int64)
-        codes.flags.writeable = False
-        self._codes = codes
+        # _codes stays writeable and private (kernels get it: Numba compiles slower
+        # code for read-only arrays); users see a read-only view through .codes.
+        self._codes = np.asarray(codes, dtype=np.int64)
         self._fmt = fmt
         if scale is not None:
             scale = np.asarray(scale, dtype=np.float64)
@@ -38,8 +38,10 @@ class EmuArray:
 
     @property
     def codes(self) -> np.ndarray:
-        """The codes, an int64 array (read-only)."""
-        return self._codes
+        """The codes, an int64 array (a read-only view)."""
+        view = self._codes.view()
+        view.flags.writeable = False
+        return view
 
     @property
     def fmt(self) -> Format:
@@ -119,6 +121,11 @@ class EmuArray:
         if self._scale is not None:
             s += f", scale={np.array2string(self._scale, threshold=8)}"
         return s + ")"
+
+
+def kernel_codes(x: EmuArray) -> np.ndarray:
+    """The writeable int64 array behind ``x.codes``, for passing to kernels only."""
+    return x._codes
 
 
 def as_format(fmt: object, name: str = "fmt") -> Format:

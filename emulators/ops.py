@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from emulators.array import EmuArray, as_format, check_scale, is_integer_format
+from emulators.array import EmuArray, as_format, check_scale, is_integer_format, kernel_codes
 from emulators.backends import get_backend
 from numerics import rng
 from numerics import scales
@@ -175,7 +175,7 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
 def _convert(x: EmuArray, fmt: Format, seed: int, be) -> EmuArray:
     src = x.fmt
     if isinstance(fmt, Fixed) and x.scale is None:
-        codes = _contiguous(x.codes)
+        codes = _contiguous(kernel_codes(x))
         if codes.size == 0:
             return EmuArray(codes.copy(), fmt)
         return EmuArray(be.fixed_convert(codes, src.frac, fmt, seed), fmt)
@@ -198,8 +198,9 @@ def _elementwise_operands(a, b, op: str):
         shape = np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
-    ca = _contiguous(np.broadcast_to(a.codes, shape))
-    cb = _contiguous(np.broadcast_to(b.codes, shape))
+    ca, cb = (_contiguous(kernel_codes(x)) if x.shape == shape else
+              np.array(np.broadcast_to(kernel_codes(x), shape), order="C")
+              for x in (a, b))
     return a, b, ca, cb, shape
 
 
@@ -312,26 +313,26 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
                          "magnitude bits (operands up to 32 bits signed are supported)")
     be = get_backend(backend)
     pfrac = a.fmt.frac + b.fmt.frac
-    ca = _contiguous(a2.codes)
-    cbt = _contiguous(b2.codes.T)
+    ca = _contiguous(kernel_codes(a2))
+    cb = _contiguous(kernel_codes(b2))
     if M * N == 0:
         codes = np.zeros((M, N), np.int64)
     elif acc_f is not None:
         _check_acc_alignment(acc_f, ma + mb, pfrac, "matmul")
-        codes = be.fixed_matmul(ca, cbt, pfrac, acc_f, order, compensated, out_f, seed)
+        codes = be.fixed_matmul(ca, cb, pfrac, acc_f, order, compensated, out_f, seed)
     else:
-        bound = K * _max_abs(ca) * _max_abs(cbt)
+        bound = K * _max_abs(ca) * _max_abs(cb)
         if bound >= EXACT_SUM_LIMIT:
             raise ValueError(f"matmul: an exact sum of {K} products of up to {bound // max(K, 1)} "
                              f"needs more than 62 bits; pass a narrow acc or use narrower operands")
         if is_integer_format(a.fmt) and is_integer_format(b.fmt) and K:
-            dots = _popcount_matmul(ca, cbt, a.fmt, b.fmt, be)
+            dots = _popcount_matmul(ca, cb, a.fmt, b.fmt, be)
         elif bound < EXACT_BLAS_LIMIT:
-            dots = (ca.astype(np.float64) @ cbt.T.astype(np.float64)).astype(np.int64)
+            dots = (ca.astype(np.float64) @ cb.astype(np.float64)).astype(np.int64)
         else:
             dots = None
         if dots is None:
-            codes = be.fixed_matmul(ca, cbt, pfrac, None, order, False, out_f, seed)
+            codes = be.fixed_matmul(ca, cb, pfrac, None, order, False, out_f, seed)
         else:
             codes = be.fixed_convert(_contiguous(dots), pfrac, out_f, seed,
                                      rng.STEP_BITS, rng.FINAL_STEP)
@@ -353,12 +354,13 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
     return EmuArray(codes, out_f, scale)
 
 
-def _popcount_matmul(ca: np.ndarray, cbt: np.ndarray, fa: Format, fb: Format, be) -> np.ndarray:
+def _popcount_matmul(ca: np.ndarray, cb: np.ndarray, fa: Format, fb: Format, be) -> np.ndarray:
+    """Exact integer a @ b of binary/ternary codes on bit-packed words (b packed by columns)."""
     K = ca.shape[1]
     if isinstance(fa, Binary) and isinstance(fb, Binary):
-        return be.binary_matmul(be.pack_bits(ca, 1), be.pack_bits(cbt, 1), K)
+        return be.binary_matmul(be.pack_bits(ca, 1), be.pack_cols(cb, 1), K)
     return be.ternary_matmul(be.pack_bits(ca, 1), be.pack_bits(ca, -1),
-                             be.pack_bits(cbt, 1), be.pack_bits(cbt, -1))
+                             be.pack_cols(cb, 1), be.pack_cols(cb, -1))
 
 
 def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  # noqa: A001
@@ -382,14 +384,14 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
         raise ValueError(f"sum: a has per-channel scales (shape {a.scale.shape}); "
                          "sum a.to_float() or cast without per-channel scales")
     if axis is None:
-        rows = _contiguous(a.codes).reshape(1, -1)
+        rows = _contiguous(kernel_codes(a)).reshape(1, -1)
         shape: tuple[int, ...] = ()
     else:
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
             raise TypeError(f"axis must be an int or None, got {axis!r}")
         if not -a.ndim <= axis < a.ndim:
             raise ValueError(f"axis {axis} is out of range for an array of ndim {a.ndim}")
-        moved = np.moveaxis(a.codes, int(axis), -1)
+        moved = np.moveaxis(kernel_codes(a), int(axis), -1)
         shape = moved.shape[:-1]
         rows = _contiguous(moved).reshape(int(np.prod(shape, dtype=np.int64)),
                                                    moved.shape[-1])

@@ -85,12 +85,12 @@ def fixed_mul(a, b, pfrac, fmt, seed):
     return out
 
 
-def fixed_matmul(a, bt, pfrac, acc, order, compensated, fmt, seed):
+def fixed_matmul(a, b, pfrac, acc, order, compensated, fmt, seed):
     M, K = a.shape
-    N = bt.shape[0]
+    N = b.shape[1]
     out = np.empty((M, N), np.int64)
     acc_p = ffi.NULL if acc is None else _fmt(acc)
-    _check(lib.lowbit_fixed_matmul(_p(out), _p(a), _p(bt), M, K, N, pfrac, acc_p,
+    _check(lib.lowbit_fixed_matmul(_p(out), _p(a), _p(b), M, K, N, pfrac, acc_p,
                                    ORDERS[order], int(compensated), _fmt(fmt), seed))
     return out
 
@@ -121,6 +121,14 @@ def pack_bits(codes, value):
     W = (K + 63) // 64
     words = np.empty((rows, W), np.uint64)
     lib.lowbit_pack_bits(_p(words), _p(codes), rows, K, W, value)
+    return words
+
+
+def pack_cols(codes, value):
+    K, N = codes.shape
+    W = (K + 63) // 64
+    words = np.empty((N, W), np.uint64)
+    lib.lowbit_pack_cols(_p(words), _p(codes), K, N, W, value)
     return words
 
 

@@ -38,10 +38,10 @@ def fixed_mul(a, b, pfrac, fmt, seed):
     return out
 
 
-def fixed_matmul(a, bt, pfrac, acc, order, compensated, fmt, seed):
-    out = np.empty((a.shape[0], bt.shape[0]), np.int64)
+def fixed_matmul(a, b, pfrac, acc, order, compensated, fmt, seed):
+    out = np.empty((a.shape[0], b.shape[1]), np.int64)
     acc_t = _NO_ACC if acc is None else fixed.fmt_tuple(acc)
-    fixed.fixed_matmul(a, bt, pfrac, acc_t, acc is not None, ORDERS[order], bool(compensated),
+    fixed.fixed_matmul(a, b, pfrac, acc_t, acc is not None, ORDERS[order], bool(compensated),
                        fixed.fmt_tuple(fmt), np.uint64(seed), out)
     return out
 
@@ -69,6 +69,14 @@ def pack_bits(codes, value):
     W = (K + 63) // 64
     words = np.empty((rows, W), np.uint64)
     binary.pack_bits(codes, W, value, words)
+    return words
+
+
+def pack_cols(codes, value):
+    K, N = codes.shape
+    W = (K + 63) // 64
+    words = np.empty((N, W), np.uint64)
+    binary.pack_cols(codes, W, value, words)
     return words
 
 

@@ -47,6 +47,25 @@ def pack_bits(codes, W, value, words):
 
 
 @pjit
+def pack_cols(codes, W, value, words):
+    """words[j, k // 64] bit k % 64 set where codes[k, j] == value (no transpose formed)."""
+    K, N = codes.shape
+    block = 256
+    for jb in prange((N + block - 1) // block):
+        j0 = jb * block
+        j1 = min(j0 + block, N)
+        for j in range(j0, j1):
+            for w in range(W):
+                words[j, w] = U64(0)
+        for k in range(K):
+            w = k >> 6
+            shift = U64(k & 63)
+            for j in range(j0, j1):
+                if codes[k, j] == value:
+                    words[j, w] |= U64(1) << shift
+
+
+@pjit
 def binary_matmul(a, bt, K, out):
     """out[i, j] = K - 2 * popcount(a[i] XOR bt[j]) over packed words."""
     M, W = a.shape

@@ -14,17 +14,20 @@ from numba import prange
 
 from emulators._numba.jit import jit, pjit
 from emulators._numba.rounding import (
+    CEIL,
+    FLOOR,
     NEAREST_AWAY,
     NEAREST_EVEN,
+    STOCHASTIC,
     TOWARD_ZERO,
-    FLOOR,
-    CEIL,
     TWO53,
     U64,
     final_counter,
     overflow,
     quantize,
+    round_on_path,
     round_shift,
+    rounding_path,
     step_counter,
     u53,
     wrap_bits,
@@ -121,9 +124,11 @@ def fixed_cast(x, fmt, seed, out):
 @pjit
 def fixed_convert(codes, src_frac, fmt, seed, counter_shift, counter_low, out):
     """out[i] = codes[i] * 2**-src_frac re-rounded into fmt."""
+    s = src_frac - fmt[1]
+    path = rounding_path(s, fmt)
     for i in prange(codes.size):
         c = (U64(i) << U64(counter_shift)) | U64(counter_low)
-        out[i] = quantize(codes[i], src_frac, fmt, seed, c)
+        out[i] = round_on_path(path, codes[i], s, fmt, seed, c)
 
 
 @pjit
@@ -132,91 +137,125 @@ def fixed_add(a, fa, b, fb, negate_b, fmt, seed, out):
     F = max(fa, fb)
     sa = F - fa
     sb = F - fb
+    s = F - fmt[1]
+    path = rounding_path(s, fmt)
+    sign = -1 if negate_b else 1
     for i in prange(a.size):
-        x = a[i] << sa
-        y = b[i] << sb
-        out[i] = quantize(x - y if negate_b else x + y, F, fmt, seed, U64(i))
+        out[i] = round_on_path(path, (a[i] << sa) + sign * (b[i] << sb), s, fmt, seed, U64(i))
 
 
 @pjit
 def fixed_mul(a, b, pfrac, fmt, seed, out):
     """out[i] = a[i] * b[i] * 2**-pfrac rounded into fmt."""
+    s = pfrac - fmt[1]
+    path = rounding_path(s, fmt)
     for i in prange(a.size):
-        out[i] = quantize(a[i] * b[i], pfrac, fmt, seed, U64(i))
+        out[i] = round_on_path(path, a[i] * b[i], s, fmt, seed, U64(i))
+
+
+JBLOCK = 256  # output columns handled together by the pairwise tree
 
 
 @jit
-def accumulate(t, K, tfrac, acc, order, compensated, seed, element, buf):
-    """Sum K exact terms (tfrac fractional bits) in the narrow format acc; the
-    accumulator's code. buf: K scratch codes for the pairwise tree."""
-    if order == SEQUENTIAL:
-        F = max(acc[1], tfrac)
-        ss = F - acc[1]
-        st = F - tfrac
-        s = np.int64(0)
-        c = np.int64(0)
-        for k in range(K):
-            z = (s << ss) + (t[k] << st) - c
-            if ss == 0:
-                n = z
-            else:
-                u = u53(seed, step_counter(element, k)) if acc[3] == 5 else U64(0)
-                n = round_shift(z, ss, acc[3], u)
-                if compensated:
-                    c = (n << ss) - z
-            s = overflow(n, acc)
-        return s
-    for k in range(K):
-        buf[k] = quantize(t[k], tfrac, acc, seed, step_counter(element, k))
-    n = K
+def seq_step(s, c, t, ss, st, acc, compensated, seed, counter):
+    """One step s = q(s + t) of a sequential accumulation; returns (s, c), where c
+    (exact, the bits the rounding dropped) is the Kahan compensation."""
+    z = (s << ss) + (t << st) - c
+    if ss == 0:
+        return overflow(z, acc), c
+    u = u53(seed, counter) if acc[3] == STOCHASTIC else U64(0)
+    n = round_shift(z, ss, acc[3], u)
+    if compensated:
+        c = (n << ss) - z
+    return overflow(n, acc), c
+
+
+@jit
+def tree_reduce(buf, rows, width, acc):
+    """Pairwise tree over the rows of buf[:rows, :width], level by level, rows
+    (0+1), (2+3), ..., an odd last row carried; the sum ends in row 0."""
+    n = rows
     while n > 1:
         m = 0
-        for i in range(0, n - 1, 2):
-            buf[m] = overflow(buf[i] + buf[i + 1], acc)
+        for r in range(0, n - 1, 2):
+            for j in range(width):
+                buf[m, j] = overflow(buf[r, j] + buf[r + 1, j], acc)
             m += 1
         if n & 1:
-            buf[m] = buf[n - 1]
+            for j in range(width):
+                buf[m, j] = buf[n - 1, j]
             m += 1
         n = m
-    return buf[0] if K else np.int64(0)
+    if rows == 0:
+        for j in range(width):
+            buf[0, j] = 0
 
 
 @pjit
-def fixed_matmul(a, bt, pfrac, acc, has_acc, order, compensated, fmt, seed, out):
-    """out = a @ bt.T; exact sum when not has_acc, else narrow accumulation in acc."""
+def fixed_matmul(a, b, pfrac, acc, has_acc, order, compensated, fmt, seed, out):
+    """out = a @ b (row-major, i-k-j order); exact sum when not has_acc, else
+    narrow accumulation in acc (each output still sums over k in order)."""
     M, K = a.shape
-    N = bt.shape[0]
-    if not has_acc:
-        for i in prange(M):
-            for j in range(N):
-                s = np.int64(0)
-                for k in range(K):
-                    s += a[i, k] * bt[j, k]
-                out[i, j] = quantize(s, pfrac, fmt, seed, final_counter(i * N + j))
-        return
+    N = b.shape[1]
+    F = max(acc[1], pfrac)
+    ss = F - acc[1]
+    st = F - pfrac
     for i in prange(M):
-        prod = np.empty(K, np.int64)
-        buf = np.empty(K, np.int64)
-        for j in range(N):
+        if not has_acc:
+            row = np.zeros(N, np.int64)
             for k in range(K):
-                prod[k] = a[i, k] * bt[j, k]
-            e = i * N + j
-            s = accumulate(prod, K, pfrac, acc, order, compensated, seed, e, buf)
-            out[i, j] = quantize(s, acc[1], fmt, seed, final_counter(e))
+                aik = a[i, k]
+                for j in range(N):
+                    row[j] += aik * b[k, j]
+            for j in range(N):
+                out[i, j] = quantize(row[j], pfrac, fmt, seed, final_counter(i * N + j))
+        elif order == SEQUENTIAL:
+            s = np.zeros(N, np.int64)
+            c = np.zeros(N, np.int64)
+            for k in range(K):
+                aik = a[i, k]
+                for j in range(N):
+                    s[j], c[j] = seq_step(s[j], c[j], aik * b[k, j], ss, st, acc, compensated,
+                                          seed, step_counter(i * N + j, k))
+            for j in range(N):
+                out[i, j] = quantize(s[j], acc[1], fmt, seed, final_counter(i * N + j))
+        else:
+            buf = np.empty((max(K, 1), JBLOCK), np.int64)
+            for j0 in range(0, N, JBLOCK):
+                w = min(JBLOCK, N - j0)
+                for k in range(K):
+                    aik = a[i, k]
+                    for j in range(w):
+                        buf[k, j] = quantize(aik * b[k, j0 + j], pfrac, acc, seed,
+                                             step_counter(i * N + j0 + j, k))
+                tree_reduce(buf, K, w, acc)
+                for j in range(w):
+                    out[i, j0 + j] = quantize(buf[0, j], acc[1], fmt, seed,
+                                              final_counter(i * N + j0 + j))
 
 
 @pjit
 def fixed_sum(a, tfrac, acc, has_acc, order, compensated, fmt, seed, out):
     """out[m] = sum of row m of a (M x K); exact or narrow as in fixed_matmul."""
     M, K = a.shape
-    if not has_acc:
-        for m in prange(M):
-            s = np.int64(0)
+    F = max(acc[1], tfrac)
+    ss = F - acc[1]
+    st = F - tfrac
+    for m in prange(M):
+        s = np.int64(0)
+        if not has_acc:
             for k in range(K):
                 s += a[m, k]
             out[m] = quantize(s, tfrac, fmt, seed, final_counter(m))
-        return
-    for m in prange(M):
-        buf = np.empty(K, np.int64)
-        s = accumulate(a[m], K, tfrac, acc, order, compensated, seed, m, buf)
+            continue
+        if order == SEQUENTIAL:
+            c = np.int64(0)
+            for k in range(K):
+                s, c = seq_step(s, c, a[m, k], ss, st, acc, compensated, seed, step_counter(m, k))
+        else:
+            buf = np.empty((max(K, 1), 1), np.int64)
+            for k in range(K):
+                buf[k, 0] = quantize(a[m, k], tfrac, acc, seed, step_counter(m, k))
+            tree_reduce(buf, K, 1, acc)
+            s = buf[0, 0]
         out[m] = quantize(s, acc[1], fmt, seed, final_counter(m))

@@ -58,40 +58,36 @@ def wrap_bits(w, fmt):
 
 @jit
 def overflow(n, fmt):
-    """The overflow policy applied to the exact integer ``n``."""
-    lo = fmt[5]
-    hi = fmt[6]
-    if lo <= n <= hi:
-        return n
+    """The overflow policy applied to the exact integer ``n`` (branch-free per element)."""
     if fmt[4] != 0:
         return wrap_bits(U64(n), fmt)
-    return hi if n > hi else lo
+    lo = fmt[5]
+    hi = fmt[6]
+    return lo if n < lo else (hi if n > hi else n)
 
 
 @jit
 def round_shift62(p, s, rounding, u):
-    """round(p * 2**-s) for 1 <= s <= 62 (no overflow)."""
+    """round(p * 2**-s) for 1 <= s <= 62 (no overflow); bitwise decisions, no branches."""
     q = p >> s
     r = U64(p) & ((ONE << U64(s)) - ONE)
     half = ONE << U64(s - 1)
     if rounding == NEAREST_EVEN:
-        return q + 1 if (r > half or (r == half and (q & 1) != 0)) else q
+        return q + np.int64((r > half) | ((r == half) & ((q & 1) != 0)))
     if rounding == NEAREST_AWAY:
-        return q + 1 if (r > half or (r == half and p > 0)) else q
+        return q + np.int64((r > half) | ((r == half) & (p > 0)))
     if rounding == TOWARD_ZERO:
-        return q + 1 if (p < 0 and r != ZERO) else q
+        return q + np.int64((p < 0) & (r != ZERO))
     if rounding == FLOOR:
         return q
     if rounding == CEIL:
-        return q + 1 if r != ZERO else q
+        return q + np.int64(r != ZERO)
     if s <= 53:
         t = r << U64(53 - s)
     else:
         d = s - 53
-        t = r >> U64(d)
-        if (r & ((ONE << U64(d)) - ONE)) != ZERO:
-            t += ONE
-    return q + 1 if u < t else q
+        t = (r >> U64(d)) + U64((r & ((ONE << U64(d)) - ONE)) != ZERO)
+    return q + np.int64(u < t)
 
 
 @jit
@@ -130,3 +126,77 @@ def quantize(p, pfrac, fmt, seed, counter):
     if p < -((-fmt[5]) >> kk):
         return fmt[5]
     return p << k
+
+
+FAST_RIGHT, FAST_SR, FAST_LEFT, GENERIC = 0, 1, 2, 3
+
+
+@jit
+def rounding_path(s, fmt):
+    """Which loop body rounds p * 2**-s into fmt: chosen once per operation.
+
+    FAST_RIGHT: a deterministic mode + saturate with 1 <= s <= 62;
+    FAST_SR: stochastic + saturate with 1 <= s <= 53;
+    FAST_LEFT: saturate with -62 <= s <= 0 (exact shift, any rounding mode);
+    GENERIC: everything else (:func:`quantize`). The fast bodies are
+    branch-free, so the element loop vectorizes.
+    """
+    if fmt[4] != 0:
+        return GENERIC
+    if -62 <= s <= 0:
+        return FAST_LEFT
+    if fmt[3] == STOCHASTIC:
+        return FAST_SR if 1 <= s <= 53 else GENERIC
+    return FAST_RIGHT if 1 <= s <= 62 else GENERIC
+
+
+@jit
+def clamp(n, lo, hi):
+    return lo if n < lo else (hi if n > hi else n)
+
+
+@jit
+def right_sat(p, s, rounding, lo, hi):
+    """p * 2**-s rounded by a deterministic mode, saturated, for 1 <= s <= 62 (int64 only)."""
+    q = p >> s
+    r = p & ((np.int64(1) << s) - 1)
+    half = np.int64(1) << (s - 1)
+    above = r > half
+    tie = r == half
+    inexact = r != 0
+    up = ((rounding == NEAREST_EVEN) & (above | (tie & ((q & 1) != 0))))
+    up |= (rounding == NEAREST_AWAY) & (above | (tie & (p > 0)))
+    up |= (rounding == TOWARD_ZERO) & (p < 0) & inexact
+    up |= (rounding == CEIL) & inexact
+    return clamp(q + np.int64(up), lo, hi)
+
+
+@jit
+def sr_sat(p, s, lo, hi, seed, counter):
+    """Stochastically rounded p * 2**-s, saturated, for 1 <= s <= 53 (see docs/rng.md)."""
+    q = p >> s
+    r = p & ((np.int64(1) << s) - 1)
+    t = r << (53 - s)
+    return clamp(q + np.int64(np.int64(u53(seed, counter)) < t), lo, hi)
+
+
+@jit
+def left_sat(p, k, lo, hi):
+    """p * 2**k saturated to [lo, hi] for 0 <= k <= 62, without overflowing."""
+    if p > (hi >> k):
+        return hi
+    if p < -((-lo) >> k):
+        return lo
+    return p << k
+
+
+@jit
+def round_on_path(path, p, s, fmt, seed, counter):
+    """Round p * 2**-s into fmt on the path chosen by :func:`rounding_path`."""
+    if path == FAST_RIGHT:
+        return right_sat(p, s, fmt[3], fmt[5], fmt[6])
+    if path == FAST_SR:
+        return sr_sat(p, s, fmt[5], fmt[6], seed, counter)
+    if path == FAST_LEFT:
+        return left_sat(p, -s, fmt[5], fmt[6])
+    return quantize(p, s + fmt[1], fmt, seed, counter)
