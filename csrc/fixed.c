@@ -145,31 +145,102 @@ static inline uint64_t final_counter(int64_t element)
     return ((uint64_t)element << LOWBIT_STEP_BITS) | LOWBIT_FINAL_STEP;
 }
 
-/* The alignment of a sequential narrow accumulation: terms carry tfrac
- * fractional bits, the accumulator acc->frac; both are aligned to F = max. */
-typedef struct seq_plan {
-    int ss, st, stochastic, compensated;
-} seq_plan;
-
-static inline seq_plan plan_sequential(const lowbit_fmt *acc, int32_t tfrac, int compensated)
+/* How one sequential accumulation step rounds (twin: rounding.accumulation_path). */
+static inline int accumulation_path(int ss, const lowbit_fmt *acc)
 {
-    int32_t F = acc->frac > tfrac ? acc->frac : tfrac;
-    seq_plan p = {F - acc->frac, F - tfrac, acc->rounding == LOWBIT_STOCHASTIC, compensated};
-    return p;
+    if (ss == 0)
+        return LOWBIT_PATH_EXACT;
+    if (acc->rounding == LOWBIT_STOCHASTIC)
+        return ss <= 53 ? LOWBIT_PATH_SR : LOWBIT_PATH_GENERIC;
+    return ss <= 62 ? LOWBIT_PATH_RIGHT : LOWBIT_PATH_GENERIC;
 }
 
-/* One step s = q(s + t) of a sequential accumulation, Kahan-compensated by *c
- * (exact, the bits the rounding dropped) when the plan says so. */
-static inline int64_t seq_step(int64_t s, int64_t *c, int64_t t, const seq_plan *p,
-                               const lowbit_fmt *acc, uint64_t seed, uint64_t counter)
+/* One step s = q(s + t) of a sequential accumulation in acc: terms are aligned
+ * by st, the accumulator by ss; *c is the exact Kahan compensation (the bits the
+ * rounding dropped) when compensated. */
+static inline int64_t accumulate_step(int path, int64_t s, int64_t *c, int64_t t, int ss, int st,
+                                      const lowbit_fmt *acc, int compensated, uint64_t seed,
+                                      uint64_t counter)
 {
-    int64_t z = lowbit_shl(s, p->ss) + lowbit_shl(t, p->st) - *c, n;
-    if (p->ss == 0)
+    int64_t z = lowbit_shl(s, ss) + lowbit_shl(t, st) - *c, n;
+    if (path == LOWBIT_PATH_EXACT)
         return lowbit_overflow(z, acc);
-    n = lowbit_round_shift(z, p->ss, acc->rounding, p->stochastic ? lowbit_u53(seed, counter) : 0);
-    if (p->compensated)
-        *c = lowbit_shl(n, p->ss) - z;
+    if (path == LOWBIT_PATH_RIGHT)
+        n = lowbit_right_round(z, ss, acc->rounding);
+    else if (path == LOWBIT_PATH_SR)
+        n = lowbit_sr_round(z, ss, seed, counter);
+    else
+        n = lowbit_round_shift(z, ss, acc->rounding,
+                               acc->rounding == LOWBIT_STOCHASTIC ? lowbit_u53(seed, counter) : 0);
+    if (compensated)
+        *c = lowbit_shl(n, ss) - z;
     return lowbit_overflow(n, acc);
+}
+
+/* One step k of sequential accumulation for a row of outputs (twin:
+ * rounding.accumulate_row): s[j] = q(s[j] + aik * br[j]). The path and flags are
+ * tested once per row so the common bodies are branch-free loops. */
+static void accumulate_row(int path, int64_t *s, int64_t *c, int64_t N, int64_t aik,
+                           const int64_t *br, int ss, int st, const lowbit_fmt *acc,
+                           int compensated, uint64_t seed, int64_t e0, int64_t k)
+{
+    int64_t j, lo = acc->lo, hi = acc->hi;
+    int r = acc->rounding;
+    if (!acc->wrap && path == LOWBIT_PATH_EXACT) {
+        for (j = 0; j < N; j++)
+            s[j] = lowbit_clamp(lowbit_shl(s[j], ss) + lowbit_shl(aik * br[j], st) - c[j], lo, hi);
+    } else if (!acc->wrap && path == LOWBIT_PATH_RIGHT && !compensated) {
+        for (j = 0; j < N; j++)
+            s[j] = lowbit_clamp(
+                lowbit_right_round(lowbit_shl(s[j], ss) + lowbit_shl(aik * br[j], st), ss, r), lo, hi);
+    } else if (!acc->wrap && path == LOWBIT_PATH_SR && !compensated) {
+        for (j = 0; j < N; j++)
+            s[j] = lowbit_clamp(lowbit_sr_round(lowbit_shl(s[j], ss) + lowbit_shl(aik * br[j], st),
+                                                ss, seed, step_counter(e0 + j, k)), lo, hi);
+    } else if (!acc->wrap && path == LOWBIT_PATH_RIGHT) {
+        for (j = 0; j < N; j++) {
+            int64_t z = lowbit_shl(s[j], ss) + lowbit_shl(aik * br[j], st) - c[j];
+            int64_t n = lowbit_right_round(z, ss, r);
+            c[j] = lowbit_shl(n, ss) - z;
+            s[j] = lowbit_clamp(n, lo, hi);
+        }
+    } else if (!acc->wrap && path == LOWBIT_PATH_SR) {
+        for (j = 0; j < N; j++) {
+            int64_t z = lowbit_shl(s[j], ss) + lowbit_shl(aik * br[j], st) - c[j];
+            int64_t n = lowbit_sr_round(z, ss, seed, step_counter(e0 + j, k));
+            c[j] = lowbit_shl(n, ss) - z;
+            s[j] = lowbit_clamp(n, lo, hi);
+        }
+    } else {
+        for (j = 0; j < N; j++)
+            s[j] = accumulate_step(path, s[j], &c[j], aik * br[j], ss, st, acc, compensated, seed,
+                                   step_counter(e0 + j, k));
+    }
+}
+
+/* dst[j] = aik * br[j] rounded into f (shift sh), counter step_counter(e0 + j, k);
+ * one branch-free loop per path (twin: rounding.round_products_row). */
+static void round_products_row(int path, int64_t *dst, int64_t N, int64_t aik, const int64_t *br,
+                               int64_t sh, const lowbit_fmt *f, uint64_t seed, int64_t e0, int64_t k)
+{
+    int64_t j;
+    switch (path) {
+    case LOWBIT_PATH_RIGHT:
+        for (j = 0; j < N; j++)
+            dst[j] = lowbit_right_sat(aik * br[j], (int)sh, f->rounding, f->lo, f->hi);
+        break;
+    case LOWBIT_PATH_SR:
+        for (j = 0; j < N; j++)
+            dst[j] = lowbit_sr_sat(aik * br[j], (int)sh, f->lo, f->hi, seed, step_counter(e0 + j, k));
+        break;
+    case LOWBIT_PATH_LEFT:
+        for (j = 0; j < N; j++)
+            dst[j] = lowbit_left_sat(aik * br[j], (int)-sh, f->lo, f->hi);
+        break;
+    default:
+        for (j = 0; j < N; j++)
+            dst[j] = lowbit_quantize(aik * br[j], sh + f->frac, f, seed, step_counter(e0 + j, k));
+    }
 }
 
 /* Pairwise tree over the rows of buf (rows x width, row stride `stride`):
@@ -197,21 +268,84 @@ static void tree_reduce(int64_t *buf, int64_t rows, int64_t width, int64_t strid
             buf[j] = 0;
 }
 
-int lowbit_fixed_matmul(int64_t *out, const int64_t *a, const int64_t *b,
-                        int64_t M, int64_t K, int64_t N, int32_t pfrac,
-                        const lowbit_fixed *acc, int32_t order, int32_t compensated,
-                        const lowbit_fixed *fmt, uint64_t seed)
+#define LOWBIT_ROWS 4 /* rows of a per block of the exact matmul */
+
+/* Exact matmul for codes of type T: blocks of LOWBIT_ROWS rows in i-k-j order,
+ * so each row of b is loaded once per block; int64 accumulators. */
+#define LOWBIT_DEFINE_MATMUL_EXACT(NAME, T)                                                    \
+    int NAME(int64_t *out, const T *a, const T *b, int64_t M, int64_t K, int64_t N,            \
+             int32_t pfrac, const lowbit_fixed *fmt, uint64_t seed)                            \
+    {                                                                                          \
+        lowbit_fmt f = lowbit_prepare(fmt);                                                    \
+        int64_t s = pfrac - f.frac, blk, nblk = (M + LOWBIT_ROWS - 1) / LOWBIT_ROWS;           \
+        int path = lowbit_rounding_path(s, &f), status = LOWBIT_OK;                            \
+        _Pragma("omp parallel if(M * N * K > LOWBIT_PARALLEL_MIN)")                            \
+        {                                                                                      \
+            int64_t *acc = malloc(sizeof(int64_t) * (size_t)(LOWBIT_ROWS * N + 1));            \
+            if (acc == NULL) {                                                                 \
+                _Pragma("omp atomic write")                                                    \
+                status = LOWBIT_ERR_NOMEM;                                                     \
+            }                                                                                  \
+            _Pragma("omp for schedule(static)")                                                \
+            for (blk = 0; blk < nblk; blk++) {                                                 \
+                int64_t i0 = blk * LOWBIT_ROWS, rows = M - i0 < LOWBIT_ROWS ? M - i0 : LOWBIT_ROWS; \
+                int64_t *restrict r0 = acc, *restrict r1 = acc + N;                            \
+                int64_t *restrict r2 = acc + 2 * N, *restrict r3 = acc + 3 * N;                \
+                if (acc == NULL)                                                               \
+                    continue;                                                                  \
+                for (int64_t j = 0; j < LOWBIT_ROWS * N; j++)                                  \
+                    acc[j] = 0;                                                                \
+                if (rows == LOWBIT_ROWS) {                                                     \
+                    for (int64_t k = 0; k < K; k++) {                                          \
+                        const T *br = b + k * N;                                               \
+                        int64_t a0 = a[i0 * K + k], a1 = a[(i0 + 1) * K + k];                  \
+                        int64_t a2 = a[(i0 + 2) * K + k], a3 = a[(i0 + 3) * K + k];            \
+                        for (int64_t j = 0; j < N; j++) {                                      \
+                            int64_t bk = br[j];                                                \
+                            r0[j] += a0 * bk;                                                  \
+                            r1[j] += a1 * bk;                                                  \
+                            r2[j] += a2 * bk;                                                  \
+                            r3[j] += a3 * bk;                                                  \
+                        }                                                                      \
+                    }                                                                          \
+                } else {                                                                       \
+                    for (int64_t r = 0; r < rows; r++)                                         \
+                        for (int64_t k = 0; k < K; k++) {                                      \
+                            int64_t ak = a[(i0 + r) * K + k];                                  \
+                            for (int64_t j = 0; j < N; j++)                                    \
+                                acc[r * N + j] += ak * (int64_t)b[k * N + j];                  \
+                        }                                                                      \
+                }                                                                              \
+                for (int64_t r = 0; r < rows; r++)                                             \
+                    for (int64_t j = 0; j < N; j++)                                            \
+                        out[(i0 + r) * N + j] = lowbit_round_on_path(                          \
+                            path, acc[r * N + j], s, &f, seed, final_counter((i0 + r) * N + j)); \
+            }                                                                                  \
+            free(acc);                                                                         \
+        }                                                                                      \
+        return status;                                                                         \
+    }
+
+LOWBIT_DEFINE_MATMUL_EXACT(lowbit_fixed_matmul_exact_i64, int64_t)
+LOWBIT_DEFINE_MATMUL_EXACT(lowbit_fixed_matmul_exact_i32, int32_t)
+
+int lowbit_fixed_matmul_acc(int64_t *out, const int64_t *a, const int64_t *b,
+                            int64_t M, int64_t K, int64_t N, int32_t pfrac,
+                            const lowbit_fixed *acc, int32_t order, int32_t compensated,
+                            const lowbit_fixed *fmt, uint64_t seed)
 {
-    lowbit_fmt f = lowbit_prepare(fmt), fa = f;
+    lowbit_fmt f = lowbit_prepare(fmt), fa = lowbit_prepare(acc);
     int status = LOWBIT_OK;
-    int pairwise = acc != NULL && order == LOWBIT_PAIRWISE;
-    int64_t scratch = pairwise ? (K > 0 ? K : 1) * LOWBIT_JBLOCK : 2 * N;
-    if (acc != NULL)
-        fa = lowbit_prepare(acc);
-    seq_plan plan = plan_sequential(&fa, pfrac, compensated);
+    int pairwise = order == LOWBIT_PAIRWISE;
+    int32_t F = fa.frac > pfrac ? fa.frac : pfrac;
+    int ss = F - fa.frac, st = F - pfrac;
+    int step_path = accumulation_path(ss, &fa);
+    int64_t leaf_s = pfrac - fa.frac, out_s = fa.frac - f.frac;
+    int leaf_path = lowbit_rounding_path(leaf_s, &fa), out_path = lowbit_rounding_path(out_s, &f);
+    int64_t scratch = pairwise ? (K > 0 ? K : 1) * LOWBIT_JBLOCK : 2 * N + 1;
 #pragma omp parallel if (M * N * K > LOWBIT_PARALLEL_MIN)
     {
-        int64_t *buf = malloc(sizeof(int64_t) * (size_t)(scratch > 0 ? scratch : 1));
+        int64_t *buf = malloc(sizeof(int64_t) * (size_t)scratch);
         int64_t i, j, k;
         if (buf == NULL) {
 #pragma omp atomic write
@@ -223,44 +357,26 @@ int lowbit_fixed_matmul(int64_t *out, const int64_t *a, const int64_t *b,
             int64_t *o = out + i * N;
             if (buf == NULL)
                 continue;
-            if (acc == NULL) { /* exact: int64 row accumulators, i-k-j order */
-                for (j = 0; j < N; j++)
-                    buf[j] = 0;
-                for (k = 0; k < K; k++) {
-                    const int64_t *br = b + k * N;
-                    int64_t aik = ar[k];
-                    for (j = 0; j < N; j++)
-                        buf[j] += aik * br[j];
-                }
-                for (j = 0; j < N; j++)
-                    o[j] = lowbit_quantize(buf[j], pfrac, &f, seed, final_counter(i * N + j));
-            } else if (!pairwise) { /* sequential: state s, c per output column */
+            if (!pairwise) { /* sequential: state s, c per output column */
                 int64_t *s = buf, *c = buf + N;
                 for (j = 0; j < 2 * N; j++)
                     buf[j] = 0;
-                for (k = 0; k < K; k++) {
-                    const int64_t *br = b + k * N;
-                    int64_t aik = ar[k];
-                    for (j = 0; j < N; j++)
-                        s[j] = seq_step(s[j], &c[j], aik * br[j], &plan, &fa, seed,
-                                        step_counter(i * N + j, k));
-                }
+                for (k = 0; k < K; k++)
+                    accumulate_row(step_path, s, c, N, ar[k], b + k * N, ss, st, &fa,
+                                   compensated, seed, i * N, k);
                 for (j = 0; j < N; j++)
-                    o[j] = lowbit_quantize(s[j], fa.frac, &f, seed, final_counter(i * N + j));
+                    o[j] = lowbit_round_on_path(out_path, s[j], out_s, &f, seed,
+                                                final_counter(i * N + j));
             } else { /* pairwise: leaves rounded into acc, then the tree, per column block */
                 for (int64_t j0 = 0; j0 < N; j0 += LOWBIT_JBLOCK) {
                     int64_t w = N - j0 < LOWBIT_JBLOCK ? N - j0 : LOWBIT_JBLOCK;
-                    for (k = 0; k < K; k++) {
-                        const int64_t *br = b + k * N + j0;
-                        int64_t aik = ar[k];
-                        for (j = 0; j < w; j++)
-                            buf[k * LOWBIT_JBLOCK + j] = lowbit_quantize(
-                                aik * br[j], pfrac, &fa, seed, step_counter(i * N + j0 + j, k));
-                    }
+                    for (k = 0; k < K; k++)
+                        round_products_row(leaf_path, buf + k * LOWBIT_JBLOCK, w, ar[k],
+                                           b + k * N + j0, leaf_s, &fa, seed, i * N + j0, k);
                     tree_reduce(buf, K, w, LOWBIT_JBLOCK, &fa);
                     for (j = 0; j < w; j++)
-                        o[j0 + j] = lowbit_quantize(buf[j], fa.frac, &f, seed,
-                                                    final_counter(i * N + j0 + j));
+                        o[j0 + j] = lowbit_round_on_path(out_path, buf[j], out_s, &f, seed,
+                                                         final_counter(i * N + j0 + j));
                 }
             }
         }
@@ -278,7 +394,9 @@ int lowbit_fixed_sum(int64_t *out, const int64_t *a, int64_t M, int64_t K, int32
     int pairwise = acc != NULL && order == LOWBIT_PAIRWISE;
     if (acc != NULL)
         fa = lowbit_prepare(acc);
-    seq_plan plan = plan_sequential(&fa, tfrac, compensated);
+    int32_t F = fa.frac > tfrac ? fa.frac : tfrac;
+    int ss = F - fa.frac, st = F - tfrac;
+    int step_path = accumulation_path(ss, &fa);
 #pragma omp parallel if (M * K > LOWBIT_PARALLEL_MIN)
     {
         int64_t *buf = pairwise ? malloc(sizeof(int64_t) * (size_t)(K > 0 ? K : 1)) : NULL;
@@ -299,7 +417,8 @@ int lowbit_fixed_sum(int64_t *out, const int64_t *a, int64_t M, int64_t K, int32
             }
             if (!pairwise) {
                 for (k = 0; k < K; k++)
-                    s = seq_step(s, &c, row[k], &plan, &fa, seed, step_counter(m, k));
+                    s = accumulate_step(step_path, s, &c, row[k], ss, st, &fa, compensated, seed,
+                                        step_counter(m, k));
             } else {
                 if (buf == NULL)
                     continue;

@@ -74,12 +74,21 @@ int lowbit_fixed_mul(int64_t *out, const int64_t *a, const int64_t *b, int64_t n
                      int32_t pfrac, const lowbit_fixed *fmt, uint64_t seed);
 
 /* out (M x N) = a (M x K) @ b (K x N), all row-major; products carry pfrac
- * fractional bits. acc == NULL: exact sum; else narrow accumulation in *acc with
- * the given order and Kahan flag (each output still sums over k in order). */
-int lowbit_fixed_matmul(int64_t *out, const int64_t *a, const int64_t *b,
-                        int64_t M, int64_t K, int64_t N, int32_t pfrac,
-                        const lowbit_fixed *acc, int32_t order, int32_t compensated,
-                        const lowbit_fixed *fmt, uint64_t seed);
+ * fractional bits, their exact int64 sum is rounded once into fmt. The i32
+ * variant takes codes that fit int32 (faster: half the memory traffic). */
+int lowbit_fixed_matmul_exact_i64(int64_t *out, const int64_t *a, const int64_t *b,
+                                  int64_t M, int64_t K, int64_t N, int32_t pfrac,
+                                  const lowbit_fixed *fmt, uint64_t seed);
+int lowbit_fixed_matmul_exact_i32(int64_t *out, const int32_t *a, const int32_t *b,
+                                  int64_t M, int64_t K, int64_t N, int32_t pfrac,
+                                  const lowbit_fixed *fmt, uint64_t seed);
+
+/* The same with a narrow accumulator *acc: order sequential or pairwise, Kahan
+ * compensation when compensated (each output still sums over k in order). */
+int lowbit_fixed_matmul_acc(int64_t *out, const int64_t *a, const int64_t *b,
+                            int64_t M, int64_t K, int64_t N, int32_t pfrac,
+                            const lowbit_fixed *acc, int32_t order, int32_t compensated,
+                            const lowbit_fixed *fmt, uint64_t seed);
 
 /* out[m] = sum over k of a[m * K + k] (terms with tfrac fractional bits). */
 int lowbit_fixed_sum(int64_t *out, const int64_t *a, int64_t M, int64_t K, int32_t tfrac,
@@ -260,7 +269,8 @@ enum lowbit_path {
     LOWBIT_PATH_RIGHT = 0,   /* deterministic mode + saturate, 1 <= s <= 62 */
     LOWBIT_PATH_SR = 1,      /* stochastic + saturate, 1 <= s <= 53 */
     LOWBIT_PATH_LEFT = 2,    /* saturate, -62 <= s <= 0: exact shift */
-    LOWBIT_PATH_GENERIC = 3  /* anything else: lowbit_quantize */
+    LOWBIT_PATH_GENERIC = 3, /* anything else: lowbit_quantize */
+    LOWBIT_PATH_EXACT = 4    /* accumulation step with no rounding (ss == 0) */
 };
 
 /* Which branch-free body rounds p * 2^-s into f (twin: rounding.rounding_path). */
@@ -280,7 +290,8 @@ static inline int64_t lowbit_clamp(int64_t n, int64_t lo, int64_t hi)
     return n < lo ? lo : (n > hi ? hi : n);
 }
 
-static inline int64_t lowbit_right_sat(int64_t p, int s, int rounding, int64_t lo, int64_t hi)
+/* p * 2^-s rounded by a deterministic mode, 1 <= s <= 62; bitwise, no branches. */
+static inline int64_t lowbit_right_round(int64_t p, int s, int rounding)
 {
     int64_t q = lowbit_floor_shift(p, s);
     int64_t r = (int64_t)((uint64_t)p & ((UINT64_C(1) << s) - 1));
@@ -290,15 +301,26 @@ static inline int64_t lowbit_right_sat(int64_t p, int s, int rounding, int64_t l
            | ((rounding == LOWBIT_NEAREST_AWAY) & (above | (tie & (p > 0))))
            | ((rounding == LOWBIT_TOWARD_ZERO) & (p < 0) & inexact)
            | ((rounding == LOWBIT_CEIL) & inexact);
-    return lowbit_clamp(q + up, lo, hi);
+    return q + up;
+}
+
+/* Stochastically rounded p * 2^-s for 1 <= s <= 53. */
+static inline int64_t lowbit_sr_round(int64_t p, int s, uint64_t seed, uint64_t counter)
+{
+    int64_t q = lowbit_floor_shift(p, s);
+    uint64_t t = ((uint64_t)p & ((UINT64_C(1) << s) - 1)) << (53 - s);
+    return q + (lowbit_u53(seed, counter) < t);
+}
+
+static inline int64_t lowbit_right_sat(int64_t p, int s, int rounding, int64_t lo, int64_t hi)
+{
+    return lowbit_clamp(lowbit_right_round(p, s, rounding), lo, hi);
 }
 
 static inline int64_t lowbit_sr_sat(int64_t p, int s, int64_t lo, int64_t hi,
                                     uint64_t seed, uint64_t counter)
 {
-    int64_t q = lowbit_floor_shift(p, s);
-    uint64_t t = ((uint64_t)p & ((UINT64_C(1) << s) - 1)) << (53 - s);
-    return lowbit_clamp(q + (lowbit_u53(seed, counter) < t), lo, hi);
+    return lowbit_clamp(lowbit_sr_round(p, s, seed, counter), lo, hi);
 }
 
 static inline int64_t lowbit_left_sat(int64_t p, int k, int64_t lo, int64_t hi)
@@ -308,6 +330,22 @@ static inline int64_t lowbit_left_sat(int64_t p, int k, int64_t lo, int64_t hi)
     if (p < -((-lo) >> k))
         return lo;
     return lowbit_shl(p, k);
+}
+
+/* Round p * 2^-s into f on a path chosen by lowbit_rounding_path (loop-invariant). */
+static inline int64_t lowbit_round_on_path(int path, int64_t p, int64_t s, const lowbit_fmt *f,
+                                           uint64_t seed, uint64_t counter)
+{
+    switch (path) {
+    case LOWBIT_PATH_RIGHT:
+        return lowbit_right_sat(p, (int)s, f->rounding, f->lo, f->hi);
+    case LOWBIT_PATH_SR:
+        return lowbit_sr_sat(p, (int)s, f->lo, f->hi, seed, counter);
+    case LOWBIT_PATH_LEFT:
+        return lowbit_left_sat(p, (int)-s, f->lo, f->hi);
+    default:
+        return lowbit_quantize(p, s + f->frac, f, seed, counter);
+    }
 }
 
 /* out[i] = round(P * 2^-S) into *F for i in [0, N), P an expression of i and

@@ -33,8 +33,6 @@ from numerics import scales
 from numerics.formats import Binary, Fixed, Format
 
 ORDERS = ("sequential", "pairwise")
-EXACT_BLAS_LIMIT = 1 << 53
-"""Float64 BLAS is used for exact matmuls when every partial sum is an integer below this."""
 EXACT_SUM_LIMIT = 1 << 62
 """Exact int64 accumulation is allowed while sum(|products|) stays below this."""
 ALIGN_LIMIT = 61
@@ -278,8 +276,7 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
     """a @ b for 1-D or 2-D operands (numpy's rules), each product exact.
 
     - ``acc=None``: the products are summed exactly and rounded once into ``out``.
-      Needs K * max|a| * max|b| < 2**62 for the codes at hand. Where every partial
-      sum is an integer below 2**53 a float64 BLAS computes it (exactly).
+      Needs K * max|a| * max|b| < 2**62 for the codes at hand (int64 sums).
     - ``acc`` a Fixed format: each output is accumulated in ``acc`` (see
       :func:`numerics.reference.fixed.accumulate` for ``order`` and
       ``compensated``), then rounded into ``out``.
@@ -321,21 +318,18 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
         _check_acc_alignment(acc_f, ma + mb, pfrac, "matmul")
         codes = be.fixed_matmul(ca, cb, pfrac, acc_f, order, compensated, out_f, seed)
     else:
-        bound = K * _max_abs(ca) * _max_abs(cb)
+        amax, bmax = _max_abs(ca), _max_abs(cb)
+        bound = K * amax * bmax
         if bound >= EXACT_SUM_LIMIT:
-            raise ValueError(f"matmul: an exact sum of {K} products of up to {bound // max(K, 1)} "
+            raise ValueError(f"matmul: an exact sum of {K} products of up to {amax * bmax} "
                              f"needs more than 62 bits; pass a narrow acc or use narrower operands")
         if is_integer_format(a.fmt) and is_integer_format(b.fmt) and K:
             dots = _popcount_matmul(ca, cb, a.fmt, b.fmt, be)
-        elif bound < EXACT_BLAS_LIMIT:
-            dots = (ca.astype(np.float64) @ cb.astype(np.float64)).astype(np.int64)
+            codes = be.fixed_convert(dots, pfrac, out_f, seed, rng.STEP_BITS, rng.FINAL_STEP)
         else:
-            dots = None
-        if dots is None:
+            if max(amax, bmax) < 2**31:  # half the memory traffic, same exact int64 sums
+                ca, cb = ca.astype(np.int32), cb.astype(np.int32)
             codes = be.fixed_matmul(ca, cb, pfrac, None, order, False, out_f, seed)
-        else:
-            codes = be.fixed_convert(_contiguous(dots), pfrac, out_f, seed,
-                                     rng.STEP_BITS, rng.FINAL_STEP)
     scale = None
     if sa is not None or sb is not None:
         scale = (np.ones((M, 1)) if sa is None else sa) * (np.ones((1, N)) if sb is None else sb)

@@ -41,7 +41,8 @@ _mod = _load()
 ffi, lib = _mod.ffi, _mod.lib
 ORDERS = {"sequential": lib.LOWBIT_SEQUENTIAL, "pairwise": lib.LOWBIT_PAIRWISE}
 _CTYPES = {np.dtype(np.float64): "double *", np.dtype(np.float32): "float *",
-           np.dtype(np.int64): "int64_t *", np.dtype(np.uint64): "uint64_t *"}
+           np.dtype(np.int64): "int64_t *", np.dtype(np.int32): "int32_t *",
+           np.dtype(np.uint64): "uint64_t *"}
 
 
 def _p(a: np.ndarray):
@@ -89,9 +90,13 @@ def fixed_matmul(a, b, pfrac, acc, order, compensated, fmt, seed):
     M, K = a.shape
     N = b.shape[1]
     out = np.empty((M, N), np.int64)
-    acc_p = ffi.NULL if acc is None else _fmt(acc)
-    _check(lib.lowbit_fixed_matmul(_p(out), _p(a), _p(b), M, K, N, pfrac, acc_p,
-                                   ORDERS[order], int(compensated), _fmt(fmt), seed))
+    if acc is None:
+        fn = lib.lowbit_fixed_matmul_exact_i32 if a.dtype == np.int32 else \
+            lib.lowbit_fixed_matmul_exact_i64
+        _check(fn(_p(out), _p(a), _p(b), M, K, N, pfrac, _fmt(fmt), seed))
+    else:
+        _check(lib.lowbit_fixed_matmul_acc(_p(out), _p(a), _p(b), M, K, N, pfrac, _fmt(acc),
+                                           ORDERS[order], int(compensated), _fmt(fmt), seed))
     return out
 
 

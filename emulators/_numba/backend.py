@@ -40,9 +40,11 @@ def fixed_mul(a, b, pfrac, fmt, seed):
 
 def fixed_matmul(a, b, pfrac, acc, order, compensated, fmt, seed):
     out = np.empty((a.shape[0], b.shape[1]), np.int64)
-    acc_t = _NO_ACC if acc is None else fixed.fmt_tuple(acc)
-    fixed.fixed_matmul(a, b, pfrac, acc_t, acc is not None, ORDERS[order], bool(compensated),
-                       fixed.fmt_tuple(fmt), np.uint64(seed), out)
+    if acc is None:
+        fixed.fixed_matmul_exact(a, b, pfrac, fixed.fmt_tuple(fmt), np.uint64(seed), out)
+    else:
+        fixed.fixed_matmul_acc(a, b, pfrac, fixed.fmt_tuple(acc), ORDERS[order], bool(compensated),
+                               fixed.fmt_tuple(fmt), np.uint64(seed), out)
     return out
 
 

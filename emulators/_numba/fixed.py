@@ -15,6 +15,9 @@ from numba import prange
 from emulators._numba.jit import jit, pjit
 from emulators._numba.rounding import (
     CEIL,
+    accumulate_row,
+    accumulate_step,
+    accumulation_path,
     FLOOR,
     NEAREST_AWAY,
     NEAREST_EVEN,
@@ -26,6 +29,7 @@ from emulators._numba.rounding import (
     overflow,
     quantize,
     round_on_path,
+    round_products_row,
     round_shift,
     rounding_path,
     step_counter,
@@ -154,20 +158,7 @@ def fixed_mul(a, b, pfrac, fmt, seed, out):
 
 
 JBLOCK = 256  # output columns handled together by the pairwise tree
-
-
-@jit
-def seq_step(s, c, t, ss, st, acc, compensated, seed, counter):
-    """One step s = q(s + t) of a sequential accumulation; returns (s, c), where c
-    (exact, the bits the rounding dropped) is the Kahan compensation."""
-    z = (s << ss) + (t << st) - c
-    if ss == 0:
-        return overflow(z, acc), c
-    u = u53(seed, counter) if acc[3] == STOCHASTIC else U64(0)
-    n = round_shift(z, ss, acc[3], u)
-    if compensated:
-        c = (n << ss) - z
-    return overflow(n, acc), c
+ROWS = 4  # rows of a per block of the exact matmul: each load of b serves 4 rows
 
 
 @jit
@@ -192,55 +183,88 @@ def tree_reduce(buf, rows, width, acc):
 
 
 @pjit
-def fixed_matmul(a, b, pfrac, acc, has_acc, order, compensated, fmt, seed, out):
-    """out = a @ b (row-major, i-k-j order); exact sum when not has_acc, else
-    narrow accumulation in acc (each output still sums over k in order)."""
+def fixed_matmul_exact(a, b, pfrac, fmt, seed, out):
+    """out = a @ b with an exact int64 accumulator, rounded once into fmt.
+
+    a and b are int32 or int64 codes; rows of a go in blocks of ROWS (i-k-j
+    order), so each row of b is loaded once per block."""
+    M, K = a.shape
+    N = b.shape[1]
+    s = pfrac - fmt[1]
+    path = rounding_path(s, fmt)
+    for blk in prange((M + ROWS - 1) // ROWS):
+        i0 = blk * ROWS
+        rows = min(ROWS, M - i0)
+        acc = np.zeros((ROWS, N), np.int64)
+        if rows == ROWS:
+            for k in range(K):
+                a0 = np.int64(a[i0, k])
+                a1 = np.int64(a[i0 + 1, k])
+                a2 = np.int64(a[i0 + 2, k])
+                a3 = np.int64(a[i0 + 3, k])
+                for j in range(N):
+                    bk = np.int64(b[k, j])
+                    acc[0, j] += a0 * bk
+                    acc[1, j] += a1 * bk
+                    acc[2, j] += a2 * bk
+                    acc[3, j] += a3 * bk
+        else:
+            for r in range(rows):
+                for k in range(K):
+                    ak = np.int64(a[i0 + r, k])
+                    for j in range(N):
+                        acc[r, j] += ak * np.int64(b[k, j])
+        for r in range(rows):
+            for j in range(N):
+                e = (i0 + r) * N + j
+                out[i0 + r, j] = round_on_path(path, acc[r, j], s, fmt, seed, final_counter(e))
+
+
+@pjit
+def fixed_matmul_acc(a, b, pfrac, acc, order, compensated, fmt, seed, out):
+    """out = a @ b accumulated in the narrow format acc (sequential or pairwise,
+    each output summing over k in order), then rounded into fmt."""
     M, K = a.shape
     N = b.shape[1]
     F = max(acc[1], pfrac)
     ss = F - acc[1]
     st = F - pfrac
+    step_path = accumulation_path(ss, acc)
+    leaf_s = pfrac - acc[1]
+    leaf_path = rounding_path(leaf_s, acc)
+    s_out = acc[1] - fmt[1]
+    out_path = rounding_path(s_out, fmt)
     for i in prange(M):
-        if not has_acc:
-            row = np.zeros(N, np.int64)
-            for k in range(K):
-                aik = a[i, k]
-                for j in range(N):
-                    row[j] += aik * b[k, j]
-            for j in range(N):
-                out[i, j] = quantize(row[j], pfrac, fmt, seed, final_counter(i * N + j))
-        elif order == SEQUENTIAL:
+        if order == SEQUENTIAL:
             s = np.zeros(N, np.int64)
             c = np.zeros(N, np.int64)
             for k in range(K):
-                aik = a[i, k]
-                for j in range(N):
-                    s[j], c[j] = seq_step(s[j], c[j], aik * b[k, j], ss, st, acc, compensated,
-                                          seed, step_counter(i * N + j, k))
+                accumulate_row(step_path, s, c, a[i, k], b[k], ss, st, acc, compensated, seed,
+                               i * N, k)
             for j in range(N):
-                out[i, j] = quantize(s[j], acc[1], fmt, seed, final_counter(i * N + j))
+                out[i, j] = round_on_path(out_path, s[j], s_out, fmt, seed,
+                                          final_counter(i * N + j))
         else:
             buf = np.empty((max(K, 1), JBLOCK), np.int64)
             for j0 in range(0, N, JBLOCK):
                 w = min(JBLOCK, N - j0)
                 for k in range(K):
-                    aik = a[i, k]
-                    for j in range(w):
-                        buf[k, j] = quantize(aik * b[k, j0 + j], pfrac, acc, seed,
-                                             step_counter(i * N + j0 + j, k))
+                    round_products_row(leaf_path, buf[k, :w], a[i, k], b[k, j0:j0 + w], leaf_s,
+                                       acc, seed, i * N + j0, k)
                 tree_reduce(buf, K, w, acc)
                 for j in range(w):
-                    out[i, j0 + j] = quantize(buf[0, j], acc[1], fmt, seed,
-                                              final_counter(i * N + j0 + j))
+                    out[i, j0 + j] = round_on_path(out_path, buf[0, j], s_out, fmt, seed,
+                                                   final_counter(i * N + j0 + j))
 
 
 @pjit
 def fixed_sum(a, tfrac, acc, has_acc, order, compensated, fmt, seed, out):
-    """out[m] = sum of row m of a (M x K); exact or narrow as in fixed_matmul."""
+    """out[m] = sum of row m of a (M x K); exact, or narrow as in fixed_matmul_acc."""
     M, K = a.shape
     F = max(acc[1], tfrac)
     ss = F - acc[1]
     st = F - tfrac
+    step_path = accumulation_path(ss, acc)
     for m in prange(M):
         s = np.int64(0)
         if not has_acc:
@@ -251,7 +275,8 @@ def fixed_sum(a, tfrac, acc, has_acc, order, compensated, fmt, seed, out):
         if order == SEQUENTIAL:
             c = np.int64(0)
             for k in range(K):
-                s, c = seq_step(s, c, a[m, k], ss, st, acc, compensated, seed, step_counter(m, k))
+                s, c = accumulate_step(step_path, s, c, a[m, k], ss, st, acc, compensated, seed,
+                                       step_counter(m, k))
         else:
             buf = np.empty((max(K, 1), 1), np.int64)
             for k in range(K):

@@ -128,7 +128,7 @@ def quantize(p, pfrac, fmt, seed, counter):
     return p << k
 
 
-FAST_RIGHT, FAST_SR, FAST_LEFT, GENERIC = 0, 1, 2, 3
+FAST_RIGHT, FAST_SR, FAST_LEFT, GENERIC, EXACT = 0, 1, 2, 3, 4
 
 
 @jit
@@ -156,8 +156,8 @@ def clamp(n, lo, hi):
 
 
 @jit
-def right_sat(p, s, rounding, lo, hi):
-    """p * 2**-s rounded by a deterministic mode, saturated, for 1 <= s <= 62 (int64 only)."""
+def right_round(p, s, rounding):
+    """p * 2**-s rounded by a deterministic mode, for 1 <= s <= 62 (int64 only, branch-free)."""
     q = p >> s
     r = p & ((np.int64(1) << s) - 1)
     half = np.int64(1) << (s - 1)
@@ -168,16 +168,25 @@ def right_sat(p, s, rounding, lo, hi):
     up |= (rounding == NEAREST_AWAY) & (above | (tie & (p > 0)))
     up |= (rounding == TOWARD_ZERO) & (p < 0) & inexact
     up |= (rounding == CEIL) & inexact
-    return clamp(q + np.int64(up), lo, hi)
+    return q + np.int64(up)
+
+
+@jit
+def sr_round(p, s, seed, counter):
+    """Stochastically rounded p * 2**-s for 1 <= s <= 53 (see docs/rng.md)."""
+    q = p >> s
+    t = (p & ((np.int64(1) << s) - 1)) << (53 - s)
+    return q + np.int64(np.int64(u53(seed, counter)) < t)
+
+
+@jit
+def right_sat(p, s, rounding, lo, hi):
+    return clamp(right_round(p, s, rounding), lo, hi)
 
 
 @jit
 def sr_sat(p, s, lo, hi, seed, counter):
-    """Stochastically rounded p * 2**-s, saturated, for 1 <= s <= 53 (see docs/rng.md)."""
-    q = p >> s
-    r = p & ((np.int64(1) << s) - 1)
-    t = r << (53 - s)
-    return clamp(q + np.int64(np.int64(u53(seed, counter)) < t), lo, hi)
+    return clamp(sr_round(p, s, seed, counter), lo, hi)
 
 
 @jit
@@ -200,3 +209,97 @@ def round_on_path(path, p, s, fmt, seed, counter):
     if path == FAST_LEFT:
         return left_sat(p, -s, fmt[5], fmt[6])
     return quantize(p, s + fmt[1], fmt, seed, counter)
+
+
+@jit
+def accumulation_path(ss, acc):
+    """The rounding body of a sequential accumulation step (chosen once per call):
+    EXACT when the accumulator is at least as fine as the terms (ss == 0), else a
+    fast path for saturating or wrapping accumulators with a small shift, else GENERIC."""
+    if ss == 0:
+        return EXACT
+    if acc[3] == STOCHASTIC:
+        return FAST_SR if ss <= 53 else GENERIC
+    return FAST_RIGHT if ss <= 62 else GENERIC
+
+
+@jit
+def accumulate_step(path, s, c, t, ss, st, acc, compensated, seed, counter):
+    """s = q(s + t) in the accumulator format acc; returns (s, c) where c is the
+    exact Kahan compensation (the bits the rounding dropped, never overflow)."""
+    z = (s << ss) + (t << st) - c
+    if path == EXACT:
+        return overflow(z, acc), c
+    if path == FAST_RIGHT:
+        n = right_round(z, ss, acc[3])
+    elif path == FAST_SR:
+        n = sr_round(z, ss, seed, counter)
+    else:
+        u = u53(seed, counter) if acc[3] == STOCHASTIC else ZERO
+        n = round_shift(z, ss, acc[3], u)
+    if compensated:
+        c = (n << ss) - z
+    return overflow(n, acc), c
+
+
+@jit
+def accumulate_row(path, s, c, aik, brow, ss, st, acc, compensated, seed, e0, k):
+    """One step k of sequential accumulation for a row of outputs:
+    s[j] = q(s[j] + aik * brow[j]) for every j, element numbers e0 + j.
+
+    The path and flags are tested once per row, so the common bodies (exact
+    steps; saturating deterministic rounding without Kahan) are branch-free
+    loops that vectorize; everything else goes through :func:`accumulate_step`."""
+    N = s.size
+    lo = acc[5]
+    hi = acc[6]
+    if acc[4] == 0 and path == EXACT:
+        for j in range(N):
+            s[j] = clamp((s[j] << ss) + ((aik * brow[j]) << st) - c[j], lo, hi)
+    elif acc[4] == 0 and path == FAST_RIGHT and not compensated:
+        r = acc[3]
+        for j in range(N):
+            s[j] = clamp(right_round((s[j] << ss) + ((aik * brow[j]) << st), ss, r), lo, hi)
+    elif acc[4] == 0 and path == FAST_SR and not compensated:
+        for j in range(N):
+            z = (s[j] << ss) + ((aik * brow[j]) << st)
+            s[j] = clamp(sr_round(z, ss, seed, step_counter(e0 + j, k)), lo, hi)
+    elif acc[4] == 0 and path == FAST_RIGHT:
+        r = acc[3]
+        for j in range(N):
+            z = (s[j] << ss) + ((aik * brow[j]) << st) - c[j]
+            n = right_round(z, ss, r)
+            c[j] = (n << ss) - z
+            s[j] = clamp(n, lo, hi)
+    elif acc[4] == 0 and path == FAST_SR:
+        for j in range(N):
+            z = (s[j] << ss) + ((aik * brow[j]) << st) - c[j]
+            n = sr_round(z, ss, seed, step_counter(e0 + j, k))
+            c[j] = (n << ss) - z
+            s[j] = clamp(n, lo, hi)
+    else:
+        for j in range(N):
+            s[j], c[j] = accumulate_step(path, s[j], c[j], aik * brow[j], ss, st, acc,
+                                         compensated, seed, step_counter(e0 + j, k))
+
+
+@jit
+def round_products_row(path, dst, aik, brow, s, fmt, seed, e0, k):
+    """dst[j] = aik * brow[j] rounded into fmt (shift s), stochastic counter
+    step_counter(e0 + j, k); one branch-free loop per path."""
+    N = dst.size
+    lo = fmt[5]
+    hi = fmt[6]
+    if path == FAST_RIGHT:
+        r = fmt[3]
+        for j in range(N):
+            dst[j] = clamp(right_round(aik * brow[j], s, r), lo, hi)
+    elif path == FAST_SR:
+        for j in range(N):
+            dst[j] = clamp(sr_round(aik * brow[j], s, seed, step_counter(e0 + j, k)), lo, hi)
+    elif path == FAST_LEFT:
+        for j in range(N):
+            dst[j] = left_sat(aik * brow[j], -s, lo, hi)
+    else:
+        for j in range(N):
+            dst[j] = quantize(aik * brow[j], s + fmt[1], fmt, seed, step_counter(e0 + j, k))
