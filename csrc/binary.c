@@ -57,19 +57,23 @@ void lowbit_pack_cols(uint64_t *words, const int64_t *codes, int64_t K, int64_t 
                       int64_t W, int64_t value)
 {
     int64_t j0;
-    const int64_t block = 256; /* columns per task: their words stay in cache */
+    const int64_t block = 256; /* columns per task; for each word, 64 rows of the block
+                                  fold into a contiguous temporary, then are stored */
 #pragma omp parallel for schedule(static) if (K * N > LOWBIT_PARALLEL_MIN)
     for (j0 = 0; j0 < N; j0 += block) {
-        int64_t j1 = j0 + block < N ? j0 + block : N;
-        for (int64_t j = j0; j < j1; j++)
-            for (int64_t w = 0; w < W; w++)
-                words[j * W + w] = 0;
-        for (int64_t k = 0; k < K; k++) {
-            const int64_t *row = codes + k * N;
-            uint64_t *col = words + (k >> 6);
-            int shift = (int)(k & 63);
-            for (int64_t j = j0; j < j1; j++)
-                col[j * W] |= (uint64_t)(row[j] == value) << shift;
+        uint64_t tmp[256];
+        int64_t width = N - j0 < block ? N - j0 : block;
+        for (int64_t w = 0; w < W; w++) {
+            int64_t rows = K - w * 64 < 64 ? K - w * 64 : 64;
+            for (int64_t j = 0; j < width; j++)
+                tmp[j] = 0;
+            for (int64_t bit = 0; bit < rows; bit++) {
+                const int64_t *row = codes + (w * 64 + bit) * N + j0;
+                for (int64_t j = 0; j < width; j++)
+                    tmp[j] |= (uint64_t)(row[j] == value) << bit;
+            }
+            for (int64_t j = 0; j < width; j++)
+                words[(j0 + j) * W + w] = tmp[j];
         }
     }
 }

@@ -33,6 +33,8 @@ from numerics import scales
 from numerics.formats import Binary, Fixed, Format
 
 ORDERS = ("sequential", "pairwise")
+EXACT_BLAS_LIMIT = 1 << 53
+"""Exact matmuls use float64 BLAS when every partial sum is an integer below this."""
 EXACT_SUM_LIMIT = 1 << 62
 """Exact int64 accumulation is allowed while sum(|products|) stays below this."""
 ALIGN_LIMIT = 61
@@ -276,7 +278,8 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
     """a @ b for 1-D or 2-D operands (numpy's rules), each product exact.
 
     - ``acc=None``: the products are summed exactly and rounded once into ``out``.
-      Needs K * max|a| * max|b| < 2**62 for the codes at hand (int64 sums).
+      Needs K * max|a| * max|b| < 2**62 for the codes at hand (int64 sums); when
+      that bound is below 2**53 float64 BLAS computes the sums, exactly.
     - ``acc`` a Fixed format: each output is accumulated in ``acc`` (see
       :func:`numerics.reference.fixed.accumulate` for ``order`` and
       ``compensated``), then rounded into ``out``.
@@ -325,6 +328,10 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
                              f"needs more than 62 bits; pass a narrow acc or use narrower operands")
         if is_integer_format(a.fmt) and is_integer_format(b.fmt) and K:
             dots = _popcount_matmul(ca, cb, a.fmt, b.fmt, be)
+            codes = be.fixed_convert(dots, pfrac, out_f, seed, rng.STEP_BITS, rng.FINAL_STEP)
+        elif bound < EXACT_BLAS_LIMIT:
+            # every partial sum is an integer below 2**53: float64 BLAS is exact
+            dots = (ca.astype(np.float64) @ cb.astype(np.float64)).astype(np.int64)
             codes = be.fixed_convert(dots, pfrac, out_f, seed, rng.STEP_BITS, rng.FINAL_STEP)
         else:
             if max(amax, bmax) < 2**31:  # half the memory traffic, same exact int64 sums

@@ -61,8 +61,8 @@ def _check(status: int) -> int:
     return status
 
 
-def fixed_cast(x, fmt, seed):
-    out = np.empty(x.shape, np.int64)
+def fixed_cast(x, fmt, seed, out=None):
+    out = np.empty(x.shape, np.int64) if out is None else out
     fn = lib.lowbit_fixed_cast_f32 if x.dtype == np.float32 else lib.lowbit_fixed_cast_f64
     return out, _check(fn(_p(out), _p(x), x.size, _fmt(fmt), seed))
 

@@ -5,35 +5,36 @@ from __future__ import annotations
 import numpy as np
 
 from emulators._numba import binary, fixed
+from emulators._numba.jit import sized
 
 name = "numba"
 ORDERS = {"sequential": fixed.SEQUENTIAL, "pairwise": fixed.PAIRWISE}
 _NO_ACC = (1, 0, 1, 0, 0, -1, 0)  # placeholder format tuple when the sum is exact
 
 
-def fixed_cast(x, fmt, seed):
-    out = np.empty(x.shape, np.int64)
-    status = fixed.fixed_cast(x.reshape(-1), fixed.fmt_tuple(fmt), np.uint64(seed), out.reshape(-1))
+def fixed_cast(x, fmt, seed, out=None):
+    out = np.empty(x.shape, np.int64) if out is None else out
+    status = sized(fixed.fixed_cast, x.size)(x.reshape(-1), fixed.fmt_tuple(fmt), np.uint64(seed), out.reshape(-1))
     return out, int(status)
 
 
 def fixed_convert(codes, src_frac, fmt, seed, counter_shift=0, counter_low=0):
     out = np.empty(codes.shape, np.int64)
-    fixed.fixed_convert(codes.reshape(-1), src_frac, fixed.fmt_tuple(fmt), np.uint64(seed),
+    sized(fixed.fixed_convert, codes.size)(codes.reshape(-1), src_frac, fixed.fmt_tuple(fmt), np.uint64(seed),
                         counter_shift, np.uint64(counter_low), out.reshape(-1))
     return out
 
 
 def fixed_add(a, fa, b, fb, negate_b, fmt, seed):
     out = np.empty(a.shape, np.int64)
-    fixed.fixed_add(a.reshape(-1), fa, b.reshape(-1), fb, bool(negate_b),
+    sized(fixed.fixed_add, a.size)(a.reshape(-1), fa, b.reshape(-1), fb, bool(negate_b),
                     fixed.fmt_tuple(fmt), np.uint64(seed), out.reshape(-1))
     return out
 
 
 def fixed_mul(a, b, pfrac, fmt, seed):
     out = np.empty(a.shape, np.int64)
-    fixed.fixed_mul(a.reshape(-1), b.reshape(-1), pfrac, fixed.fmt_tuple(fmt),
+    sized(fixed.fixed_mul, a.size)(a.reshape(-1), b.reshape(-1), pfrac, fixed.fmt_tuple(fmt),
                     np.uint64(seed), out.reshape(-1))
     return out
 
@@ -41,9 +42,9 @@ def fixed_mul(a, b, pfrac, fmt, seed):
 def fixed_matmul(a, b, pfrac, acc, order, compensated, fmt, seed):
     out = np.empty((a.shape[0], b.shape[1]), np.int64)
     if acc is None:
-        fixed.fixed_matmul_exact(a, b, pfrac, fixed.fmt_tuple(fmt), np.uint64(seed), out)
+        sized(fixed.fixed_matmul_exact, a.size * b.shape[1])(a, b, pfrac, fixed.fmt_tuple(fmt), np.uint64(seed), out)
     else:
-        fixed.fixed_matmul_acc(a, b, pfrac, fixed.fmt_tuple(acc), ORDERS[order], bool(compensated),
+        sized(fixed.fixed_matmul_acc, a.size * b.shape[1])(a, b, pfrac, fixed.fmt_tuple(acc), ORDERS[order], bool(compensated),
                                fixed.fmt_tuple(fmt), np.uint64(seed), out)
     return out
 
@@ -51,26 +52,26 @@ def fixed_matmul(a, b, pfrac, acc, order, compensated, fmt, seed):
 def fixed_sum(a, tfrac, acc, order, compensated, fmt, seed):
     out = np.empty(a.shape[0], np.int64)
     acc_t = _NO_ACC if acc is None else fixed.fmt_tuple(acc)
-    fixed.fixed_sum(a, tfrac, acc_t, acc is not None, ORDERS[order], bool(compensated),
+    sized(fixed.fixed_sum, a.size)(a, tfrac, acc_t, acc is not None, ORDERS[order], bool(compensated),
                     fixed.fmt_tuple(fmt), np.uint64(seed), out)
     return out
 
 
 def binary_cast(x):
     out = np.empty(x.shape, np.int64)
-    return out, int(binary.binary_cast(x.reshape(-1), out.reshape(-1)))
+    return out, int(sized(binary.binary_cast, x.size)(x.reshape(-1), out.reshape(-1)))
 
 
 def ternary_cast(x, threshold):
     out = np.empty(x.shape, np.int64)
-    return out, int(binary.ternary_cast(x.reshape(-1), float(threshold), out.reshape(-1)))
+    return out, int(sized(binary.ternary_cast, x.size)(x.reshape(-1), float(threshold), out.reshape(-1)))
 
 
 def pack_bits(codes, value):
     rows, K = codes.shape
     W = (K + 63) // 64
     words = np.empty((rows, W), np.uint64)
-    binary.pack_bits(codes, W, value, words)
+    sized(binary.pack_bits, codes.size)(codes, W, value, words)
     return words
 
 
@@ -78,17 +79,17 @@ def pack_cols(codes, value):
     K, N = codes.shape
     W = (K + 63) // 64
     words = np.empty((N, W), np.uint64)
-    binary.pack_cols(codes, W, value, words)
+    sized(binary.pack_cols, codes.size)(codes, W, value, words)
     return words
 
 
 def binary_matmul(a, bt, K):
     out = np.empty((a.shape[0], bt.shape[0]), np.int64)
-    binary.binary_matmul(a, bt, K, out)
+    sized(binary.binary_matmul, a.size * bt.shape[0])(a, bt, K, out)
     return out
 
 
 def ternary_matmul(ap, an, btp, btn):
     out = np.empty((ap.shape[0], btp.shape[0]), np.int64)
-    binary.ternary_matmul(ap, an, btp, btn, out)
+    sized(binary.ternary_matmul, ap.size * btp.shape[0])(ap, an, btp, btn, out)
     return out

@@ -48,21 +48,24 @@ def pack_bits(codes, W, value, words):
 
 @pjit
 def pack_cols(codes, W, value, words):
-    """words[j, k // 64] bit k % 64 set where codes[k, j] == value (no transpose formed)."""
+    """words[j, k // 64] bit k % 64 set where codes[k, j] == value (no transpose formed).
+
+    Columns go in blocks; for each word, 64 rows of the block are folded into a
+    contiguous temporary (a vectorizable loop over j) and then stored."""
     K, N = codes.shape
     block = 256
     for jb in prange((N + block - 1) // block):
         j0 = jb * block
         j1 = min(j0 + block, N)
-        for j in range(j0, j1):
-            for w in range(W):
-                words[j, w] = U64(0)
-        for k in range(K):
-            w = k >> 6
-            shift = U64(k & 63)
-            for j in range(j0, j1):
-                if codes[k, j] == value:
-                    words[j, w] |= U64(1) << shift
+        tmp = np.empty(j1 - j0, np.uint64)
+        for w in range(W):
+            tmp[:] = 0
+            for b in range(min(64, K - w * 64)):
+                row = w * 64 + b
+                for j in range(j1 - j0):
+                    tmp[j] |= U64(codes[row, j0 + j] == value) << U64(b)
+            for j in range(j1 - j0):
+                words[j0 + j, w] = tmp[j]
 
 
 @pjit

@@ -3,7 +3,12 @@
 - ``jit``: serial helper or kernel, cached on disk, releases the GIL.
 - ``pjit``: the same with ``parallel=True`` for kernels whose outer loop is a
   ``prange`` over independent output elements (results do not depend on the
-  thread count: no element's value depends on another's).
+  thread count: no element's value depends on another's). Each such kernel is
+  also compiled serially (``kernel.serial``, its own cache entry); backends call
+  :func:`sized` to use the serial twin below ``PARALLEL_MIN`` elements of work,
+  where waking threads costs more than it saves and spinning OpenMP threads
+  would slow the BLAS or torch call that comes next (the C kernels use the
+  same threshold).
 
 The default ``error_model="python"`` is kept: an integer division by zero raises
 instead of returning 0.
@@ -18,8 +23,27 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+import types as pytypes
+
 jit = functools.partial(numba.njit, cache=True, nogil=True)
-pjit = functools.partial(numba.njit, cache=True, nogil=True, parallel=True)
+PARALLEL_MIN = 65536
+
+
+def pjit(fn):
+    """Compile ``fn`` with ``parallel=True``, and serially as ``.serial``."""
+    parallel = numba.njit(cache=True, nogil=True, parallel=True)(fn)
+    twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    twin.__module__ = fn.__module__
+    twin.__doc__ = fn.__doc__
+    parallel.serial = jit(twin)
+    return parallel
+
+
+def sized(kernel, work: int):
+    """``kernel`` when ``work`` (elements or multiply-adds) exceeds PARALLEL_MIN, else its serial twin."""
+    return kernel if work > PARALLEL_MIN else kernel.serial
 
 
 @intrinsic

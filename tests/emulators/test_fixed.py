@@ -183,8 +183,8 @@ class TestMatmulSum:
             ref.sum(a, fmt.frac, axis, out, acc, order, compensated, seed),
             f"axis={axis} acc={acc!r} {order}")
 
-    def test_int32_operands_equal_int64_kernel(self, backend):
-        """Codes narrowed to int32 for speed give the codes of the int64 kernel."""
+    def test_blas_and_int32_paths_equal_int64_kernel(self, backend):
+        """The float64 BLAS path (sums < 2**53) and int32 operands give the int64 kernel's codes."""
         rs = np.random.default_rng(0)
         fmt = Fixed(16, 8)
         a = rs.integers(fmt.min_code, fmt.max_code + 1, (33, 64))
@@ -193,6 +193,13 @@ class TestMatmulSum:
         kernel = be.fixed_matmul(a, b, 16, None, "sequential", False, fmt, 0)
         fast = E.matmul(E.from_codes(a, fmt), E.from_codes(b, fmt), backend=backend)
         assert np.array_equal(fast.codes, kernel)
+        narrow = be.fixed_matmul(a.astype(np.int32), b.astype(np.int32), 16, None, "sequential",
+                                 False, fmt, 0)
+        assert np.array_equal(narrow, kernel)
+        big = rs.integers(-2**30, 2**30, (5, 3))  # K * max^2 > 2**53: the int32 kernel
+        wide = E.matmul(E.from_codes(big, Fixed(32, 0)), E.from_codes(big.T, Fixed(32, 0)),
+                        Fixed(62, 0), backend=backend)
+        assert wide.codes.tolist() == (big.astype(object) @ big.T.astype(object)).tolist()
 
     def test_vectors_and_shapes(self, backend):
         fmt = Fixed(8, 2)
