@@ -41,7 +41,8 @@ enum lowbit_status {
     LOWBIT_OK = 0,
     LOWBIT_ERR_NAN = 1,      /* an input was NaN */
     LOWBIT_ERR_INF = 2,      /* an input was +-inf under WRAP */
-    LOWBIT_ERR_NOMEM = 3     /* a scratch buffer could not be allocated */
+    LOWBIT_ERR_NOMEM = 3,    /* a scratch buffer could not be allocated */
+    LOWBIT_ERR_ZERO_DIVISION = 4 /* an LNS division by zero */
 };
 
 /* A fixed-point format: value = code * 2^-frac. */
@@ -119,6 +120,57 @@ void lowbit_binary_matmul(int64_t *out, const uint64_t *a, const uint64_t *bt,
 void lowbit_ternary_matmul(int64_t *out, const uint64_t *ap, const uint64_t *an,
                            const uint64_t *btp, const uint64_t *btn,
                            int64_t M, int64_t N, int64_t W);
+/* ---- LNS (csrc/lns.c) ----------------------------------------------------
+ * Codes: 0 is zero; +-(e - e_min + 1) for (-1)^s 2^(e / 2^frac_bits), negative
+ * for s = 1. Semantics: numerics/reference/lns.py and docs/lns.md. */
+
+typedef struct lowbit_lns {
+    int32_t frac_bits;
+    int32_t underflow_min;  /* 1: results below e_min become e_min; 0: zero */
+    int32_t rounding;       /* enum lowbit_rounding: NEAREST_EVEN, FLOOR, CEIL, STOCHASTIC */
+    int64_t e_min;
+    int64_t e_max;
+} lowbit_lns;
+
+/* An adder spec as tables (numerics/gaussian_log.py: AdderTables): row f of
+ * sub (2 x sub_len) and tab (2 x tab_len) is sb (f = 0) or db (f = 1). */
+typedef struct lowbit_adder {
+    const int64_t *sub;
+    int64_t sub_len;
+    const int64_t *tab;
+    int64_t tab_len;
+    int64_t last;        /* entries q > last consult no table */
+    int64_t beyond[2];   /* the final value of sb and db there */
+    int32_t k;           /* |z| = q * 2^k + r */
+    int32_t guard;       /* bits kept beyond frac_bits before the final rounding */
+    int32_t interp;      /* 1: interpolate between tab[q] and tab[q + 1] */
+} lowbit_adder;
+
+/* Cast floats (thresholds: numerics.gaussian_log.cast_thresholds); 1 on NaN. */
+int lowbit_lns_cast_f64(int64_t *out, const double *x, int64_t n, const double *thresholds,
+                        int64_t n_thresholds, const lowbit_lns *fmt);
+int lowbit_lns_cast_f32(int64_t *out, const float *x, int64_t n, const double *thresholds,
+                        int64_t n_thresholds, const lowbit_lns *fmt);
+/* Re-round codes (src e_min; shift = F_src - F_dst) into dst; counter i. */
+int lowbit_lns_convert(int64_t *out, const int64_t *codes, int64_t n, int64_t emin_src,
+                       int32_t shift, const lowbit_lns *dst, uint64_t seed);
+/* a * b, or a / b when divide (returns 1 if a divisor is zero). */
+int lowbit_lns_mul(int64_t *out, const int64_t *a, int64_t emin_a, const int64_t *b,
+                   int64_t emin_b, int64_t n, int32_t divide, const lowbit_lns *fmt);
+/* a + b, or a - b when negate_b; counter i. */
+int lowbit_lns_add(int64_t *out, const int64_t *a, int64_t emin_a, const int64_t *b,
+                   int64_t emin_b, int64_t n, int32_t negate_b, const lowbit_lns *fmt,
+                   const lowbit_adder *adder, uint64_t seed);
+/* out (M x N) = a @ b: products exact in acc (exponents shifted by widen),
+ * accumulated in acc with its adder, converted into fmt. */
+int lowbit_lns_matmul(int64_t *out, const int64_t *a, const int64_t *b, int64_t M, int64_t K,
+                      int64_t N, int64_t emin_a, int64_t emin_b, int32_t widen,
+                      const lowbit_lns *acc, const lowbit_adder *adder, int32_t order,
+                      int32_t compensated, const lowbit_lns *fmt, uint64_t seed);
+/* out[m] = sum of row m of a (M x K) in acc, converted into fmt. */
+int lowbit_lns_sum(int64_t *out, const int64_t *a, int64_t M, int64_t K, int64_t emin_a,
+                   int32_t widen, const lowbit_lns *acc, const lowbit_adder *adder,
+                   int32_t order, int32_t compensated, const lowbit_lns *fmt, uint64_t seed);
 /* cffi:end */
 
 /* ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ array([1])
 
 from emulators.array import EmuArray, from_codes
 from emulators.backends import BACKENDS, default_backend, get_backend, set_backend
-from emulators.ops import ORDERS, add, cast, matmul, mul, sub, sum  # noqa: A004
+from emulators.ops import ORDERS, add, cast, div, matmul, mul, sub, sum  # noqa: A004
 
 __all__ = [
     "BACKENDS",
@@ -22,6 +22,7 @@ __all__ = [
     "add",
     "cast",
     "default_backend",
+    "div",
     "from_codes",
     "get_backend",
     "matmul",

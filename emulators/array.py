@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from numerics.formats import FORMAT_TYPES, Binary, Fixed, Format, Ternary, parse_format
+from numerics.formats import FORMAT_TYPES, LNS, Binary, Fixed, Format, Ternary, parse_format
+from numerics.gaussian_log import mantissa_table
 
 
 class EmuArray:
@@ -72,7 +73,10 @@ class EmuArray:
         Exact for every code of at most 53 significant bits (every format with
         ``bits <= 53``, every binary/ternary code); otherwise rounded once to
         nearest-even. With a scale, ``code * scale`` is one float64 product.
+        LNS values are irrational but for powers of two: each is correctly rounded.
         """
+        if isinstance(self._fmt, LNS):
+            return _lns_to_float(self._codes, self._fmt)
         vals = self._codes.astype(np.float64)
         if isinstance(self._fmt, Fixed) and self._fmt.frac:
             vals *= 2.0 ** -self._fmt.frac
@@ -121,6 +125,14 @@ class EmuArray:
         if self._scale is not None:
             s += f", scale={np.array2string(self._scale, threshold=8)}"
         return s + ")"
+
+
+def _lns_to_float(codes: np.ndarray, fmt: LNS) -> np.ndarray:
+    """+-mantissa[e mod 2**F] * 2**(e // 2**F), the mantissa table correctly rounded."""
+    F = fmt.frac_bits
+    e = np.abs(codes) - 1 + fmt.e_min
+    vals = np.ldexp(mantissa_table(F)[e & ((1 << F) - 1)], (e >> F).astype(np.int32))
+    return np.where(codes == 0, 0.0, np.where(codes < 0, -vals, vals))
 
 
 def kernel_codes(x: EmuArray) -> np.ndarray:

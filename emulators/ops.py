@@ -26,11 +26,12 @@ from typing import Optional
 
 import numpy as np
 
+from emulators import _lns_ops
 from emulators.array import EmuArray, as_format, check_scale, is_integer_format, kernel_codes
 from emulators.backends import get_backend
 from numerics import rng
 from numerics import scales
-from numerics.formats import Binary, Fixed, Format
+from numerics.formats import LNS, Binary, Fixed, Format
 
 ORDERS = ("sequential", "pairwise")
 EXACT_BLAS_LIMIT = 1 << 53
@@ -153,6 +154,14 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
     if isinstance(x, EmuArray):
         return _convert(x, fmt, seed, be)
     arr = _float_input(x)
+    if isinstance(fmt, LNS):
+        _lns_ops.check_castable(fmt)
+        if arr.size == 0:
+            return EmuArray(np.zeros(arr.shape, np.int64), fmt)
+        codes, status = be.lns_cast(arr, fmt)
+        if status:
+            _raise_bad_float(arr, status, fmt)
+        return EmuArray(codes, fmt)
     if isinstance(fmt, Fixed):
         if arr.size == 0:
             return EmuArray(np.zeros(arr.shape, np.int64), fmt)
@@ -174,6 +183,9 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
 
 def _convert(x: EmuArray, fmt: Format, seed: int, be) -> EmuArray:
     src = x.fmt
+    if isinstance(src, LNS) or isinstance(fmt, LNS):
+        return _lns_ops.convert(x, fmt, seed, be,
+                                lambda floats, f: cast(floats, f, seed=seed, backend=be.name))
     if isinstance(fmt, Fixed) and x.scale is None:
         codes = _contiguous(kernel_codes(x))
         if codes.size == 0:
@@ -204,7 +216,22 @@ def _elementwise_operands(a, b, op: str):
     return a, b, ca, cb, shape
 
 
+def _lns_elementwise(a, b, out, seed, backend, op: str) -> EmuArray:
+    a, b, ca, cb, shape = _elementwise_operands(a, b, op)
+    if isinstance(out, str):
+        out = as_format(out, "out")
+    codes, out_f = _lns_ops.elementwise(a, b, ca, cb, out, op, rng.check_seed(seed),
+                                        get_backend(backend))
+    return EmuArray(codes, out_f)
+
+
+def _is_lns(*xs) -> bool:
+    return any(isinstance(x, EmuArray) and isinstance(x.fmt, LNS) for x in xs)
+
+
 def _add(a, b, out, seed, backend, negate_b: bool, op: str) -> EmuArray:
+    if _is_lns(a, b):
+        return _lns_elementwise(a, b, out, seed, backend, op)
     a, b, ca, cb, shape = _elementwise_operands(a, b, op)
     out = _default_out(out, [a.fmt, b.fmt], op)
     seed = rng.check_seed(seed)
@@ -242,6 +269,8 @@ def mul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None, *, seed: int =
     The product must fit 62 magnitude bits: signed operands up to bits_a + bits_b <= 64
     (e.g. 32 x 32 bits), unsigned up to 31 x 31 bits.
     """
+    if _is_lns(a, b):
+        return _lns_elementwise(a, b, out, seed, backend, "mul")
     a, b, ca, cb, shape = _elementwise_operands(a, b, "mul")
     out = _default_out(out, [a.fmt, b.fmt], "mul")
     seed = rng.check_seed(seed)
@@ -252,6 +281,15 @@ def mul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None, *, seed: int =
         return EmuArray(np.zeros(shape, np.int64), out)
     codes = get_backend(backend).fixed_mul(ca, cb, a.fmt.frac + b.fmt.frac, out, seed)
     return EmuArray(codes, out)
+
+
+def div(a: EmuArray, b: EmuArray, out: LNS | str | None = None, *, seed: int = 0,
+        backend: str | None = None) -> EmuArray:
+    """Element-wise a / b of LNS values: exact exponent subtraction, then ``out``'s
+    range policy. A zero divisor raises ``ValueError`` naming its index."""
+    if not _is_lns(a, b):
+        raise ValueError("div is defined for LNS operands (fixed-point division is not emulated)")
+    return _lns_elementwise(a, b, out, seed, backend, "div")
 
 
 # ------------------------------------------------------------ accumulation ---
@@ -295,6 +333,8 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
     b = _check_emu(b, "b")
     if a.ndim not in (1, 2) or b.ndim not in (1, 2):
         raise ValueError(f"matmul takes 1-D or 2-D operands, got shapes {a.shape} and {b.shape}")
+    if _is_lns(a, b):
+        return _lns_matmul(a, b, out, acc, order, compensated, seed, backend)
     acc_f = None if acc is None else _check_fixed(acc, "acc")
     _check_order(order, compensated, acc_f)
     out_f = acc_f if (out is None and acc_f is not None) else \
@@ -355,6 +395,35 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
     return EmuArray(codes, out_f, scale)
 
 
+def _vector_shapes(a: EmuArray, b: EmuArray):
+    """2-D views of 1-D/2-D matmul operands and the result shape numpy would give."""
+    a2 = a if a.ndim == 2 else a.reshape(1, -1)
+    b2 = b if b.ndim == 2 else b.reshape(-1, 1)
+    if a2.shape[1] != b2.shape[0]:
+        raise ValueError(f"matmul: inner dimensions differ, {a.shape} @ {b.shape}")
+    M, N = a2.shape[0], b2.shape[1]
+    shape = {(1, 1): (), (1, 2): (N,), (2, 1): (M,), (2, 2): (M, N)}[(a.ndim, b.ndim)]
+    return a2, b2, shape
+
+
+def _lns_matmul(a, b, out, acc, order, compensated, seed, backend) -> EmuArray:
+    fa = _lns_ops.check_lns(a.fmt, "a")
+    fb = _lns_ops.check_lns(b.fmt, "b")
+    out_f, acc_f = _lns_ops.accumulation_formats(
+        fa, fb, None if out is None else as_format(out, "out"),
+        None if acc is None else as_format(acc, "acc"), "matmul")
+    _check_order(order, compensated, acc_f)
+    seed = rng.check_seed(seed)
+    a2, b2, shape = _vector_shapes(a, b)
+    ca, cb = _contiguous(kernel_codes(a2)), _contiguous(kernel_codes(b2))
+    if ca.shape[0] * cb.shape[1] == 0:
+        codes = np.zeros((ca.shape[0], cb.shape[1]), np.int64)
+    else:
+        codes = get_backend(backend).lns_matmul(ca, cb, fa, fb, acc_f, out_f, order, compensated,
+                                                seed)
+    return EmuArray(codes.reshape(shape), out_f)
+
+
 def _popcount_matmul(ca: np.ndarray, cb: np.ndarray, fa: Format, fb: Format, be) -> np.ndarray:
     """Exact integer a @ b of binary/ternary codes on bit-packed words (b packed by columns)."""
     K = ca.shape[1]
@@ -377,9 +446,16 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
     are not supported.
     """
     a = _check_emu(a, "a")
-    acc_f = None if acc is None else _check_fixed(acc, "acc")
+    lns = isinstance(a.fmt, LNS)
+    if lns:
+        out_f, acc_f = _lns_ops.accumulation_formats(
+            a.fmt, None, None if out is None else as_format(out, "out"),
+            None if acc is None else as_format(acc, "acc"), "sum")
+    else:
+        acc_f = None if acc is None else _check_fixed(acc, "acc")
+        out_f = acc_f if (out is None and acc_f is not None) else \
+            _default_out(out, [a.fmt], "sum")
     _check_order(order, compensated, acc_f)
-    out_f = acc_f if (out is None and acc_f is not None) else _default_out(out, [a.fmt], "sum")
     seed = rng.check_seed(seed)
     if a.scale is not None and a.scale.size != 1:
         raise ValueError(f"sum: a has per-channel scales (shape {a.scale.shape}); "
@@ -397,12 +473,13 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
         rows = _contiguous(moved).reshape(int(np.prod(shape, dtype=np.int64)),
                                                    moved.shape[-1])
     M, K = rows.shape
-    ma = _magnitude_bits(a.fmt)
     be = get_backend(backend)
     if M == 0:
         codes = np.zeros(M, np.int64)
+    elif lns:
+        codes = be.lns_sum(rows, a.fmt, acc_f, out_f, order, compensated, seed)
     elif acc_f is not None:
-        _check_acc_alignment(acc_f, ma, a.fmt.frac, "sum")
+        _check_acc_alignment(acc_f, _magnitude_bits(a.fmt), a.fmt.frac, "sum")
         codes = be.fixed_sum(rows, a.fmt.frac, acc_f, order, compensated, out_f, seed)
     else:
         if K * _max_abs(rows) >= EXACT_SUM_LIMIT:
@@ -413,4 +490,4 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
     return EmuArray(codes.reshape(shape), out_f, scale)
 
 
-__all__ = ["ORDERS", "add", "cast", "matmul", "mul", "sub", "sum"]
+__all__ = ["ORDERS", "add", "cast", "div", "matmul", "mul", "sub", "sum"]

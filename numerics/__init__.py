@@ -5,11 +5,15 @@ Imports neither numba nor torch. See ``docs/formats.md`` for the semantics.
 
 from numerics.formats import (
     FORMAT_GRAMMAR,
+    LNS,
     MAX_BITS,
     MAX_FRAC,
     Binary,
+    Exact,
     Fixed,
     Format,
+    Interp,
+    Table,
     Ternary,
     parse_format,
 )
@@ -19,8 +23,12 @@ __all__ = [
     "FORMAT_GRAMMAR",
     "MAX_BITS",
     "MAX_FRAC",
+    "LNS",
     "Binary",
+    "Exact",
     "Fixed",
+    "Interp",
+    "Table",
     "Format",
     "Overflow",
     "Rounding",

@@ -191,8 +191,162 @@ class Ternary:
         return s
 
 
-Format = Union[Fixed, Binary, Ternary]
-FORMAT_TYPES = (Fixed, Binary, Ternary)
+LNS_ROUNDINGS = (Rounding.NEAREST_EVEN, Rounding.FLOOR, Rounding.CEIL, Rounding.STOCHASTIC)
+UNDERFLOWS = ("zero", "min")
+MAX_LNS_INT_BITS = 10
+"""Widest integer part of an LNS exponent: every value stays a normal float64."""
+MAX_LNS_FRAC_BITS = 16
+"""Finest LNS exponent: the adder tables then have a few million entries at most."""
+STOCHASTIC_GUARD_BITS = 20
+"""Bits beyond frac_bits kept by the Exact and Table adders' tables for stochastic rounding."""
+
+
+@dataclass(frozen=True)
+class Exact:
+    """The exact Gaussian-log adder: sb(z) and db(z) correctly rounded to frac_bits.
+
+    In the format's rounding mode; for STOCHASTIC the tables hold sb and db
+    rounded to nearest at frac_bits + STOCHASTIC_GUARD_BITS and the guard bits
+    are rounded stochastically (see docs/lns.md).
+    """
+
+    def __repr__(self) -> str:
+        return "Exact()"
+
+    def __str__(self) -> str:
+        return "exact"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A hardware lookup table indexed by the top bits of |z|.
+
+    |z| (in units of 2**-frac_bits) is split as q * 2**k + r, k chosen so that
+    2**index_bits entries cover the essential zero; entry q holds sb or db at the
+    middle of its interval, -(q * 2**k + 2**(k-1)), correctly rounded. The first
+    interval (q = 0, where db is singular) is a sub-table holding every z exactly.
+    Beyond the last entry no table is consulted (the essential zero).
+    """
+
+    index_bits: int
+
+    def __post_init__(self) -> None:
+        _check_int("Table.index_bits", self.index_bits, 1, 24)
+
+    def __repr__(self) -> str:
+        return f"Table({self.index_bits})"
+
+    def __str__(self) -> str:
+        return f"table{self.index_bits}"
+
+
+@dataclass(frozen=True)
+class Interp:
+    """Piecewise-linear interpolation between table points q * 2**k (as in Table).
+
+    Points hold sb or db rounded to nearest at frac_bits + guard_bits; between
+    them v = T[q] + floor((T[q+1] - T[q]) * r / 2**k) (the product truncated, as
+    a shifter does), then v is rounded to frac_bits in the format's mode. The
+    first interval (q = 0) is an exact sub-table, for db's singularity at z = 0.
+    """
+
+    index_bits: int
+    guard_bits: int = 8
+
+    def __post_init__(self) -> None:
+        _check_int("Interp.index_bits", self.index_bits, 1, 24)
+        _check_int("Interp.guard_bits", self.guard_bits, 0, 30)
+
+    def __repr__(self) -> str:
+        g = "" if self.guard_bits == 8 else f", guard_bits={self.guard_bits}"
+        return f"Interp({self.index_bits}{g})"
+
+    def __str__(self) -> str:
+        return f"interp{self.index_bits}" + ("" if self.guard_bits == 8 else f"g{self.guard_bits}")
+
+
+ADDER_TYPES = (Exact, Table, Interp)
+
+
+@dataclass(frozen=True)
+class LNS:
+    """Logarithmic number system: value = (-1)**s * 2**(e * 2**-frac_bits), or exactly 0.
+
+    ``e`` is a signed fixed-point exponent of W = int_bits + frac_bits bits,
+    e in [-2**(W-1), 2**(W-1) - 1]. Codes (int64): 0 is zero, and a nonzero value
+    has code +-(e - e_min + 1), the sign of the code being the sign of the value,
+    so codes order like values. Multiplication and division add and subtract
+    exponents exactly; addition uses the Gaussian logarithms sb/db through
+    ``adder``. Rounding (of exponents, in the log domain): NEAREST_EVEN, FLOOR
+    (toward smaller magnitude), CEIL or STOCHASTIC. Results beyond the largest
+    magnitude saturate; below the smallest they become 0 (``underflow="zero"``)
+    or the smallest magnitude (``underflow="min"``).
+    """
+
+    int_bits: int
+    frac_bits: int
+    adder: "Exact | Table | Interp" = Exact()
+    rounding: Rounding = Rounding.NEAREST_EVEN
+    underflow: str = "zero"
+
+    def __post_init__(self) -> None:
+        _check_int("LNS.int_bits", self.int_bits, 1, MAX_LNS_INT_BITS)
+        _check_int("LNS.frac_bits", self.frac_bits, 0, MAX_LNS_FRAC_BITS)
+        if not isinstance(self.adder, ADDER_TYPES):
+            raise TypeError(f"LNS.adder must be Exact(), Table(n) or Interp(n), got {self.adder!r}")
+        r = as_rounding(self.rounding, "LNS.rounding")
+        if r not in LNS_ROUNDINGS:
+            raise ValueError(f"LNS.rounding must be one of "
+                             f"{[m.name for m in LNS_ROUNDINGS]} (rounding acts on the "
+                             f"exponent), got {r.name}")
+        object.__setattr__(self, "rounding", r)
+        if self.underflow not in UNDERFLOWS:
+            raise ValueError(f"LNS.underflow must be one of {UNDERFLOWS}, got {self.underflow!r}")
+
+    @property
+    def exp_bits(self) -> int:
+        """W, the width of the exponent e."""
+        return self.int_bits + self.frac_bits
+
+    @property
+    def e_min(self) -> int:
+        return -(1 << (self.exp_bits - 1))
+
+    @property
+    def e_max(self) -> int:
+        return (1 << (self.exp_bits - 1)) - 1
+
+    @property
+    def min_code(self) -> int:
+        return -(1 << self.exp_bits)
+
+    @property
+    def max_code(self) -> int:
+        return 1 << self.exp_bits
+
+    def __repr__(self) -> str:
+        extra = ""
+        if not isinstance(self.adder, Exact):
+            extra += f", adder={self.adder!r}"
+        if self.rounding is not Rounding.NEAREST_EVEN:
+            extra += f", rounding={self.rounding!r}"
+        if self.underflow != "zero":
+            extra += f", underflow={self.underflow!r}"
+        return f"LNS({self.int_bits}, {self.frac_bits}{extra})"
+
+    def __str__(self) -> str:
+        s = f"lns{self.int_bits}.{self.frac_bits}"
+        if not isinstance(self.adder, Exact):
+            s += f":{self.adder}"
+        if self.rounding is not Rounding.NEAREST_EVEN:
+            s += ":" + self.rounding.short
+        if self.underflow != "zero":
+            s += f":underflow={self.underflow}"
+        return s
+
+
+Format = Union[Fixed, Binary, Ternary, LNS]
+FORMAT_TYPES = (Fixed, Binary, Ternary, LNS)
 
 FORMAT_GRAMMAR = """\
 format   := fixed | binary | ternary            (case-insensitive, no spaces)
@@ -202,6 +356,10 @@ ROUNDING := "rne" | "rna" | "rtz" | "floor" | "ceil" | "sr"     (default rne)
 OVERFLOW := "sat" | "wrap"                                     (default sat)
 binary   := "binary" [":" ("mean_abs" | "per_channel")]
 ternary  := "ternary" (":threshold=" ("twn" | FLOAT) | ":scale=" ("twn" | "none"))*
+lns      := "lns" INT_BITS "." FRAC_BITS (":" ADDER | ":" LNS_ROUNDING | ":underflow=" ("zero" | "min"))*
+            INT_BITS in 1..10, FRAC_BITS in 0..16 (e.g. lns5.10)
+ADDER    := "exact" | "table" N | "interp" N ["g" GUARD]     (default exact; e.g. interp6g8)
+LNS_ROUNDING := "rne" | "floor" | "ceil" | "sr"                 (default rne)
 """
 
 
@@ -232,6 +390,8 @@ def parse_format(text: "str | Format") -> Format:
             if scale is not None and scale.startswith("scale="):
                 scale = scale[len("scale="):]
             return Binary(scale=None if scale == "none" else scale)
+        if head.startswith("lns"):
+            return _parse_lns(head, opts)
         if head == "ternary":
             kw: dict[str, object] = {}
             for opt in opts:
@@ -264,3 +424,31 @@ def _parse_fixed(head: str, opts: list[str]) -> Fixed:
             raise ValueError(f"{key} given twice")
         kw[key] = val
     return Fixed(int(bits_s), int(frac_s), signed, **kw)  # type: ignore[arg-type]
+
+
+def _parse_adder(token: str) -> "Exact | Table | Interp":
+    if token == "exact":
+        return Exact()
+    if token.startswith("table"):
+        return Table(int(token[len("table"):]))
+    body = token[len("interp"):]
+    index, g, guard = body.partition("g")
+    return Interp(int(index), int(guard)) if g else Interp(int(index))
+
+
+def _parse_lns(head: str, opts: list[str]) -> LNS:
+    int_s, dot, frac_s = head[len("lns"):].partition(".")
+    if not dot:
+        raise ValueError("lns needs INT_BITS.FRAC_BITS, e.g. lns5.10")
+    kw: dict[str, object] = {}
+    for opt in opts:
+        if opt.startswith(("exact", "table", "interp")):
+            key, val = "adder", _parse_adder(opt)
+        elif opt.startswith("underflow="):
+            key, val = "underflow", opt[len("underflow="):]
+        else:
+            key, val = "rounding", as_rounding(opt)
+        if key in kw:
+            raise ValueError(f"{key} given twice")
+        kw[key] = val
+    return LNS(int(int_s), int(frac_s), **kw)  # type: ignore[arg-type]

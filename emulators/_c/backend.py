@@ -148,3 +148,77 @@ def ternary_matmul(ap, an, btp, btn):
     lib.lowbit_ternary_matmul(_p(out), _p(ap), _p(an), _p(btp), _p(btn),
                               ap.shape[0], btp.shape[0], ap.shape[1])
     return out
+
+
+# ---------------------------------------------------------------- LNS ---
+
+from numerics import gaussian_log  # noqa: E402
+
+_keep: dict = {}  # keeps the table arrays behind cached lowbit_adder structs alive
+
+
+def _lns(fmt):
+    return ffi.new("lowbit_lns *", {"frac_bits": fmt.frac_bits,
+                                    "underflow_min": int(fmt.underflow == "min"),
+                                    "rounding": int(fmt.rounding), "e_min": fmt.e_min,
+                                    "e_max": fmt.e_max})
+
+
+def _adder(fmt):
+    """The lowbit_adder struct of fmt's adder tables (built once per format)."""
+    if fmt not in _keep:
+        t = gaussian_log.adder_tables(fmt)
+        sub, tab = np.ascontiguousarray(t.sub), np.ascontiguousarray(t.tab)
+        ad = ffi.new("lowbit_adder *", {
+            "sub": _p(sub), "sub_len": sub.shape[1], "tab": _p(tab), "tab_len": tab.shape[1],
+            "last": t.last, "beyond": [int(t.beyond[0]), int(t.beyond[1])], "k": t.k,
+            "guard": t.guard, "interp": int(t.interp)})
+        _keep[fmt] = (ad, sub, tab)
+    return _keep[fmt][0]
+
+
+def lns_cast(x, fmt):
+    out = np.empty(x.shape, np.int64)
+    th = gaussian_log.cast_thresholds(fmt.frac_bits, fmt.rounding)
+    fn = lib.lowbit_lns_cast_f32 if x.dtype == np.float32 else lib.lowbit_lns_cast_f64
+    return out, fn(_p(out), _p(x), x.size, _p(th), th.size, _lns(fmt))
+
+
+def lns_convert(codes, src, dst, seed):
+    out = np.empty(codes.shape, np.int64)
+    lib.lowbit_lns_convert(_p(out), _p(codes), codes.size, src.e_min,
+                           src.frac_bits - dst.frac_bits, _lns(dst), seed)
+    return out
+
+
+def lns_mul(a, fa, b, fb, out_fmt, divide):
+    out = np.empty(a.shape, np.int64)
+    status = lib.lowbit_lns_mul(_p(out), _p(a), fa.e_min, _p(b), fb.e_min, a.size, int(divide),
+                                _lns(out_fmt))
+    return out, int(status != lib.LOWBIT_OK)
+
+
+def lns_add(a, fa, b, fb, negate_b, out_fmt, seed):
+    out = np.empty(a.shape, np.int64)
+    lib.lowbit_lns_add(_p(out), _p(a), fa.e_min, _p(b), fb.e_min, a.size, int(negate_b),
+                       _lns(out_fmt), _adder(out_fmt), seed)
+    return out
+
+
+def lns_matmul(a, b, fa, fb, acc, out_fmt, order, compensated, seed):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.int64)
+    _check(lib.lowbit_lns_matmul(_p(out), _p(a), _p(b), M, K, N, fa.e_min, fb.e_min,
+                                 acc.frac_bits - fa.frac_bits, _lns(acc), _adder(acc),
+                                 ORDERS[order], int(compensated), _lns(out_fmt), seed))
+    return out
+
+
+def lns_sum(a, fa, acc, out_fmt, order, compensated, seed):
+    M, K = a.shape
+    out = np.empty(M, np.int64)
+    _check(lib.lowbit_lns_sum(_p(out), _p(a), M, K, fa.e_min, acc.frac_bits - fa.frac_bits,
+                              _lns(acc), _adder(acc), ORDERS[order], int(compensated),
+                              _lns(out_fmt), seed))
+    return out

@@ -93,3 +93,67 @@ def ternary_matmul(ap, an, btp, btn):
     out = np.empty((ap.shape[0], btp.shape[0]), np.int64)
     sized(binary.ternary_matmul, ap.size * btp.shape[0])(ap, an, btp, btn, out)
     return out
+
+
+# ---------------------------------------------------------------- LNS ---
+
+from emulators._numba import lns  # noqa: E402
+from numerics import gaussian_log  # noqa: E402
+
+LNS_ORDERS = {"sequential": lns.SEQUENTIAL, "pairwise": lns.PAIRWISE}
+
+
+def _adder(fmt):
+    t = gaussian_log.adder_tables(fmt)
+    return t.sub, t.tab, lns.tables_tuple(t)
+
+
+def lns_cast(x, fmt):
+    out = np.empty(x.shape, np.int64)
+    thresholds = gaussian_log.cast_thresholds(fmt.frac_bits, fmt.rounding)
+    status = sized(lns.lns_cast, x.size)(x.reshape(-1), thresholds, lns.fmt_tuple(fmt),
+                                         out.reshape(-1))
+    return out, int(status)
+
+
+def lns_convert(codes, src, dst, seed):
+    out = np.empty(codes.shape, np.int64)
+    sized(lns.lns_convert, codes.size)(codes.reshape(-1), src.e_min,
+                                       src.frac_bits - dst.frac_bits, lns.fmt_tuple(dst),
+                                       np.uint64(seed), out.reshape(-1))
+    return out
+
+
+def lns_mul(a, fa, b, fb, out_fmt, divide):
+    out = np.empty(a.shape, np.int64)
+    status = sized(lns.lns_mul, a.size)(a.reshape(-1), fa.e_min, b.reshape(-1), fb.e_min,
+                                        bool(divide), lns.fmt_tuple(out_fmt), out.reshape(-1))
+    return out, int(status)
+
+
+def lns_add(a, fa, b, fb, negate_b, out_fmt, seed):
+    out = np.empty(a.shape, np.int64)
+    sub, tab, tp = _adder(out_fmt)
+    sized(lns.lns_add, a.size)(a.reshape(-1), fa.e_min, b.reshape(-1), fb.e_min, bool(negate_b),
+                               lns.fmt_tuple(out_fmt), sub, tab, tp, np.uint64(seed),
+                               out.reshape(-1))
+    return out
+
+
+def lns_matmul(a, b, fa, fb, acc, out_fmt, order, compensated, seed):
+    out = np.empty((a.shape[0], b.shape[1]), np.int64)
+    sub, tab, tp = _adder(acc)
+    ab = (fa.e_min, fb.e_min, acc.frac_bits - fa.frac_bits)
+    sized(lns.lns_matmul, a.size * b.shape[1])(
+        a, b, ab, lns.fmt_tuple(acc), lns.fmt_tuple(out_fmt), sub, tab, tp, LNS_ORDERS[order],
+        bool(compensated), np.uint64(seed), out)
+    return out
+
+
+def lns_sum(a, fa, acc, out_fmt, order, compensated, seed):
+    out = np.empty(a.shape[0], np.int64)
+    sub, tab, tp = _adder(acc)
+    sized(lns.lns_sum, a.size)(a, fa.e_min, acc.frac_bits - fa.frac_bits, lns.fmt_tuple(acc),
+                               lns.fmt_tuple(out_fmt), sub, tab, tp, LNS_ORDERS[order],
+                               bool(compensated), np.uint64(seed), out)
+    return out

@@ -1,0 +1,342 @@
+/*
+ * lns.c -- logarithmic number system kernels: cast, convert, mul/div, add/sub
+ * with table-driven Gaussian-log adders, matmul and sum with sequential,
+ * pairwise or Kahan accumulation. Twins: emulators/_numba/lns.py.
+ * Semantics: numerics/reference/lns.py and docs/lns.md.
+ */
+#include "lowbit.h"
+
+#define LNS_JBLOCK 256
+
+static inline int64_t lns_encode(int sign, int64_t e, const lowbit_lns *f)
+{
+    int64_t mag;
+    if (e > f->e_max) {
+        e = f->e_max;
+    } else if (e < f->e_min) {
+        if (!f->underflow_min)
+            return 0;
+        e = f->e_min;
+    }
+    mag = e - f->e_min + 1;
+    return sign ? -mag : mag;
+}
+
+static inline int64_t lns_exponent(int64_t code, int64_t emin)
+{
+    return (code < 0 ? -code : code) - 1 + emin;
+}
+
+/* The adder spec's value of sb (which = 0) or db (1) at -zabs, in units of 2^-(F+P). */
+static inline int64_t lns_gauss(int which, int64_t zabs, const lowbit_adder *ad)
+{
+    int64_t q, lo, r;
+    if (zabs < (INT64_C(1) << ad->k))
+        return ad->sub[which * ad->sub_len + zabs];
+    q = zabs >> ad->k;
+    if (q > ad->last)
+        return lowbit_shl(ad->beyond[which], ad->guard);
+    lo = ad->tab[which * ad->tab_len + q];
+    if (!ad->interp)
+        return lo;
+    r = zabs & ((INT64_C(1) << ad->k) - 1);
+    return lo + lowbit_floor_shift((ad->tab[which * ad->tab_len + q + 1] - lo) * r, ad->k);
+}
+
+/* v * 2^-guard rounded to an integer in the given mode. */
+static inline int64_t lns_round_guard(int64_t v, int guard, int rounding, uint64_t seed,
+                                      uint64_t counter)
+{
+    int64_t q, r, half;
+    if (guard == 0)
+        return v;
+    q = lowbit_floor_shift(v, guard);
+    r = (int64_t)((uint64_t)v & ((UINT64_C(1) << guard) - 1));
+    switch (rounding) {
+    case LOWBIT_FLOOR:
+        return q;
+    case LOWBIT_CEIL:
+        return q + (r != 0);
+    case LOWBIT_STOCHASTIC:
+        return q + (lowbit_u53(seed, counter) < ((uint64_t)r << (53 - guard)));
+    default:
+        half = INT64_C(1) << (guard - 1);
+        return q + ((r > half) | ((r == half) & (int)(q & 1)));
+    }
+}
+
+/* x + y (codes with their formats' e_min, shared frac_bits) rounded into out. */
+static inline int64_t lns_add_codes(int64_t x, int64_t emin_x, int64_t y, int64_t emin_y,
+                                    const lowbit_lns *out, const lowbit_adder *ad,
+                                    uint64_t seed, uint64_t counter)
+{
+    int64_t ex, ey, zabs, t;
+    int sx, which;
+    if (x == 0)
+        return y == 0 ? 0 : lns_encode(y < 0, lns_exponent(y, emin_y), out);
+    if (y == 0)
+        return lns_encode(x < 0, lns_exponent(x, emin_x), out);
+    ex = lns_exponent(x, emin_x);
+    ey = lns_exponent(y, emin_y);
+    sx = x < 0;
+    if (ex < ey) {
+        t = ex;
+        ex = ey;
+        ey = t;
+        sx = y < 0;
+    }
+    zabs = ex - ey;
+    which = (x < 0) != (y < 0);
+    if (which && zabs == 0)
+        return 0; /* exact cancellation */
+    return lns_encode(sx, ex + lns_round_guard(lns_gauss(which, zabs, ad), ad->guard,
+                                               out->rounding, seed, counter), out);
+}
+
+static inline int64_t lns_mul_codes(int64_t x, int64_t emin_x, int64_t y, int64_t emin_y,
+                                    int shift, int divide, const lowbit_lns *out)
+{
+    int64_t ex, ey;
+    if (x == 0 || y == 0)
+        return 0;
+    ex = lowbit_shl(lns_exponent(x, emin_x), shift);
+    ey = lowbit_shl(lns_exponent(y, emin_y), shift);
+    return lns_encode((x < 0) != (y < 0), divide ? ex - ey : ex + ey, out);
+}
+
+static inline int64_t lns_convert_code(int64_t c, int64_t emin_src, int shift,
+                                       const lowbit_lns *dst, uint64_t seed, uint64_t counter)
+{
+    int64_t e;
+    if (c == 0)
+        return 0;
+    e = lns_exponent(c, emin_src);
+    if (shift > 0)
+        e = lowbit_round_shift(e, shift, dst->rounding,
+                               dst->rounding == LOWBIT_STOCHASTIC ? lowbit_u53(seed, counter) : 0);
+    else if (shift < 0)
+        e = lowbit_shl(e, -shift);
+    return lns_encode(c < 0, e, dst);
+}
+
+/* ---- cast ----------------------------------------------------------------- */
+
+static inline int64_t lns_cast_one(double v, const double *th, int64_t nth, const lowbit_lns *f,
+                                   int64_t *nans)
+{
+    int E;
+    double m;
+    int64_t lo = 0, hi = nth;
+    if (v != v) {
+        (*nans)++;
+        return 0;
+    }
+    if (v == 0.0)
+        return 0;
+    if (isinf(v))
+        return lns_encode(v < 0, f->e_max, f);
+    m = 2.0 * frexp(fabs(v), &E);
+    while (lo < hi) { /* the number of thresholds below m */
+        int64_t mid = (lo + hi) / 2;
+        if (th[mid] < m)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lns_encode(v < 0, lowbit_shl((int64_t)E - 1, f->frac_bits) + lo, f);
+}
+
+#define LOWBIT_DEFINE_LNS_CAST(NAME, T)                                                       \
+    int NAME(int64_t *out, const T *x, int64_t n, const double *thresholds,                   \
+             int64_t n_thresholds, const lowbit_lns *fmt)                                     \
+    {                                                                                         \
+        int64_t i, nans = 0;                                                                  \
+        _Pragma("omp parallel for schedule(static) reduction(+:nans) if(n > LOWBIT_PARALLEL_MIN)") \
+        for (i = 0; i < n; i++)                                                               \
+            out[i] = lns_cast_one((double)x[i], thresholds, n_thresholds, fmt, &nans);        \
+        return nans ? LOWBIT_ERR_NAN : LOWBIT_OK;                                             \
+    }
+
+LOWBIT_DEFINE_LNS_CAST(lowbit_lns_cast_f64, double)
+LOWBIT_DEFINE_LNS_CAST(lowbit_lns_cast_f32, float)
+
+/* ---- element-wise ------------------------------------------------------------ */
+
+int lowbit_lns_convert(int64_t *out, const int64_t *codes, int64_t n, int64_t emin_src,
+                       int32_t shift, const lowbit_lns *dst, uint64_t seed)
+{
+    int64_t i;
+#pragma omp parallel for schedule(static) if (n > LOWBIT_PARALLEL_MIN)
+    for (i = 0; i < n; i++)
+        out[i] = lns_convert_code(codes[i], emin_src, shift, dst, seed, (uint64_t)i);
+    return LOWBIT_OK;
+}
+
+int lowbit_lns_mul(int64_t *out, const int64_t *a, int64_t emin_a, const int64_t *b,
+                   int64_t emin_b, int64_t n, int32_t divide, const lowbit_lns *fmt)
+{
+    int64_t i, zeros = 0;
+#pragma omp parallel for schedule(static) reduction(+:zeros) if (n > LOWBIT_PARALLEL_MIN)
+    for (i = 0; i < n; i++) {
+        zeros += divide && b[i] == 0;
+        out[i] = lns_mul_codes(a[i], emin_a, b[i], emin_b, 0, divide, fmt);
+    }
+    return zeros ? LOWBIT_ERR_ZERO_DIVISION : LOWBIT_OK;
+}
+
+int lowbit_lns_add(int64_t *out, const int64_t *a, int64_t emin_a, const int64_t *b,
+                   int64_t emin_b, int64_t n, int32_t negate_b, const lowbit_lns *fmt,
+                   const lowbit_adder *adder, uint64_t seed)
+{
+    int64_t i, sign = negate_b ? -1 : 1;
+#pragma omp parallel for schedule(static) if (n > LOWBIT_PARALLEL_MIN)
+    for (i = 0; i < n; i++)
+        out[i] = lns_add_codes(a[i], emin_a, sign * b[i], emin_b, fmt, adder, seed, (uint64_t)i);
+    return LOWBIT_OK;
+}
+
+/* ---- accumulation ------------------------------------------------------------- */
+
+static inline uint64_t lns_step(int64_t element, int64_t step)
+{
+    return ((uint64_t)element << LOWBIT_STEP_BITS) | (uint64_t)step;
+}
+
+/* One sequential step in acc: s + t, or a Kahan step of four LNS operations. */
+static inline int64_t lns_accumulate_step(int64_t s, int64_t *c, int64_t t, const lowbit_lns *acc,
+                                          const lowbit_adder *ad, int compensated, uint64_t seed,
+                                          int64_t element, int64_t k)
+{
+    int64_t emin = acc->e_min, y, t2, d;
+    if (!compensated)
+        return lns_add_codes(s, emin, t, emin, acc, ad, seed, lns_step(element, k));
+    y = lns_add_codes(t, emin, -*c, emin, acc, ad, seed, lns_step(element, 4 * k));
+    t2 = lns_add_codes(s, emin, y, emin, acc, ad, seed, lns_step(element, 4 * k + 1));
+    d = lns_add_codes(t2, emin, -s, emin, acc, ad, seed, lns_step(element, 4 * k + 2));
+    *c = lns_add_codes(d, emin, -y, emin, acc, ad, seed, lns_step(element, 4 * k + 3));
+    return t2;
+}
+
+/* Pairwise tree over buf (rows x width, row stride `stride`); column j is output
+ * element e0 + j; additions are numbered rows, rows + 1, ... level by level. */
+static void lns_tree_reduce(int64_t *buf, int64_t rows, int64_t width, int64_t stride,
+                            const lowbit_lns *acc, const lowbit_adder *ad, uint64_t seed,
+                            int64_t e0)
+{
+    int64_t n = rows, step = rows, emin = acc->e_min;
+    while (n > 1) {
+        int64_t m = 0, r, j;
+        for (r = 0; r + 1 < n; r += 2, m++, step++)
+            for (j = 0; j < width; j++)
+                buf[m * stride + j] = lns_add_codes(buf[r * stride + j], emin,
+                                                    buf[(r + 1) * stride + j], emin, acc, ad,
+                                                    seed, lns_step(e0 + j, step));
+        if (n & 1) {
+            for (j = 0; j < width; j++)
+                buf[m * stride + j] = buf[(n - 1) * stride + j];
+            m++;
+        }
+        n = m;
+    }
+    if (rows == 0)
+        for (int64_t j = 0; j < width; j++)
+            buf[j] = 0;
+}
+
+static inline uint64_t lns_final(int64_t element)
+{
+    return ((uint64_t)element << LOWBIT_STEP_BITS) | LOWBIT_FINAL_STEP;
+}
+
+int lowbit_lns_matmul(int64_t *out, const int64_t *a, const int64_t *b, int64_t M, int64_t K,
+                      int64_t N, int64_t emin_a, int64_t emin_b, int32_t widen,
+                      const lowbit_lns *acc, const lowbit_adder *adder, int32_t order,
+                      int32_t compensated, const lowbit_lns *fmt, uint64_t seed)
+{
+    int status = LOWBIT_OK;
+    int pairwise = order == LOWBIT_PAIRWISE;
+    int shift = acc->frac_bits - fmt->frac_bits;
+    int64_t scratch = pairwise ? (K > 0 ? K : 1) * LNS_JBLOCK : 2 * N + 1;
+#pragma omp parallel if (M * N * K > LOWBIT_PARALLEL_MIN)
+    {
+        int64_t *buf = malloc(sizeof(int64_t) * (size_t)scratch);
+        int64_t i, j, k;
+        if (buf == NULL) {
+#pragma omp atomic write
+            status = LOWBIT_ERR_NOMEM;
+        }
+#pragma omp for schedule(static)
+        for (i = 0; i < M; i++) {
+            const int64_t *ar = a + i * K;
+            int64_t *o = out + i * N;
+            if (buf == NULL)
+                continue;
+            if (!pairwise) {
+                int64_t *s = buf, *c = buf + N;
+                for (j = 0; j < 2 * N; j++)
+                    buf[j] = 0;
+                for (k = 0; k < K; k++) {
+                    const int64_t *br = b + k * N;
+                    for (j = 0; j < N; j++) {
+                        int64_t p = lns_mul_codes(ar[k], emin_a, br[j], emin_b, widen, 0, acc);
+                        s[j] = lns_accumulate_step(s[j], &c[j], p, acc, adder, compensated, seed,
+                                                   i * N + j, k);
+                    }
+                }
+                for (j = 0; j < N; j++)
+                    o[j] = lns_convert_code(s[j], acc->e_min, shift, fmt, seed, lns_final(i * N + j));
+            } else {
+                for (int64_t j0 = 0; j0 < N; j0 += LNS_JBLOCK) {
+                    int64_t w = N - j0 < LNS_JBLOCK ? N - j0 : LNS_JBLOCK;
+                    for (k = 0; k < K; k++)
+                        for (j = 0; j < w; j++)
+                            buf[k * LNS_JBLOCK + j] = lns_mul_codes(ar[k], emin_a, b[k * N + j0 + j],
+                                                                    emin_b, widen, 0, acc);
+                    lns_tree_reduce(buf, K, w, LNS_JBLOCK, acc, adder, seed, i * N + j0);
+                    for (j = 0; j < w; j++)
+                        o[j0 + j] = lns_convert_code(buf[j], acc->e_min, shift, fmt, seed,
+                                                     lns_final(i * N + j0 + j));
+                }
+            }
+        }
+        free(buf);
+    }
+    return status;
+}
+
+int lowbit_lns_sum(int64_t *out, const int64_t *a, int64_t M, int64_t K, int64_t emin_a,
+                   int32_t widen, const lowbit_lns *acc, const lowbit_adder *adder,
+                   int32_t order, int32_t compensated, const lowbit_lns *fmt, uint64_t seed)
+{
+    int status = LOWBIT_OK;
+    int shift = acc->frac_bits - fmt->frac_bits;
+#pragma omp parallel if (M * K > LOWBIT_PARALLEL_MIN)
+    {
+        int64_t *buf = malloc(sizeof(int64_t) * (size_t)(K > 0 ? K : 1));
+        int64_t m, k;
+        if (buf == NULL) {
+#pragma omp atomic write
+            status = LOWBIT_ERR_NOMEM;
+        }
+#pragma omp for schedule(static)
+        for (m = 0; m < M; m++) {
+            int64_t s = 0, c = 0;
+            if (buf == NULL)
+                continue;
+            for (k = 0; k < K; k++) {
+                int64_t c0 = a[m * K + k];
+                buf[k] = c0 == 0 ? 0 : lns_encode(c0 < 0, lowbit_shl(lns_exponent(c0, emin_a), widen), acc);
+            }
+            if (order == LOWBIT_PAIRWISE) {
+                lns_tree_reduce(buf, K, 1, 1, acc, adder, seed, m);
+                s = buf[0];
+            } else {
+                for (k = 0; k < K; k++)
+                    s = lns_accumulate_step(s, &c, buf[k], acc, adder, compensated, seed, m, k);
+            }
+            out[m] = lns_convert_code(s, acc->e_min, shift, fmt, seed, lns_final(m));
+        }
+        free(buf);
+    }
+    return status;
+}
