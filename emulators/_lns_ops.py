@@ -42,7 +42,7 @@ def check_castable(fmt: LNS) -> None:
 def convert(x: EmuArray, fmt: Format, seed: int, be, cast_floats_fn) -> EmuArray:
     """EmuArray -> another format when an LNS format is on either side."""
     src = x.fmt
-    codes = np.ascontiguousarray(kernel_codes(x))
+    codes = kernel_codes(x)
     if isinstance(src, LNS) and isinstance(fmt, LNS):
         out = be.lns_convert(codes, src, fmt, seed) if codes.size else codes.copy()
         return EmuArray(out, fmt)

@@ -136,8 +136,14 @@ def _lns_to_float(codes: np.ndarray, fmt: LNS) -> np.ndarray:
 
 
 def kernel_codes(x: EmuArray) -> np.ndarray:
-    """The writeable int64 array behind ``x.codes``, for passing to kernels only."""
-    return x._codes
+    """The writeable int64 array behind ``x.codes``, C-contiguous (copied if it is
+    not), for passing to kernels only."""
+    return contiguous(x._codes)
+
+
+def contiguous(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous array of the same shape (0-d stays 0-d)."""
+    return a if a.flags.c_contiguous else np.array(a, order="C")
 
 
 def as_format(fmt: object, name: str = "fmt") -> Format:

@@ -27,7 +27,8 @@ from typing import Optional
 import numpy as np
 
 from emulators import _lns_ops
-from emulators.array import EmuArray, as_format, check_scale, is_integer_format, kernel_codes
+from emulators.array import (EmuArray, as_format, check_scale, contiguous, is_integer_format,
+                             kernel_codes)
 from emulators.backends import get_backend
 from numerics import rng
 from numerics import scales
@@ -100,11 +101,6 @@ def _check_acc_alignment(acc: Fixed, term_mag: int, tfrac: int, op: str) -> None
             f"needs more than {ALIGN_LIMIT + 1} aligned bits; use a narrower acc or operands")
 
 
-def _contiguous(a: np.ndarray) -> np.ndarray:
-    """``a`` as a C-contiguous array of the same shape (0-d stays 0-d)."""
-    return a if a.flags.c_contiguous else np.array(a, order="C")
-
-
 def _first_index(mask: np.ndarray) -> list[int]:
     return [int(v) for v in np.unravel_index(int(np.argmax(mask)), mask.shape)]
 
@@ -124,7 +120,7 @@ def _float_input(x: object) -> np.ndarray:
         arr = as_f
     else:
         raise TypeError(f"x must be a real float or integer array, got dtype {arr.dtype}")
-    return _contiguous(arr)
+    return contiguous(arr)
 
 
 def _raise_bad_float(x: np.ndarray, status: int, fmt: Format) -> None:
@@ -187,7 +183,7 @@ def _convert(x: EmuArray, fmt: Format, seed: int, be) -> EmuArray:
         return _lns_ops.convert(x, fmt, seed, be,
                                 lambda floats, f: cast(floats, f, seed=seed, backend=be.name))
     if isinstance(fmt, Fixed) and x.scale is None:
-        codes = _contiguous(kernel_codes(x))
+        codes = kernel_codes(x)
         if codes.size == 0:
             return EmuArray(codes.copy(), fmt)
         return EmuArray(be.fixed_convert(codes, src.frac, fmt, seed), fmt)
@@ -210,7 +206,7 @@ def _elementwise_operands(a, b, op: str):
         shape = np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
-    ca, cb = (_contiguous(kernel_codes(x)) if x.shape == shape else
+    ca, cb = (kernel_codes(x) if x.shape == shape else
               np.array(np.broadcast_to(kernel_codes(x), shape), order="C")
               for x in (a, b))
     return a, b, ca, cb, shape
@@ -353,8 +349,8 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
                          "magnitude bits (operands up to 32 bits signed are supported)")
     be = get_backend(backend)
     pfrac = a.fmt.frac + b.fmt.frac
-    ca = _contiguous(kernel_codes(a2))
-    cb = _contiguous(kernel_codes(b2))
+    ca = kernel_codes(a2)
+    cb = kernel_codes(b2)
     if M * N == 0:
         codes = np.zeros((M, N), np.int64)
     elif acc_f is not None:
@@ -415,7 +411,7 @@ def _lns_matmul(a, b, out, acc, order, compensated, seed, backend) -> EmuArray:
     _check_order(order, compensated, acc_f)
     seed = rng.check_seed(seed)
     a2, b2, shape = _vector_shapes(a, b)
-    ca, cb = _contiguous(kernel_codes(a2)), _contiguous(kernel_codes(b2))
+    ca, cb = kernel_codes(a2), kernel_codes(b2)
     if ca.shape[0] * cb.shape[1] == 0:
         codes = np.zeros((ca.shape[0], cb.shape[1]), np.int64)
     else:
@@ -461,7 +457,7 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
         raise ValueError(f"sum: a has per-channel scales (shape {a.scale.shape}); "
                          "sum a.to_float() or cast without per-channel scales")
     if axis is None:
-        rows = _contiguous(kernel_codes(a)).reshape(1, -1)
+        rows = kernel_codes(a).reshape(1, -1)
         shape: tuple[int, ...] = ()
     else:
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
@@ -470,7 +466,7 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
             raise ValueError(f"axis {axis} is out of range for an array of ndim {a.ndim}")
         moved = np.moveaxis(kernel_codes(a), int(axis), -1)
         shape = moved.shape[:-1]
-        rows = _contiguous(moved).reshape(int(np.prod(shape, dtype=np.int64)),
+        rows = contiguous(moved).reshape(int(np.prod(shape, dtype=np.int64)),
                                                    moved.shape[-1])
     M, K = rows.shape
     be = get_backend(backend)

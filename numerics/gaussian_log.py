@@ -164,7 +164,7 @@ def reference_value(which: int, zabs: int, fmt: LNS) -> int:
     if geo.entries is not None and q >= geo.entries:
         return beyond_value(which, fmt) << P
     if not geo.interp:
-        mid = (q << geo.k) + (1 << (geo.k - 1))
+        mid = (q << geo.k) + ((1 << (geo.k - 1)) if geo.k else 0)
         return _reference_point(which, mid, F, F + P, rnd)
     lo = _reference_point(which, q << geo.k, F, F + P, rnd)
     hi = 0 if q + 1 >= geo.entries else _reference_point(which, (q + 1) << geo.k, F, F + P, rnd)
@@ -202,6 +202,12 @@ def _float_values(which: int, zabs: np.ndarray, frac_bits: int) -> np.ndarray:
 def _round_points(which: int, zabs: np.ndarray, frac_bits: int, scale_bits: int,
                   rounding: Rounding) -> np.ndarray:
     """f at -zabs rounded at ``scale_bits`` (exactly: float64, mpmath near boundaries)."""
+    with np.errstate(all="ignore"):  # db(0) = -inf is marked risky below and redone
+        return _round_float_points(which, zabs, frac_bits, scale_bits, rounding)
+
+
+def _round_float_points(which: int, zabs: np.ndarray, frac_bits: int, scale_bits: int,
+                        rounding: Rounding) -> np.ndarray:
     y = _float_values(which, zabs, frac_bits) * 2.0**scale_bits
     if rounding is Rounding.FLOOR:
         out, phi = np.floor(y), y - np.floor(y)

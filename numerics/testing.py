@@ -14,7 +14,8 @@ Use them to property-test your own kernels against :mod:`numerics.reference`::
 Strategies:
 
 - :func:`fixed_formats`, :func:`binary_formats`, :func:`ternary_formats`,
-  :func:`formats` -- valid formats, every rounding and overflow mode;
+  :func:`lns_formats` (with :func:`adders`), :func:`formats` -- valid formats,
+  every rounding, overflow and underflow mode;
 - :func:`codes` -- int64 code arrays of a format, biased to the extreme codes;
 - :func:`values` / :func:`float_arrays` -- floats that stress a format: exact
   ties, values a hair off a tie, the edges of the range and just beyond them,
@@ -33,7 +34,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from numerics.formats import MAX_BITS, Binary, Fixed, Format, Ternary
+from numerics.formats import (LNS, LNS_ROUNDINGS, MAX_BITS, UNDERFLOWS, Binary, Exact, Fixed,
+                              Format, Interp, Table, Ternary)
 from numerics.modes import Overflow, Rounding
 
 data = st.data
@@ -67,9 +69,24 @@ def ternary_formats() -> st.SearchStrategy[Ternary]:
     return st.builds(Ternary, threshold=threshold, scale=st.sampled_from([None, "twn"]))
 
 
+def adders(max_index_bits: int = 10) -> st.SearchStrategy:
+    """LNS adder specs: Exact, Table and Interp with small tables."""
+    return st.one_of(st.just(Exact()), st.builds(Table, st.integers(1, max_index_bits)),
+                     st.builds(Interp, st.integers(1, max_index_bits), st.integers(0, 12)))
+
+
+def lns_formats(max_int_bits: int = 6, min_frac_bits: int = 0, max_frac_bits: int = 10,
+                roundings=LNS_ROUNDINGS, underflows=UNDERFLOWS) -> st.SearchStrategy[LNS]:
+    """Valid :class:`LNS` formats (small by default: their adder tables are cheap)."""
+    return st.builds(LNS, int_bits=st.integers(1, max_int_bits),
+                     frac_bits=st.integers(min_frac_bits, max_frac_bits), adder=adders(),
+                     rounding=st.sampled_from(roundings), underflow=st.sampled_from(underflows))
+
+
 def formats(max_bits: int = MAX_BITS) -> st.SearchStrategy[Format]:
     """Any format."""
-    return st.one_of(fixed_formats(max_bits=max_bits), binary_formats(), ternary_formats())
+    return st.one_of(fixed_formats(max_bits=max_bits), binary_formats(), ternary_formats(),
+                     lns_formats())
 
 
 def shapes(max_dims: int = 2, max_side: int = 6, min_dims: int = 0) -> st.SearchStrategy:
@@ -86,6 +103,9 @@ def codes(fmt: Format, shape=None) -> st.SearchStrategy[np.ndarray]:
     """int64 arrays of valid codes of ``fmt``, biased to the extreme codes."""
     if isinstance(fmt, Binary):
         elems = st.sampled_from([-1, 1])
+    elif isinstance(fmt, LNS):  # 0 is zero; the extremes are the largest magnitudes
+        lo, hi = fmt.min_code, fmt.max_code
+        elems = st.one_of(st.integers(lo, hi), st.sampled_from([lo, hi, 0, 1, -1]))
     else:
         lo, hi = fmt.min_code, fmt.max_code
         elems = st.one_of(st.integers(lo, hi), st.sampled_from(sorted({lo, hi, 0, min(hi, 1),

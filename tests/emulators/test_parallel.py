@@ -9,7 +9,7 @@ import pytest
 import emulators as E
 from emulators._numba import backend as nb
 from emulators._numba import jit
-from numerics import Binary, Fixed, Ternary
+from numerics import LNS, Binary, Fixed, Interp, Table, Ternary
 from numerics.reference import fixed as rf
 from tests.emulators.helpers import assert_codes, on_every_backend
 
@@ -84,3 +84,21 @@ def test_binary_ternary_large():
         w = E.from_codes(codes[:, :200], fmt)
         got = same_everywhere(lambda be: E.matmul(a, w, backend=be), "popcount")
         assert_codes(got, a.codes @ w.codes, "popcount vs integer matmul")
+
+
+@pytest.mark.parametrize("fmt", [LNS(5, 10), LNS(5, 7, Interp(5), rounding="sr"),
+                                 LNS(4, 8, Table(6), underflow="min")], ids=str)
+def test_lns_large(data, fmt):
+    plain = LNS(fmt.int_bits, fmt.frac_bits, fmt.adder)
+    x = same_everywhere(lambda be: E.cast(data, plain, backend=be), "cast")
+    a, b = E.from_codes(x, fmt), E.from_codes(x[::-1].copy(), fmt)
+    for op in ("add", "sub", "mul"):
+        same_everywhere(lambda be: getattr(E, op)(a, b, seed=4, backend=be), op)
+    same_everywhere(lambda be: E.cast(a, LNS(fmt.int_bits, fmt.frac_bits - 2, rounding="sr"),
+                                      seed=4, backend=be), "convert")
+    m = E.from_codes(x[:48 * 40].reshape(48, 40), fmt)
+    for order, comp in (("sequential", False), ("sequential", True), ("pairwise", False)):
+        same_everywhere(lambda be: E.matmul(m, m.T, order=order, compensated=comp, seed=2,
+                                            backend=be), f"matmul {order} {comp}")
+    s = E.from_codes(x[:280 * 240].reshape(280, 240), fmt)
+    same_everywhere(lambda be: E.sum(s, 1, compensated=True, seed=3, backend=be), "sum")
