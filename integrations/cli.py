@@ -14,7 +14,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     demo.add_argument("--formats", nargs="+", default=None,
                       help="format strings (see numerics.FORMAT_GRAMMAR)")
+    lns = sub.add_parser("lns-report", help="LNS adder and dot-product error report")
+    lns.add_argument("--out", type=Path, default=Path("results/lns"), help="output folder")
+    lns.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "lns-report":
+        from integrations.lns_report import run_report
+
+        path = run_report(args.out, args.seed)
+        print(path.read_text())
+        print(f"results written to {path.parent.resolve()}")
     if args.command == "demo":
         from integrations.demo import DEFAULT_FORMATS, run_demo
 
