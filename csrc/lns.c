@@ -160,6 +160,153 @@ static inline int64_t lns_cast_one(double v, const double *th, int64_t nth, cons
 LOWBIT_DEFINE_LNS_CAST(lowbit_lns_cast_f64, double)
 LOWBIT_DEFINE_LNS_CAST(lowbit_lns_cast_f32, float)
 
+static inline uint64_t lns_final(int64_t element)
+{
+    return ((uint64_t)element << LOWBIT_STEP_BITS) | LOWBIT_FINAL_STEP;
+}
+
+/* ---- the decoded fast path ------------------------------------------------------
+ * Inside the accumulation kernels of the Exact adder with nearest/floor/ceil
+ * rounding (guard 0, k = 0), values are decoded once into D = (e << 1) | sign, or
+ * LNS_ZD for zero, and added without a branch on the data (random signs and
+ * exponents made branches mispredict): the row loops vectorize with gathers.
+ * Twin: emulators/_numba/lns.py (add_d, mul_d). */
+
+#define LNS_ZD (-(INT64_C(1) << 62))
+
+static inline int64_t lns_decode(int64_t c, int64_t emin)
+{
+    return c == 0 ? LNS_ZD : lowbit_shl(lns_exponent(c, emin), 1) | (c < 0);
+}
+
+static inline int64_t lns_encode_d(int64_t d, int64_t emin)
+{
+    int64_t mag;
+    if (d == LNS_ZD)
+        return 0;
+    mag = (d >> 1) - emin + 1;
+    return (d & 1) ? -mag : mag;
+}
+
+/* mask ? a : b for mask 0 or -1, with bit operations (no control flow for the
+ * vectorizer to give up on). */
+static inline int64_t lns_sel(int64_t mask, int64_t a, int64_t b)
+{
+    return (a & mask) | (b & ~mask);
+}
+
+static inline int64_t lns_mask(int cond)
+{
+    return -(int64_t)cond;
+}
+
+/* D after the range policy; zero is 0 or -1. ``zero_below`` is e_min when
+ * underflow gives zero, INT64_MIN when it gives e_min (underflow="min"). */
+static inline int64_t lns_ranged(int64_t e, int64_t sign, int64_t zero, int64_t emin,
+                                 int64_t emax, int64_t zero_below)
+{
+    zero |= lns_mask(e < zero_below);
+    e = lns_sel(lns_mask(e < emin), emin, e);
+    e = lns_sel(lns_mask(e > emax), emax, e);
+    return lns_sel(zero, LNS_ZD, (int64_t)(((uint64_t)e << 1) | (uint64_t)sign));
+}
+
+/* x + y for decoded values with the Exact adder's table (guard 0): f is
+ * tab[which * L + min(|z|, last + 1)]. */
+static inline int64_t lns_add_fast(int64_t x, int64_t y, const int64_t *tab, int64_t L,
+                                   int64_t last, int64_t emin, int64_t emax, int64_t zero_below)
+{
+    int64_t ex = x >> 1, ey = y >> 1, sx = x & 1, sy = y & 1;
+    int64_t xbig = lns_mask(ex >= ey);
+    int64_t big = lns_sel(xbig, ex, ey), small = lns_sel(xbig, ey, ex);
+    int64_t zabs = big - small, which = sx ^ sy;
+    int64_t idx = lns_sel(lns_mask(zabs < last + 1), zabs, last + 1);
+    int64_t e = big + tab[which * L + idx];
+    int64_t sign = lns_sel(xbig, sx, sy);
+    int64_t zero = lns_mask(zabs == 0) & -which;
+    int64_t xz = lns_mask(x == LNS_ZD), yz = lns_mask(y == LNS_ZD);
+    e = lns_sel(xz, ey, lns_sel(yz, ex, e));
+    sign = lns_sel(xz, sy, lns_sel(yz, sx, sign));
+    zero = lns_sel(xz | yz, xz & yz, zero);
+    return lns_ranged(e, sign, zero, emin, emax, zero_below);
+}
+
+static inline int64_t lns_mul_fast(int64_t x, int64_t y, int widen, int64_t emin, int64_t emax,
+                                   int64_t zero_below)
+{
+    int64_t z = lns_mask(x == LNS_ZD) | lns_mask(y == LNS_ZD);
+    int64_t e = (x >> 1) + (y >> 1);
+    e = lns_sel(lns_mask(e < -(INT64_C(1) << 40)), -(INT64_C(1) << 40), e); /* zeros */
+    return lns_ranged(lowbit_shl(e, widen), (x ^ y) & 1, z, emin, emax, zero_below);
+}
+
+static inline int64_t lns_neg(int64_t d)
+{
+    return d ^ (~lns_mask(d == LNS_ZD) & 1);
+}
+
+/* One k-step of a row of sequential accumulators: s[j] += da * b[j] (Kahan when c). */
+static void lns_row_step_fast(int64_t *restrict s, int64_t *restrict c, const int64_t *restrict b,
+                              int64_t n, int64_t da, int widen, const lowbit_lns *acc,
+                              const lowbit_adder *ad)
+{
+    const int64_t *tab = ad->tab;
+    int64_t L = ad->tab_len, last = ad->last;
+    int64_t emin = acc->e_min, emax = acc->e_max;
+    int64_t umin = acc->underflow_min ? INT64_MIN : emin; /* the zero_below of lns_ranged */
+    int64_t j;
+    if (c == NULL) {
+        for (j = 0; j < n; j++)
+            s[j] = lns_add_fast(s[j], lns_mul_fast(da, b[j], widen, emin, emax, umin), tab, L,
+                                last, emin, emax, umin);
+        return;
+    }
+    for (j = 0; j < n; j++) {
+        int64_t p = lns_mul_fast(da, b[j], widen, emin, emax, umin);
+        int64_t y = lns_add_fast(p, lns_neg(c[j]), tab, L, last, emin, emax, umin);
+        int64_t t = lns_add_fast(s[j], y, tab, L, last, emin, emax, umin);
+        int64_t d = lns_add_fast(t, lns_neg(s[j]), tab, L, last, emin, emax, umin);
+        c[j] = lns_add_fast(d, lns_neg(y), tab, L, last, emin, emax, umin);
+        s[j] = t;
+    }
+}
+
+/* Code <-> D without branches (the fast element-wise loop). */
+static inline int64_t lns_decode_fast(int64_t c, int64_t emin)
+{
+    int64_t mag = lns_sel(lns_mask(c < 0), -c, c);
+    return lns_sel(lns_mask(c == 0), LNS_ZD,
+                   (int64_t)((uint64_t)(mag - 1 + emin) << 1) | (int64_t)(c < 0));
+}
+
+static inline int64_t lns_encode_fast(int64_t d, int64_t emin)
+{
+    int64_t mag = (d >> 1) - emin + 1;
+    return lns_sel(lns_mask(d == LNS_ZD), 0, lns_sel(-(d & 1), -mag, mag));
+}
+
+/* The fast path applies: Exact adder (k = 0) and no guard bits (not stochastic). */
+static inline int lns_fast(const lowbit_adder *ad)
+{
+    return ad->k == 0 && ad->guard == 0 && !ad->interp;
+}
+
+#define LNS_CHUNK 4096
+
+/* out[i] = a[i] + sign * b[i] on the fast path (restrict: the loop vectorizes). */
+static void lns_add_fast_loop(int64_t *restrict out, const int64_t *restrict a,
+                              const int64_t *restrict b, int64_t n, int64_t sign,
+                              const lowbit_lns *fmt, const lowbit_adder *ad)
+{
+    const int64_t *restrict tab = ad->tab;
+    int64_t L = ad->tab_len, last = ad->last, emin = fmt->e_min, emax = fmt->e_max;
+    int64_t zero_below = fmt->underflow_min ? INT64_MIN : emin;
+    for (int64_t i = 0; i < n; i++)
+        out[i] = lns_encode_fast(lns_add_fast(lns_decode_fast(a[i], emin),
+                                              lns_decode_fast(sign * b[i], emin), tab, L, last,
+                                              emin, emax, zero_below), emin);
+}
+
 /* ---- element-wise ------------------------------------------------------------ */
 
 int lowbit_lns_convert(int64_t *out, const int64_t *codes, int64_t n, int64_t emin_src,
@@ -189,6 +336,13 @@ int lowbit_lns_add(int64_t *out, const int64_t *a, int64_t emin_a, const int64_t
                    const lowbit_adder *adder, uint64_t seed)
 {
     int64_t i, sign = negate_b ? -1 : 1;
+    if (lns_fast(adder) && emin_a == fmt->e_min && emin_b == fmt->e_min) {
+#pragma omp parallel for schedule(static) if (n > LOWBIT_PARALLEL_MIN)
+        for (i = 0; i < n; i += LNS_CHUNK)
+            lns_add_fast_loop(out + i, a + i, b + i, n - i < LNS_CHUNK ? n - i : LNS_CHUNK, sign,
+                              fmt, adder);
+        return LOWBIT_OK;
+    }
 #pragma omp parallel for schedule(static) if (n > LOWBIT_PARALLEL_MIN)
     for (i = 0; i < n; i++)
         out[i] = lns_add_codes(a[i], emin_a, sign * b[i], emin_b, fmt, adder, seed, (uint64_t)i);
@@ -243,9 +397,43 @@ static void lns_tree_reduce(int64_t *buf, int64_t rows, int64_t width, int64_t s
             buf[j] = 0;
 }
 
-static inline uint64_t lns_final(int64_t element)
+static int lns_matmul_fast(int64_t *out, const int64_t *a, const int64_t *b, int64_t M,
+                           int64_t K, int64_t N, int64_t emin_a, int64_t emin_b, int32_t widen,
+                           const lowbit_lns *acc, const lowbit_adder *adder, int32_t compensated,
+                           const lowbit_lns *fmt, uint64_t seed)
 {
-    return ((uint64_t)element << LOWBIT_STEP_BITS) | LOWBIT_FINAL_STEP;
+    int status = LOWBIT_OK;
+    int shift = acc->frac_bits - fmt->frac_bits;
+    int64_t *db = malloc(sizeof(int64_t) * (size_t)(K * N > 0 ? K * N : 1)), i;
+    if (db == NULL)
+        return LOWBIT_ERR_NOMEM;
+#pragma omp parallel for schedule(static) if (K * N > LOWBIT_PARALLEL_MIN)
+    for (i = 0; i < K * N; i++)
+        db[i] = lns_decode(b[i], emin_b);
+#pragma omp parallel if (M * N * K > LOWBIT_PARALLEL_MIN)
+    {
+        int64_t *s = malloc(sizeof(int64_t) * (size_t)(2 * N + 1)), *c = s + N, r, j, k;
+        if (s == NULL) {
+#pragma omp atomic write
+            status = LOWBIT_ERR_NOMEM;
+        }
+#pragma omp for schedule(static)
+        for (r = 0; r < M; r++) {
+            if (s == NULL)
+                continue;
+            for (j = 0; j < 2 * N; j++)
+                s[j] = LNS_ZD;
+            for (k = 0; k < K; k++)
+                lns_row_step_fast(s, compensated ? c : NULL, db + k * N, N,
+                                  lns_decode(a[r * K + k], emin_a), widen, acc, adder);
+            for (j = 0; j < N; j++)
+                out[r * N + j] = lns_convert_code(lns_encode_d(s[j], acc->e_min), acc->e_min, shift,
+                                                  fmt, seed, lns_final(r * N + j));
+        }
+        free(s);
+    }
+    free(db);
+    return status;
 }
 
 int lowbit_lns_matmul(int64_t *out, const int64_t *a, const int64_t *b, int64_t M, int64_t K,
@@ -254,6 +442,9 @@ int lowbit_lns_matmul(int64_t *out, const int64_t *a, const int64_t *b, int64_t 
                       int32_t compensated, const lowbit_lns *fmt, uint64_t seed)
 {
     int status = LOWBIT_OK;
+    if (order == LOWBIT_SEQUENTIAL && lns_fast(adder))
+        return lns_matmul_fast(out, a, b, M, K, N, emin_a, emin_b, widen, acc, adder, compensated,
+                               fmt, seed);
     int pairwise = order == LOWBIT_PAIRWISE;
     int shift = acc->frac_bits - fmt->frac_bits;
     int64_t scratch = pairwise ? (K > 0 ? K : 1) * LNS_JBLOCK : 2 * N + 1;

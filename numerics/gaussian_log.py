@@ -232,8 +232,10 @@ class AdderTables:
     """What the kernels index (twin of :func:`reference_value`), per f in (sb, db):
 
     - ``sub[f, zabs]`` for zabs < 2**k: v at the exact first interval;
-    - ``tab[f, q]`` for 1 <= q <= last: Table's midpoint values, Interp's points
-      (with ``tab[f, last + 1]`` the point past the end), Exact's values (k = 0);
+    - ``tab[f, q]`` for 1 <= q <= last: Table's midpoint values, Interp's points,
+      Exact's values (k = 0, where column 0 holds f(0) too); columns last + 1 and
+      last + 2 hold ``beyond[f] << guard`` so that kernels may clamp q to last + 1
+      instead of branching;
     - ``beyond[f]``: the final value for q > last (no table consulted);
     - ``k``, ``guard`` (P) and ``interp`` as in :class:`Geometry`.
     """
@@ -261,12 +263,11 @@ def adder_tables(fmt: LNS) -> AdderTables:
         q = np.arange(last + 2)
         if geo.interp:
             tab = np.stack([_round_points(w, q << k, F, F + P, rnd) for w in (SB, DB)])
-            tab[:, last + 1] = 0
         else:
             mid = (q << k) + ((1 << (k - 1)) if k else 0)
             tab = np.stack([_round_points(w, mid, F, F + P, rnd) for w in (SB, DB)])
         tab[:, 0] = 0  # q = 0 is the sub-table
-        return AdderTables(sub, tab, last, beyond, k, P, geo.interp)
+        return AdderTables(sub, _pad(tab[:, :last + 1], beyond, P), last, beyond, k, P, geo.interp)
     # Exact: every z up to where both functions have reached their final constant
     limit = (F + P + 3) << F
     q = np.arange(limit + 1)
@@ -276,7 +277,15 @@ def adder_tables(fmt: LNS) -> AdderTables:
     moving = np.flatnonzero((tab[SB] != const[SB]) | (tab[DB] != const[DB]))
     last = int(moving.max()) if moving.size else 0
     assert last < limit, "table range too short"
-    return AdderTables(tab[:, :1].copy(), tab[:, :last + 2].copy(), last, beyond, 0, P, False)
+    # Exact (k = 0): column 0 keeps f(0), so tab[f, min(|z|, last + 1)] alone is the adder
+    return AdderTables(tab[:, :1].copy(), _pad(tab[:, :last + 1], beyond, P), last, beyond, 0, P,
+                       False)
+
+
+def _pad(tab: np.ndarray, beyond: np.ndarray, guard: int) -> np.ndarray:
+    """tab with two more columns holding beyond << guard (the value past the end)."""
+    pad = np.repeat((beyond << guard)[:, None], 2, axis=1)
+    return np.ascontiguousarray(np.concatenate([tab, pad], axis=1))
 
 
 # ------------------------------------------------------- float <-> LNS ----

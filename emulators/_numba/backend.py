@@ -143,10 +143,12 @@ def lns_add(a, fa, b, fb, negate_b, out_fmt, seed):
 def lns_matmul(a, b, fa, fb, acc, out_fmt, order, compensated, seed):
     out = np.empty((a.shape[0], b.shape[1]), np.int64)
     sub, tab, tp = _adder(acc)
-    ab = (fa.e_min, fb.e_min, acc.frac_bits - fa.frac_bits)
+    da, db = np.empty_like(a), np.empty_like(b)
+    sized(lns.decode_all, a.size)(a, fa.e_min, da)
+    sized(lns.decode_all, b.size)(b, fb.e_min, db)
     sized(lns.lns_matmul, a.size * b.shape[1])(
-        a, b, ab, lns.fmt_tuple(acc), lns.fmt_tuple(out_fmt), sub, tab, tp, LNS_ORDERS[order],
-        bool(compensated), np.uint64(seed), out)
+        da, db, (acc.frac_bits - fa.frac_bits,), lns.fmt_tuple(acc), lns.fmt_tuple(out_fmt), sub,
+        tab, tp, LNS_ORDERS[order], bool(compensated), np.uint64(seed), out)
     return out
 
 

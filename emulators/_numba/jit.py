@@ -1,6 +1,10 @@
 """The one JIT policy of the Numba backend: every kernel is decorated here.
 
 - ``jit``: serial helper or kernel, cached on disk, releases the GIL.
+- ``inline``: a per-element helper that takes arrays (table lookups): inlined at
+  Numba IR level, so the reference-count updates of its array arguments are
+  pruned instead of costing two runtime calls per element (measured: 17 ns ->
+  a few ns per LNS addition).
 - ``pjit``: the same with ``parallel=True`` for kernels whose outer loop is a
   ``prange`` over independent output elements (results do not depend on the
   thread count: no element's value depends on another's). Each such kernel is
@@ -26,6 +30,7 @@ from numba.extending import intrinsic
 import types as pytypes
 
 jit = functools.partial(numba.njit, cache=True, nogil=True)
+inline = functools.partial(numba.njit, cache=True, nogil=True, inline="always")
 PARALLEL_MIN = 65536
 
 

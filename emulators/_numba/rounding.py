@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulators._numba.jit import jit
+from emulators._numba.jit import inline
 
 U64 = np.uint64
 GAMMA = U64(0x9E3779B97F4A7C15)
@@ -24,7 +24,7 @@ TWO53 = U64(1 << 53)
 NEAREST_EVEN, NEAREST_AWAY, TOWARD_ZERO, FLOOR, CEIL, STOCHASTIC = range(6)
 
 
-@jit
+@inline
 def u53(seed, counter):
     """Top 53 bits of the counter-th splitmix64 output from state seed (uint64s)."""
     z = seed + (counter + ONE) * GAMMA
@@ -33,19 +33,19 @@ def u53(seed, counter):
     return (z ^ (z >> U64(31))) >> U64(11)
 
 
-@jit
+@inline
 def step_counter(element, step):
     """Counter of rounding ``step`` of accumulation output ``element``."""
     return (U64(element) << STEP_BITS) | U64(step)
 
 
-@jit
+@inline
 def final_counter(element):
     """Counter of the final rounding of accumulation output ``element``."""
     return (U64(element) << STEP_BITS) | FINAL_STEP
 
 
-@jit
+@inline
 def wrap_bits(w, fmt):
     """Two's-complement wrap of the low ``bits`` bits of the uint64 ``w``."""
     bits = fmt[0]
@@ -56,7 +56,7 @@ def wrap_bits(w, fmt):
     return np.int64(w)
 
 
-@jit
+@inline
 def overflow(n, fmt):
     """The overflow policy applied to the exact integer ``n`` (branch-free per element)."""
     if fmt[4] != 0:
@@ -66,7 +66,7 @@ def overflow(n, fmt):
     return lo if n < lo else (hi if n > hi else n)
 
 
-@jit
+@inline
 def round_shift62(p, s, rounding, u):
     """round(p * 2**-s) for 1 <= s <= 62 (no overflow); bitwise decisions, no branches."""
     q = p >> s
@@ -90,7 +90,7 @@ def round_shift62(p, s, rounding, u):
     return q + np.int64(u < t)
 
 
-@jit
+@inline
 def round_shift(p, s, rounding, u):
     """round(p * 2**-s) for any s >= 1 (sticky compression beyond 62)."""
     if s > 62:
@@ -106,7 +106,7 @@ def round_shift(p, s, rounding, u):
     return round_shift62(p, s, rounding, u)
 
 
-@jit
+@inline
 def quantize(p, pfrac, fmt, seed, counter):
     """Code of the exact value p * 2**-pfrac in fmt: one rounding, then overflow."""
     s = pfrac - fmt[1]
@@ -131,7 +131,7 @@ def quantize(p, pfrac, fmt, seed, counter):
 FAST_RIGHT, FAST_SR, FAST_LEFT, GENERIC, EXACT = 0, 1, 2, 3, 4
 
 
-@jit
+@inline
 def rounding_path(s, fmt):
     """Which loop body rounds p * 2**-s into fmt: chosen once per operation.
 
@@ -150,12 +150,12 @@ def rounding_path(s, fmt):
     return FAST_RIGHT if 1 <= s <= 62 else GENERIC
 
 
-@jit
+@inline
 def clamp(n, lo, hi):
     return lo if n < lo else (hi if n > hi else n)
 
 
-@jit
+@inline
 def right_round(p, s, rounding):
     """p * 2**-s rounded by a deterministic mode, for 1 <= s <= 62 (int64 only, branch-free)."""
     q = p >> s
@@ -171,7 +171,7 @@ def right_round(p, s, rounding):
     return q + np.int64(up)
 
 
-@jit
+@inline
 def sr_round(p, s, seed, counter):
     """Stochastically rounded p * 2**-s for 1 <= s <= 53 (see docs/rng.md)."""
     q = p >> s
@@ -179,17 +179,17 @@ def sr_round(p, s, seed, counter):
     return q + np.int64(np.int64(u53(seed, counter)) < t)
 
 
-@jit
+@inline
 def right_sat(p, s, rounding, lo, hi):
     return clamp(right_round(p, s, rounding), lo, hi)
 
 
-@jit
+@inline
 def sr_sat(p, s, lo, hi, seed, counter):
     return clamp(sr_round(p, s, seed, counter), lo, hi)
 
 
-@jit
+@inline
 def left_sat(p, k, lo, hi):
     """p * 2**k saturated to [lo, hi] for 0 <= k <= 62, without overflowing."""
     if p > (hi >> k):
@@ -199,7 +199,7 @@ def left_sat(p, k, lo, hi):
     return p << k
 
 
-@jit
+@inline
 def round_on_path(path, p, s, fmt, seed, counter):
     """Round p * 2**-s into fmt on the path chosen by :func:`rounding_path`."""
     if path == FAST_RIGHT:
@@ -211,7 +211,7 @@ def round_on_path(path, p, s, fmt, seed, counter):
     return quantize(p, s + fmt[1], fmt, seed, counter)
 
 
-@jit
+@inline
 def accumulation_path(ss, acc):
     """The rounding body of a sequential accumulation step (chosen once per call):
     EXACT when the accumulator is at least as fine as the terms (ss == 0), else a
@@ -223,7 +223,7 @@ def accumulation_path(ss, acc):
     return FAST_RIGHT if ss <= 62 else GENERIC
 
 
-@jit
+@inline
 def accumulate_step(path, s, c, t, ss, st, acc, compensated, seed, counter):
     """s = q(s + t) in the accumulator format acc; returns (s, c) where c is the
     exact Kahan compensation (the bits the rounding dropped, never overflow)."""
@@ -242,7 +242,7 @@ def accumulate_step(path, s, c, t, ss, st, acc, compensated, seed, counter):
     return overflow(n, acc), c
 
 
-@jit
+@inline
 def accumulate_row(path, s, c, aik, brow, ss, st, acc, compensated, seed, e0, k):
     """One step k of sequential accumulation for a row of outputs:
     s[j] = q(s[j] + aik * brow[j]) for every j, element numbers e0 + j.
@@ -283,7 +283,7 @@ def accumulate_row(path, s, c, aik, brow, ss, st, acc, compensated, seed, e0, k)
                                          compensated, seed, step_counter(e0 + j, k))
 
 
-@jit
+@inline
 def round_products_row(path, dst, aik, brow, s, fmt, seed, e0, k):
     """dst[j] = aik * brow[j] rounded into fmt (shift s), stochastic counter
     step_counter(e0 + j, k); one branch-free loop per path."""
