@@ -34,7 +34,9 @@ sanitize: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet apytypes qtorch || true
-	$(BIN)/python benchmarks/bench_fixed.py
+	$(BIN)/python -m pip install --quiet xlns || true
+	$(BIN)/python benchmarks/bench_fixed.py --out docs/performance/fixed.md
+	$(BIN)/python benchmarks/bench_lns.py --out docs/performance/lns.md
 
 clean:
 	rm -rf build $(VENV) emulators/_c/_lowbit_c*.so emulators/_c/_lowbit_c.c

@@ -212,7 +212,28 @@ static inline int64_t lns_ranged(int64_t e, int64_t sign, int64_t zero, int64_t 
 }
 
 /* x + y for decoded values with the Exact adder's table (guard 0): f is
- * tab[which * L + min(|z|, last + 1)]. */
+ * tab[which * L + min(|z|, last + 1)]; TAB_T is int64_t or int32_t. */
+#define LNS_DEFINE_ADD_FAST(NAME, TAB_T)                                                     \
+static inline int64_t NAME(int64_t x, int64_t y, const TAB_T *tab, int64_t L, int64_t last,  \
+                           int64_t emin, int64_t emax, int64_t zero_below)                   \
+{                                                                                            \
+    int64_t ex = x >> 1, ey = y >> 1, sx = x & 1, sy = y & 1;                                \
+    int64_t xbig = lns_mask(ex >= ey);                                                       \
+    int64_t big = lns_sel(xbig, ex, ey), small = lns_sel(xbig, ey, ex);                      \
+    int64_t zabs = big - small, which = sx ^ sy;                                             \
+    int64_t idx = lns_sel(lns_mask(zabs < last + 1), zabs, last + 1);                        \
+    int64_t e = big + (int64_t)tab[which * L + idx];                                         \
+    int64_t sign = lns_sel(xbig, sx, sy);                                                    \
+    int64_t zero = lns_mask(zabs == 0) & -which;                                             \
+    int64_t xz = lns_mask(x == LNS_ZD), yz = lns_mask(y == LNS_ZD);                          \
+    e = lns_sel(xz, ey, lns_sel(yz, ex, e));                                                 \
+    sign = lns_sel(xz, sy, lns_sel(yz, sx, sign));                                           \
+    zero = lns_sel(xz | yz, xz & yz, zero);                                                  \
+    return lns_ranged(e, sign, zero, emin, emax, zero_below);                                \
+}
+
+LNS_DEFINE_ADD_FAST(lns_add_fast32, int32_t)
+
 static inline int64_t lns_add_fast(int64_t x, int64_t y, const int64_t *tab, int64_t L,
                                    int64_t last, int64_t emin, int64_t emax, int64_t zero_below)
 {
@@ -255,6 +276,13 @@ static void lns_row_step_fast(int64_t *restrict s, int64_t *restrict c, const in
     int64_t emin = acc->e_min, emax = acc->e_max;
     int64_t umin = acc->underflow_min ? INT64_MIN : emin; /* the zero_below of lns_ranged */
     int64_t j;
+    if (c == NULL && ad->tab32 != NULL) {
+        const int32_t *restrict t32 = ad->tab32;
+        for (j = 0; j < n; j++)
+            s[j] = lns_add_fast32(s[j], lns_mul_fast(da, b[j], widen, emin, emax, umin), t32, L,
+                                  last, emin, emax, umin);
+        return;
+    }
     if (c == NULL) {
         for (j = 0; j < n; j++)
             s[j] = lns_add_fast(s[j], lns_mul_fast(da, b[j], widen, emin, emax, umin), tab, L,
@@ -271,40 +299,32 @@ static void lns_row_step_fast(int64_t *restrict s, int64_t *restrict c, const in
     }
 }
 
-/* Code <-> D without branches (the fast element-wise loop). */
-static inline int64_t lns_decode_fast(int64_t c, int64_t emin)
-{
-    int64_t mag = lns_sel(lns_mask(c < 0), -c, c);
-    return lns_sel(lns_mask(c == 0), LNS_ZD,
-                   (int64_t)((uint64_t)(mag - 1 + emin) << 1) | (int64_t)(c < 0));
-}
-
-static inline int64_t lns_encode_fast(int64_t d, int64_t emin)
-{
-    int64_t mag = (d >> 1) - emin + 1;
-    return lns_sel(lns_mask(d == LNS_ZD), 0, lns_sel(-(d & 1), -mag, mag));
-}
-
 /* The fast path applies: Exact adder (k = 0) and no guard bits (not stochastic). */
 static inline int lns_fast(const lowbit_adder *ad)
 {
     return ad->k == 0 && ad->guard == 0 && !ad->interp;
 }
 
-#define LNS_CHUNK 4096
+#define LNS_CHUNK 2048
 
-/* out[i] = a[i] + sign * b[i] on the fast path (restrict: the loop vectorizes). */
+/* out[i] = a[i] + sign * b[i] on the fast path, n <= LNS_CHUNK: decode into
+ * buffers, add in a loop GCC vectorizes (the one the row steps use), encode. */
 static void lns_add_fast_loop(int64_t *restrict out, const int64_t *restrict a,
                               const int64_t *restrict b, int64_t n, int64_t sign,
                               const lowbit_lns *fmt, const lowbit_adder *ad)
 {
+    int64_t x[LNS_CHUNK], y[LNS_CHUNK], i;
     const int64_t *restrict tab = ad->tab;
     int64_t L = ad->tab_len, last = ad->last, emin = fmt->e_min, emax = fmt->e_max;
     int64_t zero_below = fmt->underflow_min ? INT64_MIN : emin;
-    for (int64_t i = 0; i < n; i++)
-        out[i] = lns_encode_fast(lns_add_fast(lns_decode_fast(a[i], emin),
-                                              lns_decode_fast(sign * b[i], emin), tab, L, last,
-                                              emin, emax, zero_below), emin);
+    for (i = 0; i < n; i++) {
+        x[i] = lns_decode(a[i], emin);
+        y[i] = lns_decode(sign * b[i], emin);
+    }
+    for (i = 0; i < n; i++)
+        x[i] = lns_add_fast(x[i], y[i], tab, L, last, emin, emax, zero_below);
+    for (i = 0; i < n; i++)
+        out[i] = lns_encode_d(x[i], emin);
 }
 
 /* ---- element-wise ------------------------------------------------------------ */

@@ -139,6 +139,7 @@ typedef struct lowbit_adder {
     int64_t sub_len;
     const int64_t *tab;
     int64_t tab_len;
+    const int32_t *tab32; /* tab as int32 when every entry fits (the fast path's gathers), or NULL */
     int64_t last;        /* entries q > last consult no table */
     int64_t beyond[2];   /* the final value of sb and db there */
     int32_t k;           /* |z| = q * 2^k + r */

@@ -169,11 +169,14 @@ def _adder(fmt):
     if fmt not in _keep:
         t = gaussian_log.adder_tables(fmt)
         sub, tab = np.ascontiguousarray(t.sub), np.ascontiguousarray(t.tab)
+        fits = np.abs(tab).max() < 2**31
+        tab32 = tab.astype(np.int32) if fits else None
         ad = ffi.new("lowbit_adder *", {
             "sub": _p(sub), "sub_len": sub.shape[1], "tab": _p(tab), "tab_len": tab.shape[1],
+            "tab32": ffi.cast("int32_t *", _p(tab32)) if fits else ffi.NULL,
             "last": t.last, "beyond": [int(t.beyond[0]), int(t.beyond[1])], "k": t.k,
             "guard": t.guard, "interp": int(t.interp)})
-        _keep[fmt] = (ad, sub, tab)
+        _keep[fmt] = (ad, sub, tab, tab32)
     return _keep[fmt][0]
 
 
