@@ -11,6 +11,8 @@ For each format it reports, on scikit-learn's digits:
   against float64 logits, and the resulting test accuracy.
 
 Binary and ternary formats apply to the weights; the pixels then use Fixed(8, 6).
+LNS formats have no exact accumulator: "exact" there means an LNS accumulator
+with 6 more fractional bits, "narrow" the format itself.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ import numpy as np
 
 import emulators as E
 from integrations.data import Dataset, load_digits
-from numerics import Fixed, Format, parse_format
+from numerics import LNS, Fixed, Format, parse_format
 
 DEFAULT_FORMATS = ("fixed8.4", "fixed8.6", "fixed12.8", "fixed16.12", "fixed16.12:sr",
-                   "binary:mean_abs", "ternary")
+                   "binary:mean_abs", "ternary", "lns5.10", "lns5.7", "lns5.7:interp6")
 PIXEL_FORMAT_FOR_BINARY = Fixed(8, 6)
 
 
@@ -62,6 +64,8 @@ def train_float_classifier(data: Dataset):
 def evaluate_format(fmt: Format, data: Dataset, w: np.ndarray, b: np.ndarray) -> FormatRow:
     """Cast and logit errors of one format (see the module docstring)."""
     x = data.x_test.astype(np.float64)
+    if isinstance(fmt, LNS):
+        return _evaluate_lns(fmt, data, w, b)
     px_fmt = fmt if isinstance(fmt, Fixed) else PIXEL_FORMAT_FOR_BINARY
     ex = E.cast(x, px_fmt)
     ew = E.cast(w.T, fmt).T if not isinstance(fmt, Fixed) else E.cast(w, fmt)
@@ -80,6 +84,23 @@ def evaluate_format(fmt: Format, data: Dataset, w: np.ndarray, b: np.ndarray) ->
     return FormatRow(
         str(fmt), float(np.max(np.abs(ex.to_float() - x))), _rms(ex.to_float() - x),
         float(np.max(np.abs(wf - w))), _rms(wf - w), saturated,
+        results["exact"][0], results["narrow"][0], results["kahan"][0],
+        results["exact"][1], results["narrow"][1], results["kahan"][1])
+
+
+def _evaluate_lns(fmt: LNS, data: Dataset, w: np.ndarray, b: np.ndarray) -> FormatRow:
+    x = data.x_test.astype(np.float64)
+    ex, ew = E.cast(x, fmt), E.cast(w, fmt)
+    wide = LNS(fmt.int_bits, min(fmt.frac_bits + 6, 16), fmt.adder)
+    ref_logits = x @ w + b
+    results = {}
+    for name, kw in (("exact", {"acc": wide}), ("narrow", {}), ("kahan", {"compensated": True})):
+        y = E.matmul(ex, ew, fmt, **kw).to_float() + b
+        results[name] = (_rms(y - ref_logits), float(np.mean(y.argmax(1) == data.y_test)))
+    sat = float(np.mean(np.abs(ew.codes) == fmt.max_code))
+    return FormatRow(
+        str(fmt), float(np.max(np.abs(ex.to_float() - x))), _rms(ex.to_float() - x),
+        float(np.max(np.abs(ew.to_float() - w))), _rms(ew.to_float() - w), sat,
         results["exact"][0], results["narrow"][0], results["kahan"][0],
         results["exact"][1], results["narrow"][1], results["kahan"][1])
 
