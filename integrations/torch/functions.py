@@ -1,0 +1,227 @@
+"""Autograd functions whose arithmetic runs in the emulators.
+
+- :func:`quantize`: a cast with a straight-through gradient;
+- :func:`emulated_linear` / :func:`emulated_conv2d`: the forward matmul and both
+  backward matmuls (gradient w.r.t. the input, w.r.t. the weight) in the
+  emulator, each with the formats of an :class:`EmulationSpec`.
+
+Stochastic rounding needs a fresh seed for every rounding: these functions take
+``seed`` (fixed per layer) and ``step`` (incremented by the layers on every
+training call) and derive one seed per operation from them with the counter RNG.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import emulators as E
+from emulators import EmuArray, from_codes
+from integrations.torch.carriers import from_carrier, to_carrier
+from integrations.torch.spec import EmulationSpec
+from numerics import LNS, Binary, Fixed, Format, Ternary, rng
+
+# which operation a derived seed belongs to
+CAST_X, CAST_W, FORWARD, BIAS, CAST_G, GRAD_X, GRAD_W, GRAD_B, QUANT, QUANT_G = range(10)
+
+
+def op_seed(seed: int, step: int, op: int) -> int:
+    """The seed of operation ``op`` at training ``step`` of a layer seeded ``seed``."""
+    return rng.random_u64(seed, (step << 4) | op)
+
+
+def clip_bound(fmt: Format) -> float:
+    """Where the clipped STE stops the gradient: |x| beyond the format's range
+    (1 for binary and ternary, as in BinaryNet's hardtanh)."""
+    if isinstance(fmt, (Binary, Ternary)):
+        return 1.0
+    if isinstance(fmt, LNS):
+        return float(2.0 ** (fmt.e_max / 2**fmt.frac_bits))
+    return float(max(abs(fmt.min_value), fmt.max_value))
+
+
+class _Quantize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, fmt, grad_fmt, ste, seed, step):
+        q = from_carrier(x, fmt, op_seed(seed, step, QUANT))
+        ctx.fmt, ctx.grad_fmt, ctx.ste, ctx.seed, ctx.step = fmt, grad_fmt, ste, seed, step
+        ctx.x_dtype = x.dtype
+        if ste == "clipped":
+            ctx.save_for_backward(x)
+        return to_carrier(q, like=x)
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.ste == "clipped":
+            (x,) = ctx.saved_tensors
+            g = g * (x.abs() <= clip_bound(ctx.fmt)).to(g.dtype)
+        if ctx.grad_fmt is not None:
+            g = to_carrier(from_carrier(g, ctx.grad_fmt, op_seed(ctx.seed, ctx.step, QUANT_G)), like=g)
+        return g.to(ctx.x_dtype), None, None, None, None, None
+
+
+def quantize(x: torch.Tensor, fmt: Format, *, grad_fmt: Format | None = None,
+             ste: str = "identity", seed: int = 0, step: int = 0) -> torch.Tensor:
+    """Cast ``x`` into ``fmt`` (its carrier), with a straight-through gradient.
+
+    Gradient estimator: identity (``ste="identity"``), or zero where |x| exceeds
+    the format's range (``"clipped"``; [-1, 1] for binary/ternary, BinaryNet's
+    hardtanh STE). With ``grad_fmt`` the gradient itself is cast into that format.
+
+    >>> quantize(torch.tensor([0.3, -2.0]), Fixed(4, 2))
+    tensor([ 0.2500, -2.0000])
+    """
+    if ste not in ("identity", "clipped"):
+        raise ValueError(f"ste must be 'identity' or 'clipped', got {ste!r}")
+    return _Quantize.apply(x, fmt, grad_fmt, ste, seed, step)
+
+
+# ----------------------------------------------------------------- linear ---
+
+def _out_format(act: Format) -> Format | None:
+    """The forward matmul rounds into the activation format, unless activations are
+    binary/ternary: their dot products are exact integers, kept as such."""
+    return act if isinstance(act, (Fixed, LNS)) else None
+
+
+def _unscaled(x: EmuArray) -> EmuArray:
+    return x if x.scale is None else from_codes(x.codes, x.fmt)
+
+
+def _weight_scale_rows(wq: EmuArray) -> np.ndarray | None:
+    """A weight scale per output channel, as a row to multiply a gradient by (or None)."""
+    if wq.scale is None:
+        return None
+    return np.array(np.broadcast_to(wq.scale, wq.shape)[:, 0][None, :])
+
+
+class _EmulatedLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x2, w, b, spec, seed, step):
+        emu = spec.weight is not None and spec.activation is not None
+        xq = from_carrier(x2, spec.activation, op_seed(seed, step, CAST_X)) \
+            if spec.activation is not None else None
+        wq = from_carrier(w, spec.weight, op_seed(seed, step, CAST_W)) \
+            if spec.weight is not None else None
+        xc = x2 if xq is None else to_carrier(xq, like=x2)
+        wc = w if wq is None else to_carrier(wq, like=w)
+        if emu:
+            out = _out_format(spec.activation)
+            y = E.matmul(xq, wq.T, out, spec.accumulator, spec.order, spec.compensated,
+                         seed=op_seed(seed, step, FORWARD))
+            if out is not None and y.scale is None:
+                if b is not None:
+                    y = E.add(y, from_carrier(b, out)[None, :], out, seed=op_seed(seed, step, BIAS))
+                yc = to_carrier(y, like=x2)
+            else:  # binary/ternary scales (and the bias) in float64, then one rounding or none
+                vals = torch.from_numpy(y.to_float())
+                if b is not None:
+                    vals = vals + b.detach().double()
+                yc = vals.to(x2.dtype) if out is None else \
+                    to_carrier(from_carrier(vals, out), like=x2)
+        else:
+            dtype = torch.promote_types(xc.dtype, wc.dtype)
+            yc = xc.to(dtype) @ wc.to(dtype).T
+            if b is not None:
+                yc = yc + b.to(dtype)
+        ctx.spec, ctx.seed, ctx.step = spec, seed, step
+        ctx.xq, ctx.wq, ctx.has_bias = xq, wq, b is not None
+        ctx.dtypes = (x2.dtype, w.dtype, None if b is None else b.dtype)
+        ctx.save_for_backward(x2, w, xc, wc)
+        return yc
+
+    @staticmethod
+    def backward(ctx, gy):
+        spec, seed, step = ctx.spec, ctx.seed, ctx.step
+        x2, w, xc, wc = ctx.saved_tensors
+        xq, wq = ctx.xq, ctx.wq
+        gi, gw = spec.grad_input, spec.grad_weight
+        grad_x = grad_w = grad_b = None
+        gq = from_carrier(gy, gi, op_seed(seed, step, CAST_G)) if gi is not None else None
+        # gradient w.r.t. the input: g @ W
+        if ctx.needs_input_grad[0]:
+            if gi is not None and wq is not None:
+                rows = _weight_scale_rows(wq)
+                gqx = gq if rows is None else \
+                    from_carrier(gy * torch.from_numpy(rows).to(gy.dtype), gi, op_seed(seed, step, CAST_G))
+                gx = E.matmul(gqx, _unscaled(wq), gi, spec.accumulator if _family_ok(gi, spec) else None,
+                              spec.order, spec.compensated, seed=op_seed(seed, step, GRAD_X))
+                grad_x = to_carrier(gx, like=gy)
+            else:
+                grad_x = gy.to(wc.dtype) @ wc
+            if spec.ste == "clipped" and spec.activation is not None:
+                grad_x = grad_x * (x2.abs() <= clip_bound(spec.activation)).to(grad_x.dtype)
+        # gradient w.r.t. the weight: g^T @ x
+        if ctx.needs_input_grad[1]:
+            if gw is not None and gq is not None and xq is not None:
+                gwq = E.matmul(gq.T, xq, gw, spec.accumulator if _family_ok(gw, spec) else None,
+                               spec.order, spec.compensated, seed=op_seed(seed, step, GRAD_W))
+                grad_w = to_carrier(gwq, like=gy) if gwq.scale is None else \
+                    torch.from_numpy(gwq.to_float()).to(gy.dtype)
+            else:
+                grad_w = gy.to(xc.dtype).T @ xc
+            if spec.ste == "clipped" and spec.weight is not None:
+                grad_w = grad_w * (w.abs() <= clip_bound(spec.weight)).to(grad_w.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            if gw is not None and gq is not None:
+                grad_b = to_carrier(E.sum(gq, axis=0, out=gw, seed=op_seed(seed, step, GRAD_B)),
+                                    like=gy)
+            else:
+                grad_b = gy.sum(0)
+        dx, dw, db = ctx.dtypes
+        return (None if grad_x is None else grad_x.to(dx), None if grad_w is None else grad_w.to(dw),
+                None if grad_b is None else grad_b.to(db), None, None, None)
+
+
+def _family_ok(out: Format, spec: EmulationSpec) -> bool:
+    """The spec's accumulator serves a backward matmul when it is of the gradient's family."""
+    acc = spec.accumulator
+    return acc is not None and isinstance(acc, LNS) == isinstance(out, LNS)
+
+
+def emulated_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                    spec: EmulationSpec | str, *, seed: int = 0, step: int = 0) -> torch.Tensor:
+    """y = x @ w.T + b with every matmul in the emulator (see :class:`EmulationSpec`).
+
+    Forward: x is cast into ``spec.activation``, w into ``spec.weight``, the product
+    accumulates in ``spec.accumulator`` (``order``, ``compensated``) and rounds into
+    the activation format; the bias is added there (an emulated addition).
+    Backward: the incoming gradient g is cast into ``spec.grad_input``;
+    grad_x = g @ w_q rounds into ``grad_input``, grad_w = g.T @ x_q and
+    grad_b = sum(g) into ``spec.grad_weight``, with the same accumulator settings.
+    Gradient estimator: straight-through to the float x and w (identity, or clipped
+    by ``spec.ste``). Roles set to None run in float on the carriers. Binary and
+    ternary scales (and, with them, the bias) are applied in float64 after the exact
+    integer matmul, then rounded once; a per-channel weight scale is folded into
+    the gradient before it is cast for grad_x.
+    """
+    spec = EmulationSpec.parse(spec)
+    shape = x.shape
+    y = _EmulatedLinear.apply(x.reshape(-1, shape[-1]), w, b, spec, seed, step)
+    return y.reshape(*shape[:-1], w.shape[0])
+
+
+def emulated_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                    spec: EmulationSpec | str, stride=1, padding=0, dilation=1, *,
+                    seed: int = 0, step: int = 0) -> torch.Tensor:
+    """2-D convolution as im2col + :func:`emulated_linear` (groups = 1).
+
+    The patches are copied exactly (``unfold``); in the backward pass ``unfold``'s
+    adjoint adds the gradients of overlapping patches in float (not emulated).
+    """
+    n, c, h, wd = x.shape
+    oc, ic, kh, kw = w.shape
+    if ic != c:
+        raise ValueError(f"emulated_conv2d: input has {c} channels, weight expects {ic} (groups=1)")
+    cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # N, C*k*k, L
+    L = cols.shape[-1]
+    y = emulated_linear(cols.transpose(1, 2), w.reshape(oc, -1), b, spec, seed=seed, step=step)
+    ho = (h + 2 * _pair(padding)[0] - _pair(dilation)[0] * (kh - 1) - 1) // _pair(stride)[0] + 1
+    wo = (wd + 2 * _pair(padding)[1] - _pair(dilation)[1] * (kw - 1) - 1) // _pair(stride)[1] + 1
+    assert ho * wo == L
+    return y.transpose(1, 2).reshape(n, oc, ho, wo)
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)

@@ -1,0 +1,197 @@
+"""Optimizers whose master weights live in an emulated format.
+
+The parameters hold the format's values (their carriers). Each step computes a
+float update and applies it with the format's own rounding:
+
+- ``compensation=None``: w <- round(w + d). Updates below half an ulp are lost;
+- ``"stochastic"``: w <- SR(w + d) with a fresh seed every step: unbiased;
+- ``"kahan"``: a compensation register c keeps the bits the rounding dropped,
+  y = d - c; t = round(w + y); c = (t - w) - y; w = t (Zamirai et al. 2020, the
+  weight-update form of Kahan summation).
+
+How d meets the format, exactly: for Fixed(bits, frac) weights, d is first
+rounded to nearest at frac + 24 fractional bits (``update_format``), then the
+emulated addition rounds w + d once; Kahan's c lives in that finer format, where
+t - w and (t - w) - y are exact. For LNS weights, d (and c) are LNS values with
+two more integer bits (same frac_bits) and every step is LNS arithmetic with the
+weights' adder. Binary/ternary weights cannot take small updates: train them
+with latent float weights (``BinaryLinear``) instead.
+
+:class:`EmulatedOptimizer` wraps any torch optimizer (d = its new value minus the
+old one; the wrapped optimizer computes in float32, so updates below float32's
+resolution of a weight are already lost there). :class:`EmulatedSGD` computes d
+itself in float64.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+import emulators as E
+from emulators import EmuArray
+from integrations.torch.carriers import from_carrier, to_carrier
+from numerics import LNS, Binary, Fixed, Format, Rounding, Ternary, parse_format, rng
+
+COMPENSATIONS = (None, "kahan", "stochastic")
+UPDATE_GUARD_BITS = 24
+
+
+def update_format(fmt: Format) -> Format:
+    """The format an update (and Kahan's register) takes before meeting ``fmt``."""
+    if isinstance(fmt, Fixed):
+        guard = min(UPDATE_GUARD_BITS, 61 - fmt.bits)
+        return Fixed(min(fmt.bits + guard, 61), fmt.frac + guard)
+    if isinstance(fmt, LNS):
+        return LNS(min(fmt.int_bits + 2, 10), fmt.frac_bits, fmt.adder)
+    raise ValueError(f"master weights cannot be {fmt!r}: binary/ternary weights take no small "
+                     "updates; train them with latent float weights (BinaryLinear, TernaryLinear)")
+
+
+def _with_rounding(fmt: Format, rounding: Rounding) -> Format:
+    return dataclasses.replace(fmt, rounding=rounding)
+
+
+class _MasterWeights:
+    """The emulated state of one parameter: its codes and Kahan register."""
+
+    def __init__(self, p: torch.Tensor, fmt: Format, compensation: str | None):
+        self.fmt = fmt
+        self.fine = update_format(fmt)
+        self.codes = from_carrier(p.detach(), fmt)
+        self.comp = E.cast(np.zeros(p.shape), self.fine) if compensation == "kahan" else None
+
+    def apply(self, delta: np.ndarray, compensation: str | None, seed: int) -> EmuArray:
+        """w <- w (+) delta with the chosen compensation; returns the new codes."""
+        d = E.cast(delta, self.fine)
+        w = self.codes
+        if compensation is None:
+            new = E.add(w, d, self.fmt, seed=seed)
+        elif compensation == "stochastic":
+            out = _with_rounding(self.fmt, Rounding.STOCHASTIC)
+            new = _recode(E.add(w, d, out, seed=seed), self.fmt)
+        else:
+            y = E.sub(d, self.comp, self.fine, seed=seed)
+            t = E.add(w, y, self.fmt, seed=seed)
+            self.comp = E.sub(E.sub(t, w, self.fine), y, self.fine)
+            new = t
+        self.codes = new
+        return new
+
+
+def _recode(x: EmuArray, fmt: Format) -> EmuArray:
+    """The same codes, read in fmt (formats that differ only in rounding mode)."""
+    return E.from_codes(x.codes, fmt)
+
+
+class EmulatedOptimizer:
+    """Wrap a torch optimizer so that its parameters are master weights in ``fmt``.
+
+    ``fmt``: one format for every parameter, or a dict mapping parameters to
+    formats (parameters left out stay float). The parameters are cast into their
+    format at construction. ``state_dict``/``load_state_dict`` include the wrapped
+    optimizer's state, the Kahan registers and the step counter.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, fmt, compensation: str | None = None,
+                 seed: int = 0):
+        if compensation not in COMPENSATIONS:
+            raise ValueError(f"compensation must be one of {COMPENSATIONS}, got {compensation!r}")
+        self.inner = optimizer
+        self.compensation = compensation
+        self.seed = seed
+        self.step_count = 0
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        fmts = fmt if isinstance(fmt, dict) else {p: fmt for p in params}
+        self.masters: dict[torch.Tensor, _MasterWeights] = {}
+        for p in params:
+            if fmts.get(p) is None:
+                continue
+            f = parse_format(fmts[p])
+            if isinstance(f, (Binary, Ternary)):
+                update_format(f)  # raises the explanation
+            m = _MasterWeights(p, f, compensation)
+            self.masters[p] = m
+            with torch.no_grad():
+                p.copy_(to_carrier(m.codes, like=p).to(p.dtype))
+
+    @property
+    def param_groups(self):
+        return self.inner.param_groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.inner.zero_grad(set_to_none=set_to_none)
+
+    def _deltas(self, closure):
+        old = {p: p.detach().double().clone() for p in self.masters}
+        loss = self.inner.step(closure)
+        return loss, {p: (p.detach().double() - old[p]).cpu().numpy() for p in self.masters}
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """One step of the wrapped optimizer, its update applied in each format."""
+        loss, deltas = self._deltas(closure)
+        for i, (p, m) in enumerate(self.masters.items()):
+            seed = rng.random_u64(self.seed, (self.step_count << 20) | i)
+            p.copy_(to_carrier(m.apply(deltas[p], self.compensation, seed), like=p).to(p.dtype))
+        self.step_count += 1
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"inner": self.inner.state_dict(), "step_count": self.step_count,
+                "codes": [m.codes.codes.copy() for m in self.masters.values()],
+                "comp": [None if m.comp is None else m.comp.codes.copy()
+                         for m in self.masters.values()]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state["inner"])
+        self.step_count = state["step_count"]
+        for m, c, k in zip(self.masters.values(), state["codes"], state["comp"]):
+            m.codes = E.from_codes(c, m.fmt)
+            m.comp = None if k is None else E.from_codes(k, m.fine)
+
+
+class EmulatedSGD(EmulatedOptimizer):
+    """SGD (momentum, weight decay) whose update d = -lr * (v) is computed in float64
+    from the gradients and applied in each parameter's format (see module doc)."""
+
+    def __init__(self, params, lr: float, fmt, momentum: float = 0.0, weight_decay: float = 0.0,
+                 compensation: str | None = None, seed: int = 0):
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        holder = torch.optim.SGD(params, lr=lr)  # parameter groups and state_dict plumbing only
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.velocity: dict[torch.Tensor, np.ndarray] = {}
+        super().__init__(holder, fmt, compensation, seed)
+
+    def _deltas(self, closure):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        out = {}
+        for group in self.inner.param_groups:
+            for p in group["params"]:
+                if p.grad is None or p not in self.masters:
+                    continue
+                g = p.grad.detach().double().cpu().numpy()
+                if self.weight_decay:
+                    g = g + self.weight_decay * p.detach().double().cpu().numpy()
+                if self.momentum:
+                    v = self.velocity.get(p)
+                    v = g if v is None else self.momentum * v + g
+                    self.velocity[p] = v
+                    g = v
+                out[p] = -group["lr"] * g
+        return loss, {p: out.get(p, np.zeros(tuple(p.shape))) for p in self.masters}
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["velocity"] = [self.velocity.get(p) for p in self.masters]
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.velocity = {p: v for p, v in zip(self.masters, state["velocity"]) if v is not None}

@@ -1,0 +1,148 @@
+"""``EmulationSpec``: which format each role of a layer's arithmetic uses.
+
+>>> EmulationSpec.parse("lns5.10,kahan")
+EmulationSpec('w=lns5.10,a=lns5.10,gi=lns5.10,gw=lns5.10,kahan')
+>>> str(EmulationSpec.parse("w=binary,a=float"))
+'w=binary'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
+
+ROLES = {"w": "weight", "a": "activation", "acc": "accumulator", "gi": "grad_input",
+         "gw": "grad_weight"}
+ORDERS = ("sequential", "pairwise")
+STES = ("identity", "clipped")
+
+SPEC_GRAMMAR = """\
+spec  := FORMAT ("," flag)*                  one format for w, a, gi and gw
+       | item ("," item)*
+item  := role "=" (FORMAT | "float") | flag
+role  := "w" (weights) | "a" (activations and forward outputs) | "acc" (accumulator)
+       | "gi" (gradients w.r.t. inputs, and the incoming gradient)
+       | "gw" (gradients w.r.t. weights and bias)
+flag  := "kahan" | "order=" ("sequential" | "pairwise") | "ste=" ("identity" | "clipped")
+FORMAT: see numerics.FORMAT_GRAMMAR (e.g. fixed16.8, binary, lns5.10:interp6)
+"""
+
+
+def _family(fmt: Format | None) -> str | None:
+    if fmt is None:
+        return None
+    return "lns" if isinstance(fmt, LNS) else "fixed"  # binary/ternary are integers: fixed family
+
+
+@dataclass(frozen=True)
+class EmulationSpec:
+    """Formats of a layer's roles; ``None`` means plain float (not emulated).
+
+    - ``weight``: the stored weights (cast on every forward: STE to the latent float);
+    - ``activation``: layer inputs, and the format the forward matmul rounds into
+      (binary/ternary activations: the exact integer result is kept);
+    - ``accumulator``: of every matmul (None: exact for fixed point, the output
+      format for LNS);
+    - ``grad_input``: the incoming gradient and the gradient w.r.t. the inputs;
+    - ``grad_weight``: gradients w.r.t. weights and bias;
+    - ``order``, ``compensated``: accumulation order and Kahan flag of all three matmuls;
+    - ``ste``: "identity" or "clipped" (zero gradient where |x| exceeds the
+      format's range; for binary/ternary, outside [-1, 1] as in BinaryNet).
+    """
+
+    weight: Format | None = None
+    activation: Format | None = None
+    accumulator: Format | None = None
+    grad_input: Format | None = None
+    grad_weight: Format | None = None
+    order: str = "sequential"
+    compensated: bool = False
+    ste: str = "identity"
+
+    def __post_init__(self) -> None:
+        for f in ("weight", "activation", "accumulator", "grad_input", "grad_weight"):
+            v = getattr(self, f)
+            if isinstance(v, str):
+                v = None if v == "float" else parse_format(v)
+                object.__setattr__(self, f, v)
+            if v is not None and not isinstance(v, (Fixed, Binary, Ternary, LNS)):
+                raise TypeError(f"EmulationSpec.{f} must be a format or None, got {v!r}")
+        if self.order not in ORDERS:
+            raise ValueError(f"EmulationSpec.order must be one of {ORDERS}, got {self.order!r}")
+        if self.ste not in STES:
+            raise ValueError(f"EmulationSpec.ste must be one of {STES}, got {self.ste!r}")
+        if not isinstance(self.compensated, bool):
+            raise TypeError(f"EmulationSpec.compensated must be a bool, got {self.compensated!r}")
+        for a, b in (("weight", "activation"), ("grad_input", "weight"),
+                     ("grad_input", "activation"), ("grad_weight", "grad_input")):
+            fa, fb = _family(getattr(self, a)), _family(getattr(self, b))
+            if fa and fb and fa != fb:
+                raise ValueError(f"EmulationSpec: {a} {getattr(self, a)!r} and {b} "
+                                 f"{getattr(self, b)!r} meet in one matmul but are of different "
+                                 "families (LNS and fixed point cannot be multiplied together)")
+        acc = self.accumulator
+        if acc is not None:
+            fams = {_family(getattr(self, r)) for r in ("weight", "activation")} - {None}
+            if not fams:
+                raise ValueError("EmulationSpec: an accumulator needs emulated weights and activations")
+            if isinstance(acc, (Binary, Ternary)) or fams != {_family(acc)}:
+                raise ValueError(f"EmulationSpec.accumulator {acc!r} must be a Fixed format for "
+                                 "fixed-point/binary/ternary operands, an LNS format for LNS ones")
+        if isinstance(self.grad_input, (Binary, Ternary)) or isinstance(self.grad_weight,
+                                                                       (Binary, Ternary)):
+            raise ValueError("EmulationSpec: gradients cannot be binary or ternary "
+                             "(use a Fixed or LNS format)")
+        if self.compensated and self.order != "sequential":
+            raise ValueError("EmulationSpec: Kahan compensation needs order='sequential'")
+
+    @classmethod
+    def everywhere(cls, fmt: Format | str, **kw) -> "EmulationSpec":
+        """The same format for weights, activations and both gradients."""
+        f = parse_format(fmt)
+        return cls(weight=f, activation=f, grad_input=f, grad_weight=f, **kw)
+
+    @classmethod
+    def parse(cls, text: "str | EmulationSpec") -> "EmulationSpec":
+        """Read the string form (grammar: ``SPEC_GRAMMAR``); specs pass through."""
+        if isinstance(text, EmulationSpec):
+            return text
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"cannot parse emulation spec {text!r}\n{SPEC_GRAMMAR}")
+        kw: dict[str, object] = {}
+        items = [t.strip() for t in text.split(",")]
+        try:
+            if "=" not in items[0] and items[0] not in ("kahan",):
+                f = parse_format(items[0])
+                kw.update(weight=f, activation=f, grad_input=f, grad_weight=f)
+                items = items[1:]
+            for item in items:
+                key, eq, val = item.partition("=")
+                if item == "kahan":
+                    kw["compensated"] = True
+                elif key in ("order", "ste") and eq:
+                    kw[key] = val
+                elif key in ROLES and eq:
+                    kw[ROLES[key]] = None if val == "float" else parse_format(val)
+                else:
+                    raise ValueError(f"unknown item {item!r}")
+            return cls(**kw)  # type: ignore[arg-type]
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"cannot parse emulation spec {text!r}: {exc}\n{SPEC_GRAMMAR}") from None
+
+    def __str__(self) -> str:
+        parts = [f"{k}={getattr(self, v)}" for k, v in ROLES.items() if getattr(self, v) is not None]
+        if self.order != "sequential":
+            parts.append(f"order={self.order}")
+        if self.compensated:
+            parts.append("kahan")
+        if self.ste != "identity":
+            parts.append(f"ste={self.ste}")
+        return ",".join(parts) or "w=float"
+
+    def __repr__(self) -> str:
+        return f"EmulationSpec({str(self)!r})"
+
+    @property
+    def emulated(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in fields(self)[:5])
