@@ -105,7 +105,9 @@ class EmuArray:
     def __getitem__(self, index) -> "EmuArray":
         codes = self._codes[index]
         scale = None
-        if self._scale is not None:
+        if self._scale is not None and self._scale.size == 1:
+            scale = self._scale.reshape((1,) * np.ndim(codes))
+        elif self._scale is not None:
             scale = np.broadcast_to(self._scale, self.shape)[index]
         return self._with(codes, scale)
 

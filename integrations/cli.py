@@ -1,4 +1,4 @@
-"""The ``lowbit`` command line."""
+"""The ``lowbit`` command line (``lowbit --help``, ``lowbit COMMAND --help``)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,81 @@ import sys
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lowbit", description="Bit-exact low-precision arithmetic.")
+def _report(args) -> Path:
+    from integrations.report import ALL_FORMATS, run_report
+
+    formats = list(args.formats)
+    if args.all or not formats:
+        formats = list(ALL_FORMATS) + [f for f in formats if f not in ALL_FORMATS]
+    return run_report(formats, args.out, args.seed)
+
+
+def _lns_report(args) -> Path:
+    from integrations.lns_report import run_report
+
+    return run_report(args.out, args.seed)
+
+
+def _compare(args) -> Path:
+    from integrations.compare import DEFAULT_SPECS, run_compare
+
+    return run_compare(args.out, args.specs or DEFAULT_SPECS, args.epochs, args.seed)
+
+
+def _demo(args) -> Path:
+    from integrations.compare import run_compare
+    from integrations.report import ALL_FORMATS, run_report
+
+    report = run_report(ALL_FORMATS, args.out / "report", args.seed)
+    print(f"per-format report:   {report.resolve()}")
+    training = run_compare(args.out / "training", epochs=args.epochs, seed=args.seed)
+    print(f"training comparison: {training.resolve()}")
+    print(training.read_text())
+    return args.out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lowbit", description="Bit-exact emulation of low-precision deep-learning arithmetic.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="per-format error report on scikit-learn digits")
-    demo.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    demo.add_argument("--formats", nargs="+", default=None,
-                      help="format strings (see numerics.FORMAT_GRAMMAR)")
-    lns = sub.add_parser("lns-report", help="LNS adder and dot-product error report")
-    lns.add_argument("--out", type=Path, default=Path("results/lns"), help="output folder")
-    lns.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.command == "lns-report":
-        from integrations.lns_report import run_report
 
-        path = run_report(args.out, args.seed)
+    p = sub.add_parser("report", help="per-format error report (markdown + PNG)",
+                       description="Cast, dot-product and MLP-accuracy error of each format.")
+    p.add_argument("formats", nargs="*", help="format strings, e.g. fixed16.8 lns5.10:interp6")
+    p.add_argument("--all", action="store_true", help="the default set of formats")
+    p.add_argument("--out", type=Path, default=Path("results/report"), help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_report)
+
+    p = sub.add_parser("lns-report", help="LNS adders and dot products in detail",
+                       description="sb/db error per adder and K-term dot products, LNS(5,10)/(5,7).")
+    p.add_argument("--out", type=Path, default=Path("results/lns"), help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_lns_report)
+
+    p = sub.add_parser("compare", help="short digits training: float vs emulated specs",
+                       description="Train one MLP per spec on digits and compare test accuracy.")
+    p.add_argument("specs", nargs="*", help="emulation specs (see integrations.torch.SPEC_GRAMMAR)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--out", type=Path, default=Path("results/training"), help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_compare)
+
+    p = sub.add_parser("demo", help="the main job: report --all and the training comparison",
+                       description="Runs `lowbit report --all` and `lowbit compare`.")
+    p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = args.run(args)
+    if args.command != "demo":
         print(path.read_text())
-        print(f"results written to {path.parent.resolve()}")
-    if args.command == "demo":
-        from integrations.demo import DEFAULT_FORMATS, run_demo
-
-        path = run_demo(args.out, args.formats or DEFAULT_FORMATS)
-        print(f"results written to {path.parent.resolve()}")
+    print(f"results written to {Path(path if args.command == 'demo' else path.parent).resolve()}")
     return 0
 
 

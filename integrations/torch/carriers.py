@@ -42,8 +42,20 @@ def carrier_dtype(fmt: Format) -> torch.dtype:
 
 def to_carrier(x: EmuArray, like: torch.Tensor | None = None) -> torch.Tensor:
     """The carrier tensor of an EmuArray (on ``like``'s device if given)."""
-    t = torch.from_numpy(np.ascontiguousarray(x.to_float())).to(carrier_dtype(x.fmt))
-    return t if like is None else t.to(like.device)
+    dtype = carrier_dtype(x.fmt)
+    if isinstance(x.fmt, Fixed) and x.scale is None and dtype == torch.float32:
+        # straight to float32: codes of <= 24 bits and a power-of-two scale are exact
+        vals = x.codes.astype(np.float32)
+        if x.fmt.frac:
+            vals *= np.float32(2.0 ** -x.fmt.frac)
+        t = torch.from_numpy(vals)
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(x.to_float()))
+        if t.dtype != dtype:
+            t = t.to(dtype)
+    if like is not None and like.device.type != "cpu":
+        t = t.to(like.device)
+    return t
 
 
 def from_carrier(t: torch.Tensor, fmt: Format, seed: int = 0) -> EmuArray:

@@ -1,0 +1,44 @@
+"""The CLI's commands run on real data and their numbers behave as the formats imply."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from integrations.cli import build_parser, main
+
+
+@pytest.mark.parametrize("command", ["report", "lns-report", "compare", "demo"])
+def test_help(command):
+    out = subprocess.run([sys.executable, "-m", "integrations.cli", command, "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "--out" in out
+
+
+def test_report(tmp_path):
+    assert main(["report", "fixed4.2", "fixed16.12", "binary:mean_abs", "lns5.7:interp6",
+                 "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    for name in ("cast_error.png", "dot_error.png", "lns_adder_error.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "## LNS adders" in text
+    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    err = {(r["format"], r["data"]): float(r["rms_abs_err"]) for r in rows}
+    acc = {r["format"]: float(r["mlp_accuracy"]) for r in rows}
+    assert err[("fixed16.12", "N(0,1)")] < err[("fixed4.2", "N(0,1)")] / 100
+    assert acc["fixed16.12"] > 0.9 and acc["fixed4.2"] < acc["fixed16.12"]
+
+
+def test_compare(tmp_path):
+    assert main(["compare", "float", "fixed16.12", "--epochs", "2", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "training.csv")))
+    final = {r["spec"]: float(r["test_accuracy"]) for r in rows if r["epoch"] == "2"}
+    assert final["float"] > 0.8 and final["fixed16.12"] > 0.8
+
+
+def test_parser_rejects_unknown_commands():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train-everything"])
