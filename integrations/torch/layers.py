@@ -85,7 +85,7 @@ class EmulatedLinear(_Emulated, nn.Linear):
     @classmethod
     def from_module(cls, m: nn.Linear, spec: EmulationSpec | str, seed: int = 0):
         """An emulated copy of ``m`` (weights cast into the spec's weight format)."""
-        new = cls(m.in_features, m.out_features, m.bias is not None, spec, seed,
+        new = cls(m.in_features, m.out_features, bias=m.bias is not None, spec=spec, seed=seed,
                   device=m.weight.device, dtype=m.weight.dtype)
         new._load_weights(m)
         return new
@@ -122,8 +122,9 @@ class EmulatedConv2d(_Emulated, nn.Conv2d):
     def from_module(cls, m: nn.Conv2d, spec: EmulationSpec | str, seed: int = 0):
         if m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str):
             raise ValueError(f"EmulatedConv2d supports groups=1, zero integer padding; got {m}")
-        new = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                  m.bias is not None, spec, seed, device=m.weight.device, dtype=m.weight.dtype)
+        new = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                  dilation=m.dilation, bias=m.bias is not None, spec=spec, seed=seed,
+                  device=m.weight.device, dtype=m.weight.dtype)
         new._load_weights(m)
         return new
 

@@ -155,6 +155,17 @@ class TestSwapLayers:
         swap_layers(model, "lns5.10")  # already emulated layers are left alone
         assert model[2].spec == EmulationSpec.parse("fixed16.8")
 
+    def test_binary_and_ternary_from_module(self):
+        lin, conv = nn.Linear(6, 3), nn.Conv2d(2, 3, 3)
+        b = BinaryLinear.from_module(lin, "a=fixed8.4", seed=5)
+        assert b.spec.weight == Binary() and b.spec.activation == Fixed(8, 4) and b.seed == 5
+        assert set(b.weight.detach().abs().flatten().tolist()) == {1.0}
+        t = TernaryLinear.from_module(lin, None)
+        assert t.spec.weight == Ternary() and t.spec.ste == "clipped"
+        from integrations.torch import BinaryConv2d
+        c = BinaryConv2d.from_module(conv, None, seed=2)
+        assert c.seed == 2 and c(torch.randn(1, 2, 5, 5)).shape == (1, 3, 3, 3)
+
     def test_resume_state(self):
         layer = EmulatedLinear(3, 2, spec="fixed8.4:sr")
         layer(torch.randn(2, 3))
