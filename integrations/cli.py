@@ -40,6 +40,27 @@ def _demo(args) -> Path:
     return args.out
 
 
+def _train_qnn(args) -> Path:
+    from integrations.train_qnn import TrainConfig, train
+
+    hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else ()
+    data = args.data
+    cfg = TrainConfig(recipe=args.format, data=data, data_dir=args.data_dir, arch=args.arch,
+                      hidden=hidden, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                      lr_decay=args.lr_decay, seed=args.seed, lns=args.lns, out=str(args.out))
+    train(cfg, progress=not args.quiet)
+    return args.out / "summary.json"
+
+
+def _experiment(args) -> Path:
+    from integrations import experiments
+
+    if args.action == "run":
+        experiments.run_grid(args.grid, args.data, args.seeds, args.epochs, args.root)
+        return args.root
+    return experiments.write_tables(args.root, args.docs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lowbit", description="Bit-exact emulation of low-precision deep-learning arithmetic.")
@@ -67,6 +88,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_compare)
 
+    train = sub.add_parser("train", help="training programs",
+                           description="Training programs at emulated precision.")
+    tsub = train.add_subparsers(dest="program", required=True)
+    p = tsub.add_parser("qnn", help="quantized networks and the LNS table (integrations.train_qnn)",
+                        description="Train a QNN recipe (float, binaryconnect, binarynet, ternary, "
+                                    "fixed2/4/8, lns-float, lns-matmul, lns-everywhere, lns-kahan) "
+                                    "or an emulation spec; resumes from OUT/checkpoint.pt.")
+    p.add_argument("--format", default="float", help="recipe name or emulation spec")
+    p.add_argument("--data", default="digits",
+                   help="digits, fashion-mnist, or a folder of IDX files")
+    p.add_argument("--data-dir", default=None, help="folder of the four IDX files")
+    p.add_argument("--arch", default="mlp", choices=("mlp", "cnn"))
+    p.add_argument("--hidden", default="", help="hidden sizes of the MLP, e.g. 1024,1024")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--lr", type=float, default=0.0, help="0: the recipe's default")
+    p.add_argument("--lr-decay", type=float, default=1.0, help="lr * decay**epoch")
+    p.add_argument("--lns", default="lns5.10", help="the LNS format of the lns-* recipes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/qnn"), help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=_train_qnn)
+
+    p = sub.add_parser("experiment", help="the result grids of docs/results (long runs)",
+                       description="Run a grid of training runs (resumable) or write the tables.")
+    p.add_argument("action", choices=("run", "tables"))
+    p.add_argument("grid", nargs="?", default="qnn", choices=("qnn", "lns", "lns-sweep"))
+    p.add_argument("--data", default="digits")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--root", type=Path, default=Path("results/experiments"))
+    p.add_argument("--docs", type=Path, default=Path("docs/results"))
+    p.set_defaults(run=_experiment)
+
     p = sub.add_parser("demo", help="the main job: report --all and the training comparison",
                        description="Runs `lowbit report --all` and `lowbit compare`.")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
@@ -79,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     path = args.run(args)
-    if args.command != "demo":
+    if args.command not in ("demo", "train", "experiment"):
         print(path.read_text())
     print(f"results written to {Path(path if args.command == 'demo' else path.parent).resolve()}")
     return 0

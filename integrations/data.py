@@ -1,15 +1,29 @@
 """Real datasets, loaded from disk only (no downloads at run time).
 
 - :func:`load_digits`: scikit-learn's bundled 8x8 digits (1797 images), the
-  embedded default. Pixels are scaled to [0, 1]; the split is a fixed,
-  stratified 75/25 split (``random_state=0``).
+  embedded default; a fixed stratified 75/25 split (``random_state=0``).
+- :func:`load_idx`: any folder holding the four standard IDX files (MNIST,
+  Fashion-MNIST, ...), gzipped or not.
+- :func:`load_fashion_mnist`: Fashion-MNIST from Debian's ``dataset-fashion-mnist``
+  package (``/usr/share/datasets/fashion-mnist``) unless a folder is given.
+- :func:`load_dataset`: by name ("digits", "fashion-mnist") or folder.
+
+Pixels are scaled to [0, 1] (float32), labels are int64, images are flattened
+rows; ``Dataset.image_shape`` gives (channels, height, width) for CNNs.
 """
 
 from __future__ import annotations
 
+import gzip
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+IDX_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
 
 
 @dataclass(frozen=True)
@@ -21,6 +35,7 @@ class Dataset:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    image_shape: tuple[int, int, int]
 
     @property
     def n_features(self) -> int:
@@ -40,4 +55,62 @@ def load_digits() -> Dataset:
     x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    return Dataset("digits", x_tr, y_tr, x_te, y_te)
+    return Dataset("digits", x_tr, y_tr, x_te, y_te, (1, 8, 8))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file (optionally .gz) as a numpy array (magic, dims, big-endian sizes)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
+    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: {data.size} bytes of data for dimensions {dims}")
+    return data.reshape(dims)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"{folder} has no {stem}[.gz]")
+
+
+def load_idx(folder: str | Path, name: str | None = None) -> Dataset:
+    """The four standard IDX files of ``folder`` (MNIST layout)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder {folder} does not exist")
+    arrays = {k: read_idx(_find(folder, v)) for k, v in IDX_FILES.items()}
+    h, w = arrays["x_train"].shape[1:]
+    x_tr = arrays["x_train"].reshape(len(arrays["x_train"]), -1).astype(np.float32) / 255.0
+    x_te = arrays["x_test"].reshape(len(arrays["x_test"]), -1).astype(np.float32) / 255.0
+    return Dataset(name or folder.name, x_tr, arrays["y_train"].astype(np.int64), x_te,
+                   arrays["y_test"].astype(np.int64), (1, h, w))
+
+
+def load_fashion_mnist(folder: str | Path | None = None) -> Dataset:
+    """Fashion-MNIST (60,000 + 10,000 images, 28x28) from IDX files."""
+    folder = Path(folder) if folder is not None else FASHION_MNIST_DIR
+    try:
+        return load_idx(folder, "fashion-mnist")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found ({exc}). Install Debian's package "
+            "(`sudo apt install dataset-fashion-mnist`, files in "
+            f"{FASHION_MNIST_DIR}) or pass --data-dir with the four IDX files "
+            "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)") from None
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+    """"digits", "fashion-mnist", or a folder of IDX files (also via ``data_dir``)."""
+    if name == "digits":
+        return load_digits()
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir)
+    return load_idx(data_dir or name)

@@ -79,9 +79,13 @@ def quantize(x: torch.Tensor, fmt: Format, *, grad_fmt: Format | None = None,
 
 # ----------------------------------------------------------------- linear ---
 
-def _out_format(act: Format) -> Format | None:
-    """The forward matmul rounds into the activation format, unless activations are
-    binary/ternary: their dot products are exact integers, kept as such."""
+def _out_format(spec: EmulationSpec) -> Format | None:
+    """The forward matmul rounds into ``spec.output``, else the activation format;
+    with binary/ternary activations (and no output format) the exact integer dot
+    products are kept."""
+    if spec.output is not None:
+        return spec.output
+    act = spec.activation
     return act if isinstance(act, (Fixed, LNS)) else None
 
 
@@ -107,7 +111,7 @@ class _EmulatedLinear(torch.autograd.Function):
         xc = x2 if xq is None else to_carrier(xq, like=x2)
         wc = w if wq is None else to_carrier(wq, like=w)
         if emu:
-            out = _out_format(spec.activation)
+            out = _out_format(spec)
             y = E.matmul(xq, wq.T, out, spec.accumulator, spec.order, spec.compensated,
                          seed=op_seed(seed, step, FORWARD))
             if out is not None and y.scale is None:
@@ -186,7 +190,8 @@ def emulated_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
 
     Forward: x is cast into ``spec.activation``, w into ``spec.weight``, the product
     accumulates in ``spec.accumulator`` (``order``, ``compensated``) and rounds into
-    the activation format; the bias is added there (an emulated addition).
+    ``spec.output`` (default: the activation format); the bias is added there (an
+    emulated addition).
     Backward: the incoming gradient g is cast into ``spec.grad_input``;
     grad_x = g @ w_q rounds into ``grad_input``, grad_w = g.T @ x_q and
     grad_b = sum(g) into ``spec.grad_weight``, with the same accumulator settings.

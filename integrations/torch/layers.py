@@ -17,6 +17,7 @@ EmulatedLinear(in_features=4, out_features=3, bias=True, spec='w=fixed16.8,a=fix
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -45,11 +46,12 @@ class _Emulated:
             self.rounding_step += 1
         return step
 
-    def _load_weights(self, m: nn.Module) -> None:
-        """Copy m's parameters, the weight cast into the spec's weight format."""
+    def _load_weights(self, m: nn.Module, cast: bool = True) -> None:
+        """Copy m's parameters, the weight cast into the spec's weight format (unless
+        ``cast`` is False: latent float weights for training from scratch)."""
         with torch.no_grad():
             w = m.weight.detach()
-            if self.spec.weight is not None:
+            if cast and self.spec.weight is not None:
                 w = to_carrier(from_carrier(w, self.spec.weight), like=w)
             self.weight = nn.Parameter(w.clone())
             if m.bias is not None:
@@ -83,11 +85,13 @@ class EmulatedLinear(_Emulated, nn.Linear):
                                step=self._next_step())
 
     @classmethod
-    def from_module(cls, m: nn.Linear, spec: EmulationSpec | str, seed: int = 0):
-        """An emulated copy of ``m`` (weights cast into the spec's weight format)."""
+    def from_module(cls, m: nn.Linear, spec: EmulationSpec | str, seed: int = 0,
+                    cast_weights: bool = True):
+        """An emulated copy of ``m`` (weights cast into the spec's weight format, or kept
+        as latent float weights with ``cast_weights=False``)."""
         new = cls(m.in_features, m.out_features, bias=m.bias is not None, spec=spec, seed=seed,
                   device=m.weight.device, dtype=m.weight.dtype)
-        new._load_weights(m)
+        new._load_weights(m, cast_weights)
         return new
 
     def to_module(self) -> nn.Linear:
@@ -119,13 +123,14 @@ class EmulatedConv2d(_Emulated, nn.Conv2d):
                                self.dilation, seed=self.seed, step=self._next_step())
 
     @classmethod
-    def from_module(cls, m: nn.Conv2d, spec: EmulationSpec | str, seed: int = 0):
+    def from_module(cls, m: nn.Conv2d, spec: EmulationSpec | str, seed: int = 0,
+                    cast_weights: bool = True):
         if m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str):
             raise ValueError(f"EmulatedConv2d supports groups=1, zero integer padding; got {m}")
         new = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
                   dilation=m.dilation, bias=m.bias is not None, spec=spec, seed=seed,
                   device=m.weight.device, dtype=m.weight.dtype)
-        new._load_weights(m)
+        new._load_weights(m, cast_weights)
         return new
 
     def to_module(self) -> nn.Conv2d:
@@ -142,8 +147,7 @@ class EmulatedConv2d(_Emulated, nn.Conv2d):
 
 def _with_weight(spec, fmt: Format) -> EmulationSpec:
     base = EmulationSpec.parse(spec) if spec is not None else EmulationSpec(ste="clipped")
-    return EmulationSpec(fmt, base.activation, base.accumulator, base.grad_input, base.grad_weight,
-                         base.order, base.compensated, base.ste)
+    return dataclasses.replace(base, weight=fmt)
 
 
 class BinaryLinear(EmulatedLinear):
@@ -212,21 +216,24 @@ class QuantAct(nn.Module):
 
 def swap_layers(model: nn.Module, spec: EmulationSpec | str,
                 filter_fn: Callable[[str, nn.Module], bool] | None = None,
-                seed: int = 0) -> nn.Module:
+                seed: int = 0, cast_weights: bool = True) -> nn.Module:
     """Replace every ``nn.Linear`` and ``nn.Conv2d`` of ``model`` (in place, at any
     depth) by its emulated twin, keeping the trained weights (cast into the spec's
     weight format); returns ``model``.
 
     ``filter_fn(qualified_name, module)`` chooses which layers to replace (default:
     all). Layers that are already emulated are left alone. Each replaced layer gets
-    seed ``seed + i`` (i its position in ``model.named_modules()`` order).
+    seed ``seed + i`` (i its position in ``model.named_modules()`` order). With
+    ``cast_weights=False`` the float weights are kept as latent weights (training
+    a quantized network from scratch: casting small initial weights to binary
+    or 2-bit values would freeze or zero them).
     """
     spec = EmulationSpec.parse(spec)
     targets = [(name, m) for name, m in model.named_modules()
                if type(m) in (nn.Linear, nn.Conv2d) and (filter_fn is None or filter_fn(name, m))]
     for i, (name, m) in enumerate(targets):
         cls = EmulatedLinear if isinstance(m, nn.Linear) else EmulatedConv2d
-        new = cls.from_module(m, spec, seed + i)
+        new = cls.from_module(m, spec, seed + i, cast_weights=cast_weights)
         new.train(m.training)
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

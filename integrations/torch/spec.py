@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 
 from numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
 
-ROLES = {"w": "weight", "a": "activation", "acc": "accumulator", "gi": "grad_input",
-         "gw": "grad_weight"}
+ROLES = {"w": "weight", "a": "activation", "o": "output", "acc": "accumulator",
+         "gi": "grad_input", "gw": "grad_weight"}
 ORDERS = ("sequential", "pairwise")
 STES = ("identity", "clipped")
 
@@ -21,7 +21,8 @@ SPEC_GRAMMAR = """\
 spec  := FORMAT ("," flag)*                  one format for w, a, gi and gw
        | item ("," item)*
 item  := role "=" (FORMAT | "float") | flag
-role  := "w" (weights) | "a" (activations and forward outputs) | "acc" (accumulator)
+role  := "w" (weights) | "a" (activations) | "o" (forward outputs; default: as "a")
+       | "acc" (accumulator)
        | "gi" (gradients w.r.t. inputs, and the incoming gradient)
        | "gw" (gradients w.r.t. weights and bias)
 flag  := "kahan" | "order=" ("sequential" | "pairwise") | "ste=" ("identity" | "clipped")
@@ -40,8 +41,9 @@ class EmulationSpec:
     """Formats of a layer's roles; ``None`` means plain float (not emulated).
 
     - ``weight``: the stored weights (cast on every forward: STE to the latent float);
-    - ``activation``: layer inputs, and the format the forward matmul rounds into
-      (binary/ternary activations: the exact integer result is kept);
+    - ``activation``: layer inputs;
+    - ``output``: the format the forward matmul (and bias) rounds into; None: the
+      activation format (binary/ternary activations: the exact integer result);
     - ``accumulator``: of every matmul (None: exact for fixed point, the output
       format for LNS);
     - ``grad_input``: the incoming gradient and the gradient w.r.t. the inputs;
@@ -53,6 +55,7 @@ class EmulationSpec:
 
     weight: Format | None = None
     activation: Format | None = None
+    output: Format | None = None
     accumulator: Format | None = None
     grad_input: Format | None = None
     grad_weight: Format | None = None
@@ -61,7 +64,7 @@ class EmulationSpec:
     ste: str = "identity"
 
     def __post_init__(self) -> None:
-        for f in ("weight", "activation", "accumulator", "grad_input", "grad_weight"):
+        for f in ("weight", "activation", "output", "accumulator", "grad_input", "grad_weight"):
             v = getattr(self, f)
             if isinstance(v, str):
                 v = None if v == "float" else parse_format(v)
@@ -74,7 +77,10 @@ class EmulationSpec:
             raise ValueError(f"EmulationSpec.ste must be one of {STES}, got {self.ste!r}")
         if not isinstance(self.compensated, bool):
             raise TypeError(f"EmulationSpec.compensated must be a bool, got {self.compensated!r}")
-        for a, b in (("weight", "activation"), ("grad_input", "weight"),
+        if isinstance(self.output, (Binary, Ternary)):
+            raise ValueError("EmulationSpec.output cannot be binary or ternary (a matmul's result "
+                             "is an integer or fixed-point value; quantize the next input instead)")
+        for a, b in (("weight", "activation"), ("output", "weight"), ("grad_input", "weight"),
                      ("grad_input", "activation"), ("grad_weight", "grad_input")):
             fa, fb = _family(getattr(self, a)), _family(getattr(self, b))
             if fa and fb and fa != fb:
@@ -145,4 +151,4 @@ class EmulationSpec:
 
     @property
     def emulated(self) -> bool:
-        return any(getattr(self, f.name) is not None for f in fields(self)[:5])
+        return any(getattr(self, f.name) is not None for f in fields(self)[:6])
