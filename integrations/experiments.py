@@ -62,3 +62,109 @@ def collect(root: Path) -> list[dict]:
 def _stats(runs: list[dict]) -> tuple[float, float, int]:
     acc = np.array([r["test_acc"] for r in runs]) * 100
     return float(acc.mean()), float(acc.std(ddof=1)) if len(acc) > 1 else 0.0, len(acc)
+
+
+QNN_LABELS = {"float": "float32", "binaryconnect": "BinaryConnect (binary weights)",
+              "binarynet": "BinaryNet (binary weights and activations)",
+              "ternary": "ternary weights (TWN)", "fixed2": "2-bit weights and activations",
+              "fixed4": "4-bit weights and activations", "fixed8": "8-bit weights and activations"}
+LNS_LABELS = {"lns-float": "normal DNN (float32)", "lns-matmul": "matrix multiply in LNS",
+              "lns-everywhere": "LNS everywhere", "lns-kahan": "LNS everywhere with Kahan summation"}
+TALK = {"lns-float": 2.14, "lns-matmul": 2.12, "lns-everywhere": 3.62, "lns-kahan": 2.29}
+
+
+def _group(runs: list[dict], key) -> dict:
+    out: dict = {}
+    for r in runs:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+def _row(label: str, runs: list[dict]) -> str:
+    mean, std, n = _stats(runs)
+    err = 100 - mean
+    c = runs[0]["config"]
+    epochs = min(r["epochs_done"] for r in runs)
+    wall = np.mean([r["seconds"] for r in runs])
+    per_epoch = np.mean([r["seconds_per_epoch"] for r in runs])
+    hidden = "-".join(str(h) for h in c["hidden"])
+    return (f"| {label} | {mean:.2f} ± {std:.2f} (n={n}) | {err:.2f} | {epochs} | "
+            f"{wall / 60:.1f} min ({per_epoch:.1f} s/epoch) | {hidden} |")
+
+
+def write_tables(root: Path, docs: Path) -> Path:
+    """Write qnn/lns result tables (markdown) and the sweep plot into ``docs``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs.mkdir(parents=True, exist_ok=True)
+    runs = collect(root)
+    head = ("| configuration | test accuracy % (mean ± std) | test error % | epochs | "
+            "wall time per run | hidden |\n|---|---|---|---|---|---|")
+    lines = []
+    for data in ("fashion-mnist", "digits"):
+        sel = [r for r in runs if r["config"]["data"] == data and
+               r["config"]["recipe"] in QNN_RECIPES and "/qnn/" in r["config"]["out"]]
+        if not sel:
+            continue
+        g = _group(sel, lambda r: r["config"]["recipe"])
+        lines += [f"### {data}", "", head]
+        lines += [_row(QNN_LABELS[k], g[k]) for k in QNN_RECIPES if k in g]
+        lines.append("")
+    (docs / "qnn_table.md").write_text("\n".join(lines))
+
+    lines = []
+    for data in ("fashion-mnist", "digits"):
+        sel = [r for r in runs if r["config"]["data"] == data and "/lns/" in r["config"]["out"]]
+        if not sel:
+            continue
+        g = _group(sel, lambda r: r["config"]["recipe"])
+        lines += [f"### {data}", "",
+                  "| configuration | test accuracy % (mean ± std) | test error % | epochs | "
+                  "wall time per run | hidden | the talk (MNIST, validation error %) |",
+                  "|---|---|---|---|---|---|---|"]
+        for k in LNS_RECIPES:
+            if k in g:
+                lines.append(_row(LNS_LABELS[k], g[k]) + f" {TALK[k]:.2f} |")
+        lines.append("")
+    (docs / "lns_table.md").write_text("\n".join(lines))
+
+    sweep = [r for r in runs if "/lns-sweep/" in r["config"]["out"]]
+    if sweep:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+        for ax, data in zip(axes[0], ("digits", "fashion-mnist")):
+            for recipe, style in (("lns-everywhere", "o-"), ("lns-kahan", "x--")):
+                pts = _group([r for r in sweep if r["config"]["data"] == data and
+                              r["config"]["recipe"] == recipe],
+                             lambda r: int(r["config"]["lns"].split(".")[1]))
+                fs = sorted(pts)
+                if fs:
+                    m = [_stats(pts[f])[0] for f in fs]
+                    s = [_stats(pts[f])[1] for f in fs]
+                    ax.errorbar(fs, m, yerr=s, fmt=style, ms=4, capsize=2,
+                                label=LNS_LABELS[recipe])
+            ref = [r for r in runs if r["config"]["data"] == data and
+                   r["config"]["recipe"] == "lns-float" and "/lns/" in r["config"]["out"]]
+            if ref:
+                ax.axhline(_stats(ref)[0], color="k", lw=0.8, ls=":", label="float32")
+            ax.set_title(data)
+            ax.set_xlabel("LNS frac_bits (int_bits = 5)")
+            ax.set_ylabel("test accuracy %")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(docs / "lns_frac_bits_sweep.png", dpi=110)
+        plt.close(fig)
+        lines = ["| data | frac_bits | LNS everywhere (acc %) | with Kahan (acc %) |", "|---|---|---|---|"]
+        for data in ("digits", "fashion-mnist"):
+            for f in SWEEP_FRAC_BITS:
+                cells = []
+                for recipe in ("lns-everywhere", "lns-kahan"):
+                    sel = [r for r in sweep if r["config"]["data"] == data and
+                           r["config"]["recipe"] == recipe and r["config"]["lns"] == f"lns5.{f}"]
+                    cells.append("-" if not sel else "%.2f ± %.2f (n=%d)" % _stats(sel))
+                if any(c != "-" for c in cells):
+                    lines.append(f"| {data} | {f} | {cells[0]} | {cells[1]} |")
+        (docs / "lns_sweep_table.md").write_text("\n".join(lines) + "\n")
+    return docs

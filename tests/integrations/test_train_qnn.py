@@ -86,3 +86,13 @@ def test_wrong_checkpoint_is_refused(tmp_path):
     train(small("float", tmp_path, epochs=1), progress=False)
     with pytest.raises(ValueError, match="belongs to another run"):
         train(small("ternary", tmp_path, epochs=1), progress=False)
+
+
+@pytest.mark.parametrize("recipe", ["float", "binarynet", "fixed4"])
+def test_small_cnn_learns(recipe, tmp_path):
+    cfg = TrainConfig(recipe=recipe, data="digits", arch="cnn", epochs=2, batch=50, out=str(tmp_path))
+    s = train(cfg, progress=False)
+    assert s["test_acc"] > 0.3, s
+    model, _, _ = build(cfg.resolved(load_digits()), load_digits())
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert ("EmulatedConv2d" in kinds) == (recipe != "float")
