@@ -65,6 +65,7 @@ class TrainConfig:
     batch: int = 100
     lr: float = 0.0
     lr_decay: float = 1.0
+    momentum: float = 0.9
     seed: int = 0
     lns: str = "lns5.10"
     out: str = "results/qnn"
@@ -185,10 +186,10 @@ def build(cfg: TrainConfig, ds: Dataset):
         swap_layers(model, spec, seed=cfg.seed, cast_weights=False)
     clip = r in ("binaryconnect", "binarynet") or _bits(r) is not None
     if r in ("lns-everywhere", "lns-kahan"):
-        opt = EmulatedSGD(model.parameters(), cfg.lr, spec.weight, momentum=0.9,
+        opt = EmulatedSGD(model.parameters(), cfg.lr, spec.weight, momentum=cfg.momentum,
                           compensation="kahan" if r == "lns-kahan" else None, seed=cfg.seed)
     elif r.startswith("lns"):
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
