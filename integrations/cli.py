@@ -61,6 +61,21 @@ def _experiment(args) -> Path:
     return experiments.write_tables(args.root, args.docs)
 
 
+def _train_eqprop(args) -> Path:
+    from integrations.eqprop import EPConfig, train
+
+    cfg = EPConfig(arch=tuple(int(v) for v in args.arch.split("-")), free_steps=args.free_steps,
+                   nudged_steps=args.nudged_steps, epsilon=args.epsilon, beta=args.beta,
+                   batch=args.batch, lrs=tuple(float(v) for v in args.lrs.split(",")),
+                   random_sign=not args.fixed_sign, symmetric=args.symmetric,
+                   persistent=args.persistent, format=args.format,
+                   update=None if args.update == "plain" else args.update, data=args.data,
+                   data_dir=args.data_dir, epochs=args.epochs, seed=args.seed,
+                   backend=args.backend, out=str(args.out))
+    train(cfg, progress=not args.quiet)
+    return args.out / "summary.json"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lowbit", description="Bit-exact emulation of low-precision deep-learning arithmetic.")
@@ -110,6 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/qnn"), help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_train_qnn)
+
+    p = tsub.add_parser("eqprop", help="equilibrium propagation (integrations.eqprop)",
+                        description="Train a layered Hopfield network with equilibrium "
+                                    "propagation, in float or at emulated precision; 'bp' trains "
+                                    "the same network with backprop. Resumes from OUT.")
+    p.add_argument("--format", default="float",
+                   help="float, bp, or an emulation spec (w: weights, a: states, o: drives, "
+                        "acc, gw: updates), e.g. fixed16.14 or lns5.10")
+    p.add_argument("--arch", default="784-500-10", help="layer sizes (input and output adapt)")
+    p.add_argument("--free-steps", type=int, default=20)
+    p.add_argument("--nudged-steps", type=int, default=4)
+    p.add_argument("--epsilon", type=float, default=0.5)
+    p.add_argument("--beta", type=float, default=0.5)
+    p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--lrs", default="0.1,0.05", help="one learning rate per layer")
+    p.add_argument("--fixed-sign", action="store_true", help="no random sign of beta")
+    p.add_argument("--symmetric", action="store_true", help="the +-beta estimate")
+    p.add_argument("--persistent", action="store_true", help="persistent particles")
+    p.add_argument("--update", default="plain", choices=("plain", "stochastic", "kahan"))
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default=None, choices=(None, "numba", "c"))
+    p.add_argument("--out", type=Path, default=Path("results/eqprop"))
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_train_eqprop)
 
     p = sub.add_parser("experiment", help="the result grids of docs/results (long runs)",
                        description="Run a grid of training runs (resumable) or write the tables.")

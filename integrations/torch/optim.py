@@ -9,13 +9,9 @@ float update and applies it with the format's own rounding:
   y = d - c; t = round(w + y); c = (t - w) - y; w = t (Zamirai et al. 2020, the
   weight-update form of Kahan summation).
 
-How d meets the format, exactly: for Fixed(bits, frac) weights, d is first
-rounded to nearest at frac + 24 fractional bits (``update_format``), then the
-emulated addition rounds w + d once; Kahan's c lives in that finer format, where
-t - w and (t - w) - y are exact. For LNS weights, d (and c) are LNS values with
-two more integer bits (same frac_bits) and every step is LNS arithmetic with the
-weights' adder. Binary/ternary weights cannot take small updates: train them
-with latent float weights (``BinaryLinear``) instead.
+How d meets the format, exactly, is :mod:`integrations.updates`. Binary and
+ternary weights cannot take small updates: train them with latent float
+weights (``BinaryLinear``) instead.
 
 :class:`EmulatedOptimizer` wraps any torch optimizer (d = its new value minus the
 old one; the wrapped optimizer computes in float32, so updates below float32's
@@ -25,65 +21,15 @@ itself in float64.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
-import emulators as E
-from emulators import EmuArray
 from integrations.torch.carriers import from_carrier, to_carrier
-from numerics import LNS, Binary, Fixed, Format, Rounding, Ternary, parse_format, rng
+from integrations.updates import COMPENSATIONS, MasterWeights, update_format
+from numerics import Binary, Format, Ternary, parse_format, rng
 
-COMPENSATIONS = (None, "kahan", "stochastic")
-UPDATE_GUARD_BITS = 24
-
-
-def update_format(fmt: Format) -> Format:
-    """The format an update (and Kahan's register) takes before meeting ``fmt``."""
-    if isinstance(fmt, Fixed):
-        guard = min(UPDATE_GUARD_BITS, 61 - fmt.bits)
-        return Fixed(min(fmt.bits + guard, 61), fmt.frac + guard)
-    if isinstance(fmt, LNS):
-        return LNS(min(fmt.int_bits + 2, 10), fmt.frac_bits, fmt.adder)
-    raise ValueError(f"master weights cannot be {fmt!r}: binary/ternary weights take no small "
-                     "updates; train them with latent float weights (BinaryLinear, TernaryLinear)")
-
-
-def _with_rounding(fmt: Format, rounding: Rounding) -> Format:
-    return dataclasses.replace(fmt, rounding=rounding)
-
-
-class _MasterWeights:
-    """The emulated state of one parameter: its codes and Kahan register."""
-
-    def __init__(self, p: torch.Tensor, fmt: Format, compensation: str | None):
-        self.fmt = fmt
-        self.fine = update_format(fmt)
-        self.codes = from_carrier(p.detach(), fmt)
-        self.comp = E.cast(np.zeros(p.shape), self.fine) if compensation == "kahan" else None
-
-    def apply(self, delta: np.ndarray, compensation: str | None, seed: int) -> EmuArray:
-        """w <- w (+) delta with the chosen compensation; returns the new codes."""
-        d = E.cast(delta, self.fine)
-        w = self.codes
-        if compensation is None:
-            new = E.add(w, d, self.fmt, seed=seed)
-        elif compensation == "stochastic":
-            out = _with_rounding(self.fmt, Rounding.STOCHASTIC)
-            new = _recode(E.add(w, d, out, seed=seed), self.fmt)
-        else:
-            y = E.sub(d, self.comp, self.fine, seed=seed)
-            t = E.add(w, y, self.fmt, seed=seed)
-            self.comp = E.sub(E.sub(t, w, self.fine), y, self.fine)
-            new = t
-        self.codes = new
-        return new
-
-
-def _recode(x: EmuArray, fmt: Format) -> EmuArray:
-    """The same codes, read in fmt (formats that differ only in rounding mode)."""
-    return E.from_codes(x.codes, fmt)
+def _master(p: torch.Tensor, fmt: Format, compensation: str | None) -> MasterWeights:
+    return MasterWeights(from_carrier(p.detach(), fmt), compensation)
 
 
 class EmulatedOptimizer:
@@ -105,14 +51,14 @@ class EmulatedOptimizer:
         self.step_count = 0
         params = [p for g in optimizer.param_groups for p in g["params"]]
         fmts = fmt if isinstance(fmt, dict) else {p: fmt for p in params}
-        self.masters: dict[torch.Tensor, _MasterWeights] = {}
+        self.masters: dict[torch.Tensor, MasterWeights] = {}
         for p in params:
             if fmts.get(p) is None:
                 continue
             f = parse_format(fmts[p])
             if isinstance(f, (Binary, Ternary)):
                 update_format(f)  # raises the explanation
-            m = _MasterWeights(p, f, compensation)
+            m = _master(p, f, compensation)
             self.masters[p] = m
             with torch.no_grad():
                 p.copy_(to_carrier(m.codes, like=p).to(p.dtype))
@@ -135,22 +81,19 @@ class EmulatedOptimizer:
         loss, deltas = self._deltas(closure)
         for i, (p, m) in enumerate(self.masters.items()):
             seed = rng.random_u64(self.seed, (self.step_count << 20) | i)
-            p.copy_(to_carrier(m.apply(deltas[p], self.compensation, seed), like=p).to(p.dtype))
+            p.copy_(to_carrier(m.apply(deltas[p], seed), like=p).to(p.dtype))
         self.step_count += 1
         return loss
 
     def state_dict(self) -> dict:
         return {"inner": self.inner.state_dict(), "step_count": self.step_count,
-                "codes": [m.codes.codes.copy() for m in self.masters.values()],
-                "comp": [None if m.comp is None else m.comp.codes.copy()
-                         for m in self.masters.values()]}
+                "masters": [m.state() for m in self.masters.values()]}
 
     def load_state_dict(self, state: dict) -> None:
         self.inner.load_state_dict(state["inner"])
         self.step_count = state["step_count"]
-        for m, c, k in zip(self.masters.values(), state["codes"], state["comp"]):
-            m.codes = E.from_codes(c, m.fmt)
-            m.comp = None if k is None else E.from_codes(k, m.fine)
+        for m, st in zip(self.masters.values(), state["masters"]):
+            m.load(st)
 
 
 class EmulatedSGD(EmulatedOptimizer):

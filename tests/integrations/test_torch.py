@@ -241,7 +241,7 @@ class TestOptimizers:
         lin(torch.randn(3, 4)).sum().backward()
         opt.step()
         state = opt.state_dict()
-        assert state["step_count"] == 1 and state["comp"][0] is not None
+        assert state["step_count"] == 1 and state["masters"][0]["comp"] is not None
         opt.load_state_dict(state)
         with pytest.raises(ValueError, match="binary/ternary weights take no small updates"):
             EmulatedSGD(nn.Linear(2, 2).parameters(), 0.1, "binary")

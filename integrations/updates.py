@@ -1,0 +1,78 @@
+"""Weight updates applied in an emulated format (shared by the optimizers and EP).
+
+``MasterWeights`` holds a parameter as codes of its format and applies updates
+w <- w + d with the format's rounding:
+
+- ``compensation=None``: w <- round(w + d); updates below half an ulp are lost;
+- ``"stochastic"``: w <- SR(w + d), a fresh seed per call;
+- ``"kahan"``: y = d - c; t = round(w + y); c = (t - w) - y; w = t, with the
+  compensation register c in ``update_format(fmt)``.
+
+A float update is first rounded to nearest into ``update_format(fmt)``: for
+Fixed(bits, frac), frac + 24 fractional bits (so that t - w and (t - w) - y are
+exact there); for LNS, two more integer bits and the same frac_bits (every step
+is then LNS arithmetic with the weights' adder). An update already emulated (an
+EmuArray) is used as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+import emulators as E
+from emulators import EmuArray
+from numerics import LNS, Fixed, Format, Rounding
+
+COMPENSATIONS = (None, "kahan", "stochastic")
+UPDATE_GUARD_BITS = 24
+
+
+def update_format(fmt: Format) -> Format:
+    """The format an update (and Kahan's register) takes before meeting ``fmt``."""
+    if isinstance(fmt, Fixed):
+        guard = min(UPDATE_GUARD_BITS, 61 - fmt.bits)
+        return Fixed(min(fmt.bits + guard, 61), fmt.frac + guard)
+    if isinstance(fmt, LNS):
+        return LNS(min(fmt.int_bits + 2, 10), fmt.frac_bits, fmt.adder)
+    raise ValueError(f"master weights cannot be {fmt!r}: binary/ternary weights take no small "
+                     "updates; train them with latent float weights (BinaryLinear, TernaryLinear)")
+
+
+class MasterWeights:
+    """A parameter held as codes of ``fmt``, updated with the format's rounding."""
+
+    def __init__(self, codes: EmuArray, compensation: str | None = None):
+        if compensation not in COMPENSATIONS:
+            raise ValueError(f"compensation must be one of {COMPENSATIONS}, got {compensation!r}")
+        self.fmt = codes.fmt
+        self.fine = update_format(self.fmt)
+        self.codes = codes
+        self.compensation = compensation
+        self.comp = E.cast(np.zeros(codes.shape), self.fine) if compensation == "kahan" else None
+
+    def apply(self, delta: np.ndarray | EmuArray, seed: int) -> EmuArray:
+        """w <- w (+) delta; returns (and keeps) the new codes."""
+        d = delta if isinstance(delta, EmuArray) else E.cast(np.asarray(delta), self.fine)
+        w = self.codes
+        if self.compensation is None:
+            new = E.add(w, d, self.fmt, seed=seed)
+        elif self.compensation == "stochastic":
+            sr = dataclasses.replace(self.fmt, rounding=Rounding.STOCHASTIC)
+            new = E.from_codes(E.add(w, d, sr, seed=seed).codes, self.fmt)
+        else:
+            y = E.sub(d, self.comp, self.fine, seed=seed)
+            t = E.add(w, y, self.fmt, seed=seed)
+            self.comp = E.sub(E.sub(t, w, self.fine), y, self.fine)
+            new = t
+        self.codes = new
+        return new
+
+    def state(self) -> dict:
+        return {"codes": self.codes.codes.copy(),
+                "comp": None if self.comp is None else self.comp.codes.copy()}
+
+    def load(self, state: dict) -> None:
+        self.codes = E.from_codes(state["codes"], self.fmt)
+        self.comp = None if state["comp"] is None else E.from_codes(state["comp"], self.fine)
