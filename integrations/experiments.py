@@ -8,7 +8,12 @@ root and writes the result pages. Grids:
 - ``qnn``: float, BinaryConnect, BinaryNet, ternary, fixed 2/4/8 bits (MLP);
 - ``lns``: the seed talk's four configurations (float, LNS matmuls, LNS
   everywhere, LNS everywhere + Kahan) with LNS(5, 10);
-- ``lns-sweep``: LNS everywhere (with and without Kahan) for frac_bits 2..12.
+- ``lns-sweep``: LNS everywhere (with and without Kahan) for frac_bits 2..12;
+- ``eqprop``: equilibrium propagation 784-500-10 (reference settings) in float,
+  backprop on the same network, EP at Fixed 16/12/8-bit states and weights and
+  at LNS(5, 10);
+- ``eqprop-sweep``: EP with Fixed(b, b-2) states and weights, b = 6..16, with
+  plain, stochastic and Kahan-compensated weight updates.
 """
 
 from __future__ import annotations
@@ -58,7 +63,39 @@ def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[Trai
     return out
 
 
+EP_FORMATS = ("float", "bp", "fixed16.14", "fixed12.10", "fixed8.6", "lns5.10")
+EP_SWEEP_BITS = (6, 8, 10, 12, 14, 16)
+
+
+def ep_grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list:
+    from integrations.eqprop import EPConfig
+
+    out = []
+    for seed in range(seeds):
+        if name == "eqprop":
+            for f in EP_FORMATS:
+                out.append(EPConfig(format=f, data=data, epochs=epochs, seed=seed,
+                                    out=str(root / name / data / f / f"seed{seed}")))
+        else:
+            for b in EP_SWEEP_BITS:
+                for upd in (None, "stochastic", "kahan"):
+                    out.append(EPConfig(format=f"fixed{b}.{b - 2}", update=upd, data=data,
+                                        epochs=epochs, seed=seed,
+                                        out=str(root / name / data / f"fixed{b}-{upd or 'plain'}"
+                                                / f"seed{seed}")))
+    return out
+
+
 def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> None:
+    if name.startswith("eqprop"):
+        from integrations.eqprop import train as ep_train
+
+        for cfg in ep_grid(name, data, seeds, epochs, root):
+            s = Path(cfg.out) / "summary.json"
+            if s.exists() and json.loads(s.read_text())["epochs_done"] >= epochs:
+                continue
+            ep_train(cfg, progress=True)
+        return
     for cfg in grid(name, data, seeds, epochs, root):
         s = Path(cfg.out) / "summary.json"
         if s.exists() and json.loads(s.read_text())["epochs_done"] >= epochs:
