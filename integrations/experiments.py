@@ -178,6 +178,7 @@ def write_tables(root: Path, docs: Path) -> Path:
         lines.append("")
     (docs / "lns_table.md").write_text("\n".join(lines))
 
+    _ep_tables(runs, docs, plt)
     sweep = [r for r in runs if "/lns-sweep/" in r["config"]["out"]]
     if sweep:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
@@ -215,3 +216,68 @@ def write_tables(root: Path, docs: Path) -> Path:
                     lines.append(f"| {data} | {f} | {cells[0]} | {cells[1]} |")
         (docs / "lns_sweep_table.md").write_text("\n".join(lines) + "\n")
     return docs
+
+
+EP_LABELS = {"float": "EP, float64", "bp": "backprop, float32 (same network)",
+             "fixed16.14": "EP, Fixed(16, 14) states and weights",
+             "fixed12.10": "EP, Fixed(12, 10) states and weights",
+             "fixed8.6": "EP, Fixed(8, 6) states and weights", "lns5.10": "EP, LNS(5, 10)"}
+
+
+def _ep_row(label: str, runs: list[dict]) -> str:
+    mean, std, n = _stats(runs)
+    epochs = min(r["epochs_done"] for r in runs)
+    per_epoch = np.mean([r["seconds_per_epoch"] for r in runs])
+    return (f"| {label} | {mean:.2f} ± {std:.2f} (n={n}) | {100 - mean:.2f} | {epochs} | "
+            f"{per_epoch:.1f} s |")
+
+
+def _ep_tables(runs: list[dict], docs: Path, plt) -> None:
+    lines = []
+    for data in ("fashion-mnist", "digits"):
+        sel = [r for r in runs if r["config"]["data"] == data and "/eqprop/" in r["config"]["out"]]
+        if not sel:
+            continue
+        g = _group(sel, lambda r: r["config"]["format"])
+        lines += [f"### {data}", "",
+                  "| configuration | test accuracy % (mean ± std) | test error % | epochs | "
+                  "time per epoch |", "|---|---|---|---|---|"]
+        lines += [_ep_row(EP_LABELS.get(k, k), g[k]) for k in EP_FORMATS if k in g]
+        lines.append("")
+    if lines:
+        (docs / "eqprop_table.md").write_text("\n".join(lines))
+    sweep = [r for r in runs if "/eqprop-sweep/" in r["config"]["out"]]
+    if not sweep:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+    rows = ["| data | bits | plain | stochastic | Kahan |", "|---|---|---|---|---|"]
+    for ax, data in zip(axes[0], ("digits", "fashion-mnist")):
+        for upd, style in ((None, "o-"), ("stochastic", "s--"), ("kahan", "x:")):
+            pts = _group([r for r in sweep if r["config"]["data"] == data and
+                          r["config"]["update"] == upd],
+                         lambda r: int(r["config"]["format"].split(".")[0][len("fixed"):]))
+            bits = sorted(pts)
+            if bits:
+                ax.errorbar(bits, [_stats(pts[b])[0] for b in bits],
+                            yerr=[_stats(pts[b])[1] for b in bits], fmt=style, ms=4, capsize=2,
+                            label=f"{upd or 'plain'} updates")
+        ref = [r for r in runs if r["config"]["data"] == data and r["config"]["format"] == "float"
+               and "/eqprop/" in r["config"]["out"]]
+        if ref:
+            ax.axhline(_stats(ref)[0], color="k", lw=0.8, ls=":", label="float EP")
+        ax.set_title(f"EP on {data}")
+        ax.set_xlabel("bits of states and weights, Fixed(b, b-2)")
+        ax.set_ylabel("test accuracy %")
+        ax.legend(fontsize=7)
+        for b in EP_SWEEP_BITS:
+            cells = []
+            for upd in (None, "stochastic", "kahan"):
+                sel = [r for r in sweep if r["config"]["data"] == data and
+                       r["config"]["update"] == upd and r["config"]["format"] == f"fixed{b}.{b - 2}"]
+                cells.append("-" if not sel else "%.2f ± %.2f (n=%d)" % _stats(sel))
+            if any(c != "-" for c in cells):
+                rows.append(f"| {data} | {b} | " + " | ".join(cells) + " |")
+    fig.tight_layout()
+    fig.savefig(docs / "eqprop_bits_sweep.png", dpi=110)
+    plt.close(fig)
+    (docs / "eqprop_sweep_table.md").write_text("\n".join(rows) + "\n")
