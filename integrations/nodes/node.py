@@ -1,0 +1,217 @@
+"""One node: a private shard, an inbox, a model, and the per-round protocol.
+
+Every round a node (1) takes its next minibatch: from its inbox with probability
+Q (``consume_p``) when the inbox is not empty, else from its shard; (2) takes one
+training step on it; (3) with probability P (``broadcast_p``) broadcasts it to
+its neighbours, with what it shares about it: the labels it trained on (true
+labels, or received ones: re-broadcast is allowed), or its own logits or
+top-level features on those images, cast into the message format. Both random
+draws happen every round, from the node's own generator, so a node's stream of
+decisions does not depend on the others or on the runtime.
+
+Training targets: shard batches and received labels: cross-entropy; received
+logits: cross-entropy against softmax(logits / T) (the full target
+distribution); received features: mean squared error between the node's own
+top-level features and the received ones.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import emulators as E
+from integrations.data import Dataset
+from integrations.nodes.protocol import SHARES, Message, message_bytes, ring_neighbours
+from integrations.torch import EmulationSpec, swap_layers
+from numerics import parse_format
+
+
+@dataclass
+class NodeConfig:
+    """A network of nodes (saved with every checkpoint and result)."""
+
+    nodes: int = 10
+    neighbours: int = 9
+    share: str = "labels"
+    temperature: float = 1.0
+    broadcast_p: float = -1.0  # -1: consume_p / neighbours (a stable inbox)
+    consume_p: float = 0.5
+    format: str = "float"  # the node models' arithmetic: "float" or an emulation spec
+    message_format: str = "float32"  # logits/features on the wire: float32 or a format
+    hidden: int = 256
+    batch: int = 32
+    lr: float = 1e-3
+    rounds: int = 1000
+    eval_every: int = 250
+    inbox_cap: int = 64
+    data: str = "digits"
+    data_dir: str | None = None
+    seed: int = 0
+    out: str = "results/nodes"
+
+    def check(self) -> None:
+        if self.share not in SHARES:
+            raise ValueError(f"share must be one of {SHARES}, got {self.share!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        for name in ("consume_p",):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not (self.broadcast_p == -1.0 or 0 <= self.broadcast_p <= 1):
+            raise ValueError(f"broadcast_p must be in [0, 1] (or -1), got {self.broadcast_p}")
+        ring_neighbours(0, self.nodes, self.neighbours)
+
+    @property
+    def p_broadcast(self) -> float:
+        if self.share == "none" or self.neighbours == 0:
+            return 0.0
+        return self.consume_p / self.neighbours if self.broadcast_p < 0 else self.broadcast_p
+
+    def key(self) -> dict:
+        k = asdict(self)
+        for f in ("out", "rounds", "eval_every"):
+            k.pop(f)
+        return k
+
+
+class NodeModel(nn.Module):
+    """An MLP: features = ReLU layers, logits = a linear head on the features."""
+
+    def __init__(self, n_in: int, hidden: int, n_out: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                  nn.ReLU())
+        self.head = nn.Linear(hidden, n_out)
+
+    def forward(self, x):
+        f = self.body(x)
+        return self.head(f), f
+
+
+def value_bits(message_format: str) -> int:
+    if message_format == "float32":
+        return 32
+    fmt = parse_format(message_format)
+    return fmt.bits if hasattr(fmt, "bits") else fmt.exp_bits + 1 + 1  # LNS: exponent, sign, zero
+
+
+def to_message_values(v: torch.Tensor, message_format: str) -> np.ndarray:
+    """Values as the receiver sees them: float32, or rounded into the message format."""
+    a = v.detach().double().numpy()
+    if message_format == "float32":
+        return a.astype(np.float32).astype(np.float64)
+    return E.cast(a, parse_format(message_format)).to_float()
+
+
+class Node:
+    """A node's model, optimizer, shard cursor, inbox, random stream and counters."""
+
+    def __init__(self, index: int, cfg: NodeConfig, ds: Dataset, shard: np.ndarray):
+        self.i, self.cfg, self.ds = index, cfg, ds
+        self.shard = shard
+        self.neighbours = ring_neighbours(index, cfg.nodes, cfg.neighbours)
+        torch.manual_seed(cfg.seed * 100_003 + index)
+        self.model = NodeModel(ds.n_features, cfg.hidden, ds.n_classes)
+        if cfg.format != "float":
+            swap_layers(self.model, EmulationSpec.parse(cfg.format), seed=cfg.seed * 1000 + index,
+                        cast_weights=False)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.rng = np.random.default_rng([cfg.seed, index, 1])
+        self.inbox: deque[Message] = deque()
+        self.epoch, self.cursor = 0, 0
+        self.order = self._order()
+        self.counts = {"rounds": 0, "from_shard": 0, "from_inbox": 0, "broadcasts": 0,
+                       "dropped": 0, "bytes_images": 0, "bytes_payload": 0}
+
+    def _order(self) -> np.ndarray:
+        return np.random.default_rng([self.cfg.seed, self.i, 2, self.epoch]).permutation(self.shard)
+
+    def _shard_batch(self) -> np.ndarray:
+        b = self.cfg.batch
+        if self.cursor + b > len(self.order):
+            self.epoch += 1
+            self.order, self.cursor = self._order(), 0
+        idx = self.order[self.cursor:self.cursor + b]
+        self.cursor += b
+        return idx
+
+    def deliver(self, messages: list[Message]) -> None:
+        """Append messages (already in sender order) to the inbox; beyond
+        ``inbox_cap`` the oldest are dropped (counted)."""
+        for m in messages:
+            self.inbox.append(m)
+            if len(self.inbox) > self.cfg.inbox_cap:
+                self.inbox.popleft()
+                self.counts["dropped"] += 1
+
+    def round(self, r: int) -> Message | None:
+        """One round: choose a batch, train on it, maybe broadcast it."""
+        cfg = self.cfg
+        u, v = self.rng.random(), self.rng.random()
+        if self.inbox and u < cfg.consume_p:
+            msg = self.inbox.popleft()
+            self.counts["from_inbox"] += 1
+        else:
+            idx = self._shard_batch()
+            msg = Message(self.i, r, "labels", (self.ds.x_train[idx] * 255).round().astype(np.uint8),
+                          labels=self.ds.y_train[idx])
+            self.counts["from_shard"] += 1
+        x = torch.from_numpy(msg.images.astype(np.float32) / 255.0)
+        self.model.train()
+        self.opt.zero_grad()
+        logits, feats = self.model(x)
+        if msg.kind == "labels":
+            loss = F.cross_entropy(logits, torch.from_numpy(msg.labels))
+        elif msg.kind == "logits":
+            soft = torch.softmax(torch.from_numpy(msg.values) / cfg.temperature, 1).float()
+            loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
+        else:
+            loss = F.mse_loss(feats, torch.from_numpy(msg.values).float())
+        loss.backward()
+        self.opt.step()
+        self.counts["rounds"] += 1
+        if v >= cfg.p_broadcast:
+            return None
+        out = Message(self.i, r, cfg.share, msg.images)
+        if cfg.share == "labels":
+            if msg.kind != "labels":
+                return None  # nothing to pass on: this batch came without labels
+            out.labels = msg.labels
+        elif cfg.share == "logits":
+            out.values = to_message_values(logits, cfg.message_format)
+        else:
+            out.values = to_message_values(feats, cfg.message_format)
+        b = message_bytes(out, self.ds.n_classes, value_bits(cfg.message_format))
+        k = len(self.neighbours)
+        self.counts["broadcasts"] += 1
+        self.counts["bytes_images"] += k * b["images"]
+        self.counts["bytes_payload"] += k * b["payload"]
+        return out
+
+    def predict_proba(self, x: np.ndarray, batch: int = 2000) -> np.ndarray:
+        self.model.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                out.append(torch.softmax(self.model(torch.from_numpy(x[i:i + batch]))[0], 1).double())
+        return torch.cat(out).numpy()
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "rng": self.rng.bit_generator.state, "inbox": list(self.inbox),
+                "epoch": self.epoch, "cursor": self.cursor, "counts": dict(self.counts)}
+
+    def load(self, st: dict) -> None:
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["opt"])
+        self.rng.bit_generator.state = st["rng"]
+        self.inbox = deque(st["inbox"])
+        self.epoch, self.cursor = st["epoch"], st["cursor"]
+        self.order = self._order()
+        self.counts = dict(st["counts"])
