@@ -76,6 +76,36 @@ def _train_eqprop(args) -> Path:
     return args.out / "summary.json"
 
 
+def _kill_spec(text: str) -> tuple[int, int]:
+    try:
+        node, rnd = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--kill takes NODE:ROUND, got {text!r}") from None
+    return node, rnd
+
+
+def _train_nodes(args) -> Path:
+    from integrations.nodes.node import NodeConfig
+    from integrations.nodes.train import train
+
+    neighbours = args.nodes - 1 if args.neighbours < 0 else args.neighbours
+    cfg = NodeConfig(nodes=args.nodes, neighbours=neighbours, share=args.share,
+                     temperature=args.temperature, broadcast_p=args.broadcast_p,
+                     consume_p=args.consume_p, format=args.format,
+                     message_format=args.message_format, model=args.model, hidden=args.hidden,
+                     batch=args.batch, lr=args.lr, rounds=args.rounds, eval_every=args.eval_every,
+                     inbox_cap=args.inbox_cap, qsgd_levels=args.qsgd_levels, data=args.data,
+                     data_dir=args.data_dir, seed=args.seed, out=str(args.out))
+    if args.runtime != "gloo" and (args.kill or args.restart):
+        raise SystemExit("--kill and --restart need --runtime gloo")
+    s = train(cfg, progress=not args.quiet, runtime=args.runtime, timeout=args.timeout,
+              kill=dict(args.kill), restart=args.restart)
+    print(f"after {s['rounds_done']} steps per node: mean accuracy {s['avg_acc']:.4f}, "
+          f"collective decision {s['coll_acc']:.4f} ({s['alive']} nodes), "
+          f"{s['bytes_payload']} payload bytes + {s['bytes_images']} image bytes sent")
+    return args.out / "summary.json"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lowbit", description="Bit-exact emulation of low-precision deep-learning arithmetic.")
@@ -152,6 +182,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/eqprop"))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_train_eqprop)
+
+    p = tsub.add_parser("nodes", help="communicating nodes (integrations.nodes)",
+                        description="N nodes train on private shards and share labels, logits "
+                        "or features with their ring neighbours (Lacaille 2018); or the "
+                        "data-parallel baselines: sync (float32 all-reduce) and qsgd.")
+    p.add_argument("--nodes", type=int, default=10)
+    p.add_argument("--neighbours", type=int, default=-1, help="K nearest on the ring; -1: N-1")
+    p.add_argument("--share", default="labels",
+                   choices=("none", "labels", "logits", "features", "sync", "qsgd"))
+    p.add_argument("--temperature", type=float, default=1.0, help="softens received logits")
+    p.add_argument("--broadcast-p", type=float, default=-1.0,
+                   help="per-minibatch broadcast probability; -1: consume-p / neighbours")
+    p.add_argument("--consume-p", type=float, default=0.5,
+                   help="probability of training on the inbox rather than the shard")
+    p.add_argument("--format", default="float", help="the node models' emulation spec")
+    p.add_argument("--message-format", default="float32",
+                   help="logits/features on the wire: float32, fixedB.F or lnsI.F")
+    p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
+    p.add_argument("--hidden", type=int, default=256, help="units of the feature layer(s)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--rounds", type=int, default=1000, help="training steps per node")
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--inbox-cap", type=int, default=64, help="messages an inbox holds")
+    p.add_argument("--qsgd-levels", type=int, default=127, help="QSGD levels s (1..127)")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runtime", default="simulated", choices=("simulated", "gloo"))
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="gloo: seconds before a silent neighbour is declared dead")
+    p.add_argument("--kill", type=_kill_spec, action="append", default=[],
+                   metavar="NODE:ROUND", help="gloo: crash NODE's process at ROUND")
+    p.add_argument("--restart", action="store_true", help="gloo: restart crashed nodes")
+    p.add_argument("--out", type=Path, default=Path("results/nodes"))
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_train_nodes)
 
     p = sub.add_parser("experiment", help="the result grids of docs/results (long runs)",
                        description="Run a grid of training runs (resumable) or write the tables.")

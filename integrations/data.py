@@ -36,6 +36,15 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     image_shape: tuple[int, int, int]
+    pixel_levels: int = 255  # pixels are exact multiples of 1 / pixel_levels
+
+    def pixel_codes(self, x: np.ndarray) -> np.ndarray:
+        """Pixels as the integer codes they were read from (uint8): x * pixel_levels."""
+        return np.rint(x * self.pixel_levels).astype(np.uint8)
+
+    def pixels(self, codes: np.ndarray) -> np.ndarray:
+        """The float32 pixels of ``codes``, exactly as in ``x_train``."""
+        return codes.astype(np.float32) / np.float32(self.pixel_levels)
 
     @property
     def n_features(self) -> int:
@@ -55,7 +64,7 @@ def load_digits() -> Dataset:
     x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    return Dataset("digits", x_tr, y_tr, x_te, y_te, (1, 8, 8))
+    return Dataset("digits", x_tr, y_tr, x_te, y_te, (1, 8, 8), pixel_levels=16)
 
 
 def read_idx(path: Path) -> np.ndarray:

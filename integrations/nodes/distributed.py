@@ -11,9 +11,11 @@ process, the same seed gives the same result in both runtimes.
 Failures: a neighbour whose message does not arrive within ``timeout`` seconds is
 declared dead and skipped from then on; the others go on. The store server lives
 in the launcher, so any node may die. A node restarted after a crash (``restart``)
-loads its last checkpoint and rejoins at the network's current round (messages
-sent to it meanwhile are lost). The collective decision at the end uses the
-nodes that finished.
+loads its last checkpoint and replays the rounds from there, reading its
+neighbours' messages from the store (which keeps them all), until it has caught
+up and finishes the run; the neighbours that declared it dead meanwhile no
+longer read its messages. The collective decision at each evaluation round uses
+the nodes that reported at that round.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ import numpy as np
 
 from integrations.nodes.collective import accuracies
 from integrations.nodes.node import Node, NodeConfig
-from integrations.nodes.protocol import shards
+from integrations.nodes.protocol import BASELINES, shards
+from integrations.nodes.sync import SyncNode
 
 NOTHING = b"-"
 
@@ -64,7 +67,8 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
     torch.set_num_threads(1)
     cfg = NodeConfig(**cfg_dict)
     ds = load_dataset(cfg.data, cfg.data_dir)
-    node = Node(i, cfg, ds, shards(len(ds.y_train), cfg.nodes, cfg.seed)[i])
+    shard = shards(len(ds.y_train), cfg.nodes, cfg.seed)[i]
+    node = (SyncNode if cfg.share in BASELINES else Node)(i, cfg, ds, shard)
     store = _store(port, cfg.nodes + 1, False, timeout)
     d = _node_dir(cfg, i)
     d.mkdir(parents=True, exist_ok=True)
@@ -72,14 +76,18 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
     if restarted and (d / "checkpoint.pkl").exists():
         st = pickle.loads((d / "checkpoint.pkl").read_bytes())
         node.load(st["node"])
-        start = max(int(store.get(f"hb/{j}").decode()) for j in node.neighbours
-                    if store.check([f"hb/{j}"])) if node.neighbours else st["round"]
+        start = st["round"]
     else:
         pg_store = dist.PrefixStore("pg", store)
         dist.init_process_group("gloo", store=pg_store, rank=i, world_size=cfg.nodes,
                                 timeout=datetime.timedelta(seconds=timeout))
         dist.barrier()
     dead: set[int] = set()
+    t0 = time.perf_counter()
+    if cfg.share in BASELINES:
+        _sync_main(node, ds, d)
+        store.set(f"done/{i}", "1")
+        return
     for r in range(start, cfg.rounds):
         if kill_at is not None and r == kill_at and not restarted:
             os._exit(3)  # a crash, without any goodbye
@@ -100,19 +108,55 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
             node.deliver(msgs)
         msg = node.round(r)
         store.set(f"m/{r}/{i}", NOTHING if msg is None else pickle.dumps(msg))
-        store.set(f"hb/{i}", str(r + 1))
         done = r + 1
         if done % cfg.eval_every == 0 or done == cfg.rounds:
-            np.save(d / f"probs_r{done}.npy", node.predict_proba(ds.x_test))
-            (d / "checkpoint.pkl").write_bytes(pickle.dumps({"node": node.state(), "round": done}))
-            (d / "counts.json").write_text(json.dumps({"round": done, **node.counts,
-                                                      "dead_neighbours": sorted(dead)}))
+            _save(node, ds, d, done, time.perf_counter() - t0, dead, restarted)
     store.set(f"done/{i}", "1")
+
+
+def _save(node, ds, d: Path, done: int, seconds: float, dead=(), restarted=False) -> None:
+    """Node i's test predictions, checkpoint and counters after round ``done``."""
+    np.save(d / f"probs_r{done}.npy", node.predict_proba(ds.x_test))
+    (d / "checkpoint.pkl").write_bytes(pickle.dumps({"node": node.state(), "round": done}))
+    (d / f"counts_r{done}.json").write_text(json.dumps(
+        {"round": done, **node.counts, "seconds": seconds, "dead_neighbours": sorted(dead),
+         "restarted": restarted}))
+
+
+def _sync_main(node: SyncNode, ds, d: Path) -> None:
+    """The data-parallel baselines over the gloo process group."""
+    import torch
+    import torch.distributed as dist
+
+    cfg, n = node.cfg, node.cfg.nodes
+    t0 = time.perf_counter()
+    for r in range(cfg.rounds):
+        g = node.gradient()
+        if cfg.share == "sync":
+            dist.all_reduce(g)
+            mean = g / n
+        else:
+            norms, codes = node.encode(g)
+            all_norms = [torch.empty_like(norms) for _ in range(n)]
+            all_codes = [torch.empty_like(codes) for _ in range(n)]
+            dist.all_gather(all_norms, norms)
+            dist.all_gather(all_codes, codes)
+            total = node.decode(all_norms[0], all_codes[0]).clone()
+            for j in range(1, n):
+                total = total + node.decode(all_norms[j], all_codes[j])
+            mean = total / n
+        node.count_bytes()
+        node.apply(mean)
+        done = r + 1
+        if done % cfg.eval_every == 0 or done == cfg.rounds:
+            _save(node, ds, d, done, time.perf_counter() - t0)
+    dist.destroy_process_group()
 
 
 def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int] | None = None,
                     restart: bool = False) -> dict:
-    """Run the network as ``cfg.nodes`` processes; returns per-eval-round metrics.
+    """Run the network as ``cfg.nodes`` processes (from scratch: ``cfg.out``'s node
+    folders are cleared); returns the per-evaluation-round metrics of :func:`collect`.
 
     ``kill`` maps a node to the round at which its process crashes (fault
     injection); with ``restart`` a crashed node is started again from its last
@@ -121,8 +165,13 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
     import torch.multiprocessing as mp
 
     cfg.check()
+    if cfg.share in BASELINES and (kill or restart):
+        raise ValueError("the data-parallel baselines are not fault tolerant: every step "
+                         "needs every node (kill/restart apply to the sharing protocols)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("node*/*"):
+        old.unlink()
     port = free_port()
     store = _store(port, cfg.nodes + 1, True, timeout)
     ctx = mp.get_context("spawn")
@@ -163,7 +212,11 @@ def collect(cfg: NodeConfig) -> dict:
         probs = np.stack([np.load(f) if ok else np.zeros((len(ds.y_test), ds.n_classes))
                           for f, ok in zip(files, present)])
         avg, coll = accuracies(probs, ds.y_test, present)
-        rows.append({"round": r, "avg_acc": avg, "coll_acc": coll, "alive": int(sum(present))})
-    finished = [i for i in range(cfg.nodes) if (_node_dir(cfg, i) / "counts.json").exists()]
-    counts = [json.loads((_node_dir(cfg, i) / "counts.json").read_text()) for i in finished]
-    return {"metrics": rows, "counts": counts}
+        counts = [json.loads((_node_dir(cfg, i) / f"counts_r{r}.json").read_text())
+                  for i in range(cfg.nodes) if present[i]]
+        keys = [k for k in counts[0]
+                if k not in ("round", "seconds", "dead_neighbours", "restarted")]
+        rows.append({"round": r, "avg_acc": avg, "coll_acc": coll,
+                     **{k: int(sum(c[k] for c in counts)) for k in keys},
+                     "seconds": max(c["seconds"] for c in counts), "alive": int(sum(present))})
+    return rows

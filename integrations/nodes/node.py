@@ -27,9 +27,9 @@ import torch.nn.functional as F
 
 import emulators as E
 from integrations.data import Dataset
-from integrations.nodes.protocol import SHARES, Message, message_bytes, ring_neighbours
+from integrations.nodes.protocol import BASELINES, SHARES, Message, message_bytes, ring_neighbours
 from integrations.torch import EmulationSpec, swap_layers
-from numerics import parse_format
+from numerics import LNS, Fixed, parse_format
 
 
 @dataclass
@@ -44,20 +44,30 @@ class NodeConfig:
     consume_p: float = 0.5
     format: str = "float"  # the node models' arithmetic: "float" or an emulation spec
     message_format: str = "float32"  # logits/features on the wire: float32 or a format
+    model: str = "mlp"  # "mlp" or "cnn" (strided convolutions, no pooling)
     hidden: int = 256
     batch: int = 32
     lr: float = 1e-3
     rounds: int = 1000
     eval_every: int = 250
     inbox_cap: int = 64
+    qsgd_levels: int = 127  # share "qsgd": s levels per sign (8 bits with the sign)
     data: str = "digits"
     data_dir: str | None = None
     seed: int = 0
     out: str = "results/nodes"
 
     def check(self) -> None:
-        if self.share not in SHARES:
-            raise ValueError(f"share must be one of {SHARES}, got {self.share!r}")
+        if self.share not in SHARES + BASELINES:
+            raise ValueError(f"share must be one of {SHARES + BASELINES}, got {self.share!r}")
+        if self.model not in ("mlp", "cnn"):
+            raise ValueError(f"model must be 'mlp' or 'cnn', got {self.model!r}")
+        if self.qsgd_levels < 1:
+            raise ValueError(f"qsgd_levels must be >= 1, got {self.qsgd_levels}")
+        for name in ("nodes", "batch", "rounds", "eval_every", "hidden", "inbox_cap"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        value_bits(self.message_format)
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         for name in ("consume_p",):
@@ -69,7 +79,7 @@ class NodeConfig:
 
     @property
     def p_broadcast(self) -> float:
-        if self.share == "none" or self.neighbours == 0:
+        if self.share not in SHARES[1:] or self.neighbours == 0:
             return 0.0
         return self.consume_p / self.neighbours if self.broadcast_p < 0 else self.broadcast_p
 
@@ -81,12 +91,29 @@ class NodeConfig:
 
 
 class NodeModel(nn.Module):
-    """An MLP: features = ReLU layers, logits = a linear head on the features."""
+    """``body`` computes the top-level features (ReLU), ``head`` the logits from them.
 
-    def __init__(self, n_in: int, hidden: int, n_out: int):
+    "mlp": two hidden layers of ``hidden`` units; "cnn": the thesis' kind of
+    network (DCGAN-style: strided 3x3 convolutions, no pooling) - 32 and 64
+    channels at stride 2, then a ``hidden``-unit fully connected feature layer.
+    """
+
+    def __init__(self, kind: str, image_shape: tuple[int, int, int], hidden: int, n_out: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                  nn.ReLU())
+        c, h, w = image_shape
+        if kind == "mlp":
+            n_in = c * h * w
+            self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(),
+                                      nn.Linear(hidden, hidden), nn.ReLU())
+        elif kind == "cnn":
+            h2, w2 = (h + 3) // 4, (w + 3) // 4  # two stride-2 convolutions, padding 1
+            self.body = nn.Sequential(
+                nn.Unflatten(1, (c, h, w)),
+                nn.Conv2d(c, 32, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Flatten(), nn.Linear(64 * h2 * w2, hidden), nn.ReLU())
+        else:
+            raise ValueError(f"model must be 'mlp' or 'cnn', got {kind!r}")
         self.head = nn.Linear(hidden, n_out)
 
     def forward(self, x):
@@ -95,10 +122,16 @@ class NodeModel(nn.Module):
 
 
 def value_bits(message_format: str) -> int:
+    """Bits of one logit/feature on the wire: 32 for float32, a Fixed format's
+    width, or W + 2 for an LNS format (its 2**(W+1) + 1 codes: sign, exponent, zero)."""
     if message_format == "float32":
         return 32
     fmt = parse_format(message_format)
-    return fmt.bits if hasattr(fmt, "bits") else fmt.exp_bits + 1 + 1  # LNS: exponent, sign, zero
+    if isinstance(fmt, Fixed):
+        return fmt.bits
+    if isinstance(fmt, LNS):
+        return fmt.exp_bits + 2
+    raise ValueError(f"message format must be float32, fixed or lns, got {message_format!r}")
 
 
 def to_message_values(v: torch.Tensor, message_format: str) -> np.ndarray:
@@ -109,18 +142,25 @@ def to_message_values(v: torch.Tensor, message_format: str) -> np.ndarray:
     return E.cast(a, parse_format(message_format)).to_float()
 
 
+def build_model(cfg: NodeConfig, ds: Dataset, seed: int) -> NodeModel:
+    """A node's model, initialised from ``seed``, emulated when ``cfg.format`` says so."""
+    torch.manual_seed(seed)
+    model = NodeModel(cfg.model, ds.image_shape, cfg.hidden, ds.n_classes)
+    if cfg.format != "float":
+        swap_layers(model, EmulationSpec.parse(cfg.format), seed=seed, cast_weights=False)
+    return model
+
+
 class Node:
     """A node's model, optimizer, shard cursor, inbox, random stream and counters."""
 
-    def __init__(self, index: int, cfg: NodeConfig, ds: Dataset, shard: np.ndarray):
+    def __init__(self, index: int, cfg: NodeConfig, ds: Dataset, shard: np.ndarray,
+                 model_seed: int | None = None):
         self.i, self.cfg, self.ds = index, cfg, ds
         self.shard = shard
         self.neighbours = ring_neighbours(index, cfg.nodes, cfg.neighbours)
-        torch.manual_seed(cfg.seed * 100_003 + index)
-        self.model = NodeModel(ds.n_features, cfg.hidden, ds.n_classes)
-        if cfg.format != "float":
-            swap_layers(self.model, EmulationSpec.parse(cfg.format), seed=cfg.seed * 1000 + index,
-                        cast_weights=False)
+        seed = cfg.seed * 100_003 + index if model_seed is None else model_seed
+        self.model = build_model(cfg, ds, seed)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.rng = np.random.default_rng([cfg.seed, index, 1])
         self.inbox: deque[Message] = deque()
@@ -150,19 +190,25 @@ class Node:
                 self.inbox.popleft()
                 self.counts["dropped"] += 1
 
+    def draw(self) -> tuple[bool, bool]:
+        """This round's two decisions from the node's own stream: (consume from the
+        inbox if it is not empty: probability Q; broadcast: probability P)."""
+        u, v = self.rng.random(), self.rng.random()
+        return bool(u < self.cfg.consume_p), bool(v < self.cfg.p_broadcast)
+
     def round(self, r: int) -> Message | None:
         """One round: choose a batch, train on it, maybe broadcast it."""
         cfg = self.cfg
-        u, v = self.rng.random(), self.rng.random()
-        if self.inbox and u < cfg.consume_p:
+        consume, broadcast = self.draw()
+        if self.inbox and consume:
             msg = self.inbox.popleft()
             self.counts["from_inbox"] += 1
         else:
             idx = self._shard_batch()
-            msg = Message(self.i, r, "labels", (self.ds.x_train[idx] * 255).round().astype(np.uint8),
+            msg = Message(self.i, r, "labels", self.ds.pixel_codes(self.ds.x_train[idx]),
                           labels=self.ds.y_train[idx])
             self.counts["from_shard"] += 1
-        x = torch.from_numpy(msg.images.astype(np.float32) / 255.0)
+        x = torch.from_numpy(self.ds.pixels(msg.images))
         self.model.train()
         self.opt.zero_grad()
         logits, feats = self.model(x)
@@ -176,7 +222,7 @@ class Node:
         loss.backward()
         self.opt.step()
         self.counts["rounds"] += 1
-        if v >= cfg.p_broadcast:
+        if not broadcast:
             return None
         out = Message(self.i, r, cfg.share, msg.images)
         if cfg.share == "labels":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SHARES = ("none", "labels", "logits", "features")
+BASELINES = ("sync", "qsgd")  # data-parallel SGD: float32 / QSGD-quantized gradients
 
 
 def shards(n_examples: int, n_nodes: int, seed: int) -> list[np.ndarray]:
@@ -62,7 +63,7 @@ def label_bits(n_classes: int) -> int:
 
 
 def message_bytes(msg: Message, n_classes: int, value_bits: int) -> dict[str, int]:
-    """Bytes on the wire: the images (1 byte per pixel) and the payload (labels
+    """Bytes on the wire: the images (1 byte per pixel code) and the payload (labels
     packed at ceil(log2 C) bits, values at ``value_bits`` bits each), each rounded
     up to whole bytes."""
     n = len(msg.images)

@@ -12,11 +12,17 @@ import numpy as np
 import torch
 
 from integrations.nodes.node import Node, NodeConfig
-from integrations.nodes.protocol import Message, shards
+from integrations.nodes.protocol import BASELINES, Message, shards
+from integrations.nodes.sync import SyncNode, share_replica, sync_round
 
 
 def build_nodes(cfg: NodeConfig, ds) -> list[Node]:
+    """The N nodes (data-parallel workers sharing one replica for the baselines)."""
     parts = shards(len(ds.y_train), cfg.nodes, cfg.seed)
+    if cfg.share in BASELINES:
+        nodes = [SyncNode(i, cfg, ds, parts[i]) for i in range(cfg.nodes)]
+        share_replica(nodes)
+        return nodes
     return [Node(i, cfg, ds, parts[i]) for i in range(cfg.nodes)]
 
 
@@ -33,6 +39,11 @@ def run_rounds(nodes: list[Node], start: int, stop: int, sent: list[Message],
     torch.set_num_threads(1)
     try:
         for r in range(start, stop):
+            if nodes[0].cfg.share in BASELINES:
+                sync_round(nodes)
+                if on_round is not None:
+                    on_round(r + 1, [])
+                continue
             for node in nodes:
                 node.deliver(deliveries(node, sent))
             sent = [m for m in (node.round(r) for node in nodes) if m is not None]
@@ -44,4 +55,10 @@ def run_rounds(nodes: list[Node], start: int, stop: int, sent: list[Message],
 
 
 def node_probs(nodes: list[Node], x: np.ndarray) -> np.ndarray:
-    return np.stack([n.predict_proba(x) for n in nodes])
+    """(nodes, examples, classes): every node's predictive distribution on ``x``
+    (computed once per distinct model: the baselines' replicas are one)."""
+    seen: dict[int, np.ndarray] = {}
+    for n in nodes:
+        if id(n.model) not in seen:
+            seen[id(n.model)] = n.predict_proba(x)
+    return np.stack([seen[id(n.model)] for n in nodes])

@@ -34,8 +34,26 @@ def totals(nodes) -> dict:
     return {k: int(sum(n.counts[k] for n in nodes)) for k in keys}
 
 
-def train(cfg: NodeConfig, progress: bool = True) -> dict:
-    """Run the simulated network (resuming from ``cfg.out``); returns the summary."""
+def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
+          timeout: float = 60.0, kill: dict[int, int] | None = None,
+          restart: bool = False) -> dict:
+    """Run the network and write its results into ``cfg.out``; returns the summary.
+
+    ``runtime="simulated"``: all nodes in this process, resuming from
+    ``checkpoint.pkl``. ``runtime="gloo"``: one process per node
+    (:func:`integrations.nodes.distributed.run_distributed`, with its fault
+    injection ``kill`` / ``restart`` and message ``timeout``), from scratch.
+    """
+    if runtime == "gloo":
+        from integrations.nodes.distributed import run_distributed
+
+        metrics = run_distributed(cfg, timeout=timeout, kill=kill, restart=restart)
+        out = Path(cfg.out)
+        if metrics:
+            _write(cfg, metrics, out)
+        return summary(cfg, metrics)
+    if runtime != "simulated":
+        raise ValueError(f"runtime must be 'simulated' or 'gloo', got {runtime!r}")
     from tqdm import tqdm
 
     cfg.check()
@@ -61,7 +79,8 @@ def train(cfg: NodeConfig, progress: bool = True) -> dict:
         bar.update(1)
         if r % cfg.eval_every == 0 or r == cfg.rounds:
             seconds += time.perf_counter() - t0
-            row = {"round": r, **evaluate(nodes, ds), **totals(nodes), "seconds": seconds}
+            row = {"round": r, **evaluate(nodes, ds), **totals(nodes), "seconds": seconds,
+                   "alive": cfg.nodes}
             metrics.append(row)
             bar.set_postfix(avg=f"{row['avg_acc']:.3f}", coll=f"{row['coll_acc']:.3f}")
             ckpt.write_bytes(pickle.dumps({"config": cfg.key(), "nodes": [n.state() for n in nodes],
@@ -77,10 +96,11 @@ def train(cfg: NodeConfig, progress: bool = True) -> dict:
 
 def summary(cfg: NodeConfig, metrics: list[dict]) -> dict:
     last = metrics[-1] if metrics else {}
-    return {"config": asdict(cfg), "rounds_done": last.get("round", 0),
+    return {"config": asdict(cfg), "done": last.get("round", 0) == cfg.rounds,
+            "rounds_done": last.get("round", 0),
             "avg_acc": last.get("avg_acc"), "coll_acc": last.get("coll_acc"),
             "bytes_payload": last.get("bytes_payload"), "bytes_images": last.get("bytes_images"),
-            "seconds": last.get("seconds")}
+            "seconds": last.get("seconds"), "alive": last.get("alive", cfg.nodes)}
 
 
 def _write(cfg: NodeConfig, metrics: list[dict], out: Path) -> None:
