@@ -56,7 +56,8 @@ def _experiment(args) -> Path:
     from integrations import experiments
 
     if args.action == "run":
-        experiments.run_grid(args.grid, args.data, args.seeds, args.epochs, args.root)
+        experiments.run_grid(args.grid, args.data, args.seeds, args.epochs, args.root,
+                             rounds=args.rounds)
         return args.root
     return experiments.write_tables(args.root, args.docs)
 
@@ -224,10 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a grid of training runs (resumable) or write the tables.")
     p.add_argument("action", choices=("run", "tables"))
     p.add_argument("grid", nargs="?", default="qnn",
-                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep"))
+                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "nodes"))
     p.add_argument("--data", default="digits")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=5000, help="nodes grid: steps per node")
     p.add_argument("--root", type=Path, default=Path("results/experiments"))
     p.add_argument("--docs", type=Path, default=Path("docs/results"))
     p.set_defaults(run=_experiment)

@@ -13,7 +13,8 @@ root and writes the result pages. Grids:
   backprop on the same network, EP at Fixed 16/12/8-bit states and weights and
   at LNS(5, 10);
 - ``eqprop-sweep``: EP with Fixed(b, b-2) states and weights, b = 6..16, with
-  plain, stochastic and Kahan-compensated weight updates.
+  plain, stochastic and Kahan-compensated weight updates;
+- ``nodes``: communicating nodes (:mod:`integrations.nodes.experiments`).
 """
 
 from __future__ import annotations
@@ -86,7 +87,15 @@ def ep_grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list:
     return out
 
 
-def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> None:
+def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
+             rounds: int = 5000) -> None:
+    """Train every unfinished run of grid ``name`` (``rounds``: the nodes grid's
+    steps per node; ``epochs``: the others')."""
+    if name == "nodes":
+        from integrations.nodes.experiments import run_nodes_grid
+
+        run_nodes_grid(data, seeds, root, rounds)
+        return
     if name.startswith("eqprop"):
         from integrations.eqprop import train as ep_train
 
@@ -104,7 +113,9 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> None:
 
 
 def collect(root: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))]
+    """The summaries of the qnn/lns/eqprop grids (the nodes grid has its own tables)."""
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))
+            if p.relative_to(root).parts[0] != "nodes"]
 
 
 def _stats(runs: list[dict]) -> tuple[float, float, int]:
@@ -179,6 +190,10 @@ def write_tables(root: Path, docs: Path) -> Path:
     (docs / "lns_table.md").write_text("\n".join(lines))
 
     _ep_tables(runs, docs, plt)
+    from integrations.nodes.experiments import write_nodes_tables
+
+    for data in ("fashion-mnist", "digits"):
+        write_nodes_tables(root, docs, data)
     sweep = [r for r in runs if "/lns-sweep/" in r["config"]["out"]]
     if sweep:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
