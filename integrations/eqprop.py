@@ -35,7 +35,6 @@ a counter saved in the checkpoint, so runs are bit-exact and resumable.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +45,7 @@ import numpy as np
 import emulators as E
 from emulators import EmuArray
 from integrations.data import Dataset, load_dataset
+from integrations.run_files import write_run
 from integrations.torch.spec import EmulationSpec
 from integrations.updates import MasterWeights, update_format
 from numerics import LNS, Fixed, Format, rng
@@ -418,27 +418,9 @@ def _summary(cfg: EPConfig, metrics: list[dict]) -> dict:
 
 
 def _write(cfg: EPConfig, metrics: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(out / "metrics.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(metrics[0]))
-        w.writeheader()
-        w.writerows(metrics)
-    (out / "summary.json").write_text(json.dumps(_summary(cfg, metrics), indent=1))
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ep = [m["epoch"] for m in metrics]
-    ax.plot(ep, [m["test_acc"] for m in metrics], marker="o", ms=3, label="test")
-    ax.plot(ep, [m["train_acc"] for m in metrics], marker="x", ms=3, label="train (free phase)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"EP {cfg.format} on {cfg.data}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "curve.png", dpi=100)
-    plt.close(fig)
+    write_run(out, metrics, _summary(cfg, metrics), "epoch",
+              {"test": "test_acc", "train (free phase)": "train_acc"},
+              f"EP {cfg.format} on {cfg.data}", "epoch")
 
 
 # ------------------------------------------------------ the theory check ---

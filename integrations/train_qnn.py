@@ -31,8 +31,6 @@ epoch; stochastic rounding counts steps in checkpointed buffers).
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from integrations.data import Dataset, load_dataset
+from integrations.run_files import write_run
 from integrations.torch import EmulationSpec, QuantAct, swap_layers
 from integrations.torch.optim import EmulatedSGD
 from numerics import LNS, parse_format
@@ -297,23 +296,6 @@ def summary(cfg: TrainConfig, metrics: list[dict]) -> dict:
 
 
 def _write_outputs(cfg: TrainConfig, metrics: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(out / "metrics.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(metrics[0]))
-        w.writeheader()
-        w.writerows(metrics)
-    (out / "summary.json").write_text(json.dumps(summary(cfg, metrics), indent=1))
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ep = [m["epoch"] for m in metrics]
-    ax.plot(ep, [m["test_acc"] for m in metrics], marker="o", ms=3, label="test accuracy")
-    ax.plot(ep, [m["train_acc"] for m in metrics], marker="x", ms=3, label="train accuracy")
-    ax.set_xlabel("epoch")
-    ax.set_title(f"{cfg.recipe} on {cfg.data} (seed {cfg.seed})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "curve.png", dpi=100)
-    plt.close(fig)
+    write_run(out, metrics, summary(cfg, metrics), "epoch",
+              {"test accuracy": "test_acc", "train accuracy": "train_acc"},
+              f"{cfg.recipe} on {cfg.data} (seed {cfg.seed})", "epoch")

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import prange
 
-from emulators._numba.jit import inline, jit, pjit
+from emulators._numba.jit import inline, pjit
 from emulators._numba.rounding import (
     CEIL,
     FLOOR,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from integrations.nodes.node import NodeConfig
+from integrations.run_files import read_metrics
 
 ROUNDS = 5000
 EVAL_EVERY = 100
@@ -76,13 +77,6 @@ def run_nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS) -> N
         train(cfg, progress=True)
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    import csv
-
-    with open(run_dir / "metrics.csv") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-
-
 def steps_to(rows: list[dict], threshold: float, key: str = "coll_acc") -> int | None:
     """The first evaluated step count at which ``key`` reaches ``threshold``."""
     for r in rows:
@@ -95,7 +89,7 @@ def _runs(root: Path, data: str) -> dict[str, list[tuple[dict, list[dict]]]]:
     out: dict = {}
     for s in sorted((root / "nodes" / data).glob("*/seed*/summary.json")):
         summ = json.loads(s.read_text())
-        out.setdefault(s.parent.parent.name, []).append((summ, _metrics(s.parent)))
+        out.setdefault(s.parent.parent.name, []).append((summ, read_metrics(s.parent)))
     return out
 
 

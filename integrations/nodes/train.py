@@ -8,16 +8,14 @@ flight) into ``out``; a rerun resumes from the checkpoint.
 
 from __future__ import annotations
 
-import csv
-import json
 import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 
 from integrations.data import load_dataset
+from integrations.run_files import write_run
 from integrations.nodes.collective import accuracies
 from integrations.nodes.node import NodeConfig
 from integrations.nodes.simulated import build_nodes, node_probs, run_rounds
@@ -104,24 +102,7 @@ def summary(cfg: NodeConfig, metrics: list[dict]) -> dict:
 
 
 def _write(cfg: NodeConfig, metrics: list[dict], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(out / "metrics.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(metrics[0]))
-        w.writeheader()
-        w.writerows(metrics)
-    (out / "summary.json").write_text(json.dumps(summary(cfg, metrics), indent=1))
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    r = [m["round"] for m in metrics]
-    ax.plot(r, [m["avg_acc"] for m in metrics], marker="o", ms=3, label="mean of nodes")
-    ax.plot(r, [m["coll_acc"] for m in metrics], marker="x", ms=3, label="collective decision")
-    ax.set_xlabel("training steps per node")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"{cfg.nodes} nodes, share {cfg.share} ({cfg.data})")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "curve.png", dpi=100)
-    plt.close(fig)
+    write_run(out, metrics, summary(cfg, metrics), "round",
+              {"mean of nodes": "avg_acc", "collective decision": "coll_acc"},
+              f"{cfg.nodes} nodes, share {cfg.share} ({cfg.data})", "training steps per node",
+              "test accuracy")

@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from integrations.torch.carriers import carrier_dtype, from_carrier, to_carrier
+from integrations.torch.carriers import from_carrier, to_carrier
 from integrations.torch.functions import emulated_conv2d, emulated_linear, quantize
 from integrations.torch.spec import EmulationSpec
 from numerics import Binary, Format, Ternary, parse_format

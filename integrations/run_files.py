@@ -1,0 +1,45 @@
+"""The files every training program writes into its ``--out`` folder.
+
+``metrics.csv`` (one row per evaluation, columns in the order of the first
+row), ``summary.json`` and ``curve.png`` (the chosen metric columns against the
+step column).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+
+def write_run(out: Path, metrics: list[dict], summary: dict, x: str, curves: dict[str, str],
+              title: str, xlabel: str, ylabel: str = "accuracy") -> None:
+    """Write metrics.csv, summary.json and curve.png (``curves``: legend -> column)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    with open(out / "metrics.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(metrics[0]))
+        w.writeheader()
+        w.writerows(metrics)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = [m[x] for m in metrics]
+    for (label, column), marker in zip(curves.items(), "ox.s^v"):
+        ax.plot(steps, [m[column] for m in metrics], marker=marker, ms=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "curve.png", dpi=100)
+    plt.close(fig)
+
+
+def read_metrics(out: Path) -> list[dict]:
+    """metrics.csv back as dicts of floats."""
+    with open(Path(out) / "metrics.csv") as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
