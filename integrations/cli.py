@@ -107,6 +107,20 @@ def _train_nodes(args) -> Path:
     return args.out / "summary.json"
 
 
+def _train_teacher(args) -> Path:
+    from integrations.teacher import TeacherConfig, train
+
+    cfg = TeacherConfig(select=args.select, stack=args.stack, targets=args.targets,
+                        temperature=args.temperature, format=args.format, batch=args.batch,
+                        max_backward=args.max_backward, eval_every=args.eval_every,
+                        patience=args.patience, data=args.data, data_dir=args.data_dir,
+                        seed=args.seed, teacher_dir=str(args.teacher_dir), out=str(args.out))
+    s = train(cfg, progress=not args.quiet)
+    print(f"best validation {s['best_val_acc']:.4f} after {s['backward_at_best']} backward passes"
+          f" ({s['forward_at_best']} student forward passes): test accuracy {s['test_acc']:.4f}")
+    return args.out / "summary.json"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lowbit", description="Bit-exact emulation of low-precision deep-learning arithmetic.")
@@ -221,11 +235,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_train_nodes)
 
+    p = tsub.add_parser("teacher", help="a teacher selects the student's data (integrations.teacher)",
+                        description="A trained 1200-1200 teacher picks the hardest samples of a "
+                        "stack of the student's minibatches (Lacaille 2018, chapter 3).")
+    p.add_argument("--select", default="ce", choices=("none", "ce", "euclidean", "random"),
+                   help="none: the student alone; ce/euclidean: difficulty measure; random")
+    p.add_argument("--stack", type=int, default=2, help="minibatches on the teacher's stack")
+    p.add_argument("--targets", default="soft", choices=("soft", "true"))
+    p.add_argument("--temperature", type=float, default=1.0, help="of the teacher's soft labels")
+    p.add_argument("--format", default="float", help="the student's emulation spec")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--max-backward", type=int, default=40_000)
+    p.add_argument("--eval-every", type=int, default=250, help="in backward passes")
+    p.add_argument("--patience", type=int, default=40, help="evaluations without improvement")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--teacher-dir", type=Path, default=Path("results/teacher-models"))
+    p.add_argument("--out", type=Path, default=Path("results/teacher"))
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_train_teacher)
+
     p = sub.add_parser("experiment", help="the result grids of docs/results (long runs)",
                        description="Run a grid of training runs (resumable) or write the tables.")
     p.add_argument("action", choices=("run", "tables"))
     p.add_argument("grid", nargs="?", default="qnn",
-                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "nodes"))
+                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "nodes", "teacher"))
     p.add_argument("--data", default="digits")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)

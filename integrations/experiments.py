@@ -14,7 +14,8 @@ root and writes the result pages. Grids:
   at LNS(5, 10);
 - ``eqprop-sweep``: EP with Fixed(b, b-2) states and weights, b = 6..16, with
   plain, stochastic and Kahan-compensated weight updates;
-- ``nodes``: communicating nodes (:mod:`integrations.nodes.experiments`).
+- ``nodes``: communicating nodes (:mod:`integrations.nodes.experiments`);
+- ``teacher``: teacher-selected training data (:mod:`integrations.teacher_grid`).
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
 
         run_nodes_grid(data, seeds, root, rounds)
         return
+    if name == "teacher":
+        from integrations.teacher_grid import run_teacher_grid
+
+        run_teacher_grid(data, seeds, root)
+        return
     if name.startswith("eqprop"):
         from integrations.eqprop import train as ep_train
 
@@ -115,7 +121,7 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
 def collect(root: Path) -> list[dict]:
     """The summaries of the qnn/lns/eqprop grids (the nodes grid has its own tables)."""
     return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))
-            if p.relative_to(root).parts[0] != "nodes"]
+            if p.relative_to(root).parts[0] not in ("nodes", "teacher", "language")]
 
 
 def _stats(runs: list[dict]) -> tuple[float, float, int]:
@@ -194,6 +200,9 @@ def write_tables(root: Path, docs: Path) -> Path:
 
     for data in ("fashion-mnist", "digits"):
         write_nodes_tables(root, docs, data)
+    from integrations.teacher_grid import write_teacher_tables
+
+    write_teacher_tables(root, docs)
     sweep = [r for r in runs if "/lns-sweep/" in r["config"]["out"]]
     if sweep:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
