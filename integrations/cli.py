@@ -114,10 +114,28 @@ def _train_teacher(args) -> Path:
                         temperature=args.temperature, format=args.format, batch=args.batch,
                         max_backward=args.max_backward, eval_every=args.eval_every,
                         patience=args.patience, data=args.data, data_dir=args.data_dir,
-                        seed=args.seed, teacher_dir=str(args.teacher_dir), out=str(args.out))
+                        seed=args.seed, teacher_dir=str(args.teacher_dir), out=str(args.out),
+                        teacher_hidden=args.teacher_hidden,
+                        teacher_max_epochs=args.teacher_max_epochs)
     s = train(cfg, progress=not args.quiet)
     print(f"best validation {s['best_val_acc']:.4f} after {s['backward_at_best']} backward passes"
           f" ({s['forward_at_best']} student forward passes): test accuracy {s['test_acc']:.4f}")
+    return args.out / "summary.json"
+
+
+def _train_language(args) -> Path:
+    from integrations.language import LanguageConfig, train
+
+    cfg = LanguageConfig(level=args.level, length=args.length, weight=args.weight,
+                         noise=args.noise, hidden=args.hidden, tau_start=args.tau_start,
+                         tau_decay=args.tau_decay, tau_every=args.tau_every,
+                         tau_min=args.tau_min, batch=args.batch, lr=args.lr, steps=args.steps,
+                         eval_every=args.eval_every, format=args.format, data=args.data,
+                         data_dir=args.data_dir, seed=args.seed, out=str(args.out))
+    s = train(cfg, progress=not args.quiet)
+    print(f"probe on the student's features: best validation {s['best_val_acc']:.4f} at step "
+          f"{s['step_at_best']}, test {s['test_acc']:.4f}; bits agreeing with the teacher's "
+          f"message at the end: {s['final_bit_agreement']:.3f}")
     return args.out / "summary.json"
 
 
@@ -251,16 +269,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="digits")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--teacher-dir", type=Path, default=Path("results/teacher-models"))
+    p.add_argument("--teacher-hidden", type=int, default=1200, help="units per teacher layer")
+    p.add_argument("--teacher-max-epochs", type=int, default=60,
+                   help="teacher epochs at most (early stopping on validation)")
+    p.add_argument("--teacher-dir", type=Path, default=Path("results/teacher-models"),
+                   help="where trained teachers are cached")
     p.add_argument("--out", type=Path, default=Path("results/teacher"))
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_train_teacher)
+
+    p = tsub.add_parser("language", help="two agents learn a bit language (integrations.language)",
+                        description="Two agents see an image through different inverting masks "
+                        "and exchange L-bit Gumbel-softmax messages (Lacaille 2018, chapter 4).")
+    p.add_argument("--level", default="none", choices=("none", "receive", "feedback", "both"),
+                   help="communication level")
+    p.add_argument("--length", type=int, default=32, help="message length L in bits")
+    p.add_argument("--weight", type=float, default=-1.0,
+                   help="weight of the message cross-entropy; -1: 0.01 one-way, 0.005 two-way")
+    p.add_argument("--noise", type=float, default=0.2, help="probability of inverting a pixel")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--tau-start", type=float, default=1.0)
+    p.add_argument("--tau-decay", type=float, default=0.9)
+    p.add_argument("--tau-every", type=int, default=500)
+    p.add_argument("--tau-min", type=float, default=0.5)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--format", default="float", help="the agents' emulation spec")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("results/language"))
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_train_language)
 
     p = sub.add_parser("experiment", help="the result grids of docs/results (long runs)",
                        description="Run a grid of training runs (resumable) or write the tables.")
     p.add_argument("action", choices=("run", "tables"))
     p.add_argument("grid", nargs="?", default="qnn",
-                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "nodes", "teacher"))
+                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "nodes", "teacher", "language"))
     p.add_argument("--data", default="digits")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)

@@ -15,7 +15,8 @@ root and writes the result pages. Grids:
 - ``eqprop-sweep``: EP with Fixed(b, b-2) states and weights, b = 6..16, with
   plain, stochastic and Kahan-compensated weight updates;
 - ``nodes``: communicating nodes (:mod:`integrations.nodes.experiments`);
-- ``teacher``: teacher-selected training data (:mod:`integrations.teacher_grid`).
+- ``teacher``: teacher-selected training data (:mod:`integrations.teacher_grid`);
+- ``language``: two agents' bit language (:mod:`integrations.language_grid`).
 """
 
 from __future__ import annotations
@@ -101,6 +102,11 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
         from integrations.teacher_grid import run_teacher_grid
 
         run_teacher_grid(data, seeds, root)
+        return
+    if name == "language":
+        from integrations.language_grid import run_language_grid
+
+        run_language_grid(data, seeds, root)
         return
     if name.startswith("eqprop"):
         from integrations.eqprop import train as ep_train
@@ -203,6 +209,9 @@ def write_tables(root: Path, docs: Path) -> Path:
     from integrations.teacher_grid import write_teacher_tables
 
     write_teacher_tables(root, docs)
+    from integrations.language_grid import write_language_tables
+
+    write_language_tables(root, docs)
     sweep = [r for r in runs if "/lns-sweep/" in r["config"]["out"]]
     if sweep:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)

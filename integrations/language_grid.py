@@ -1,0 +1,110 @@
+"""The grid behind docs/results/language.md: the thesis' Table 4.1 on our data.
+
+``lowbit experiment run language --data D --seeds S`` trains the four
+communication levels with 32-bit messages in float32 and, on digits, at the
+emulated precision ``EMULATED`` too, into ``ROOT/language/D/FORMAT/LEVEL/seedS``;
+``lowbit experiment tables`` writes ``language_table.md`` and
+``language_curves.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from integrations.language import LEVELS, LanguageConfig
+from integrations.run_files import read_metrics
+
+EMULATED = "fixed16.10"  # weights, activations and gradients in Fixed(16, 10)
+STEPS = {"digits": 3000, "fashion-mnist": 10_000}
+EVAL_EVERY = {"digits": 100, "fashion-mnist": 250}
+THESIS = {"none": "64.4", "receive": "65.7", "feedback": "69.4", "both": "71.4"}
+LABELS = {"none": "Baseline (no communication)", "receive": "Student receiving only",
+          "feedback": "Student feedback to teacher", "both": "Both ways, with feedback"}
+
+
+def language_grid(data: str, seeds: int, root: Path) -> list[LanguageConfig]:
+    formats = ["float"] + ([EMULATED] if data == "digits" else [])
+    out = []
+    for fmt in formats:
+        for seed in range(seeds):
+            for level in LEVELS:
+                out.append(LanguageConfig(level=level, format=fmt, data=data, seed=seed,
+                                          steps=STEPS.get(data, 10_000),
+                                          eval_every=EVAL_EVERY.get(data, 250),
+                                          out=str(root / "language" / data / fmt / level
+                                                  / f"seed{seed}")))
+    return out
+
+
+def run_language_grid(data: str, seeds: int, root: Path) -> None:
+    from integrations.language import train
+
+    for cfg in language_grid(data, seeds, root):
+        s = Path(cfg.out) / "summary.json"
+        if s.exists() and json.loads(s.read_text()).get("done"):
+            continue
+        train(cfg, progress=True)
+
+
+def _fmt(values, scale=100.0, digits=1) -> str:
+    v = np.array(list(values), dtype=float) * scale
+    if len(v) == 0:
+        return "-"
+    return f"{v[0]:.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def write_language_tables(root: Path, docs: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines, panels = [], []
+    for data in ("fashion-mnist", "digits"):
+        for fmt_dir in sorted((root / "language" / data).glob("*")):
+            runs: dict = {}
+            for s in sorted(fmt_dir.glob("*/seed*/summary.json")):
+                runs.setdefault(s.parent.parent.name, []).append(
+                    (json.loads(s.read_text()), read_metrics(s.parent)))
+            if not runs:
+                continue
+            n = len(next(iter(runs.values())))
+            lines += [f"### {data}, agents in {fmt_dir.name}", "",
+                      f"Linear probe on the student's feature layer; 32-bit messages; "
+                      f"n = {n} seed(s).", "",
+                      "| communication level | probe test acc. % (at best val.) | step at best | "
+                      "final probe test acc. % | final bit agreement % | thesis MNIST % |",
+                      "|---|---|---|---|---|---|"]
+            for level in LEVELS:
+                if level not in runs:
+                    continue
+                sel = runs[level]
+                lines.append(
+                    f"| {LABELS[level]} | {_fmt(s['test_acc'] for s, _ in sel)} | "
+                    f"{_fmt((s['step_at_best'] for s, _ in sel), 1, 0)} | "
+                    f"{_fmt(s['final_test_acc'] for s, _ in sel)} | "
+                    f"{_fmt(s['final_bit_agreement'] for s, _ in sel)} | {THESIS[level]} |")
+            lines.append("")
+            panels.append((f"{data}, {fmt_dir.name}", runs))
+    if not panels:
+        return
+    (docs / "language_table.md").write_text("\n".join(lines))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    for ax, (title, runs) in zip(axes[0], panels):
+        for level in LEVELS:
+            if level in runs:
+                ms = [m for _, m in runs[level]]
+                k = min(len(m) for m in ms)
+                steps = [ms[0][i]["step"] for i in range(k)]
+                mean = np.mean([[m[i]["val_acc"] * 100 for i in range(k)] for m in ms], 0)
+                ax.plot(steps, mean, lw=1.2, label=LABELS[level])
+        ax.set_xlabel("training steps")
+        ax.set_ylabel("probe validation accuracy % (mean of seeds)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(docs / "language_curves.png", dpi=110)
+    plt.close(fig)

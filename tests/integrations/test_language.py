@@ -1,0 +1,108 @@
+"""Two agents' bit language: masks, Gumbel-softmax bits, the MI discriminator,
+the communication levels' gradient paths, and learning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from integrations.language import (Agent, LanguageConfig, communication_loss, gumbel_bits,
+                                   mask, mi_loss, observe, train)
+
+
+def test_masks_invert_the_chosen_pixels():
+    m = mask(10_000, 0.2, seed=3)
+    assert abs(m.mean() - 0.2) < 5 * np.sqrt(0.2 * 0.8 / 10_000)
+    assert not np.array_equal(m, mask(10_000, 0.2, seed=4))
+    x = np.random.default_rng(0).random((5, 10_000)).astype(np.float32)
+    o = observe(x, m)
+    assert np.allclose(o[:, m == 1], 1 - x[:, m == 1]) and np.array_equal(o[:, m == 0], x[:, m == 0])
+    assert np.allclose(observe(o, m), x, atol=1e-6)  # an involution: no information is lost
+
+
+def test_gumbel_bits_harden_as_the_temperature_falls():
+    torch.manual_seed(0)
+    logits = torch.randn(2000, 32, 2)
+    hot = torch.stack([gumbel_bits(logits, 10.0) for _ in range(3)])
+    cold = torch.stack([gumbel_bits(logits, 0.01) for _ in range(3)])
+    closeness = lambda b: torch.minimum(b, 1 - b)  # noqa: E731 - distance to {0, 1}
+    assert closeness(cold).mean() < 0.01 and closeness(hot).mean() > 0.3
+    hard = gumbel_bits(logits, 1.0, hard=True)
+    assert torch.equal(hard, logits.argmax(-1).float())
+
+
+def test_gradients_flow_through_the_soft_bits():
+    logits = torch.randn(8, 4, 2, requires_grad=True)
+    (gumbel_bits(logits, 0.7) * torch.arange(4.0)).sum().backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def _train_disc(bits_fn, steps=400):
+    torch.manual_seed(0)
+    disc = nn.Sequential(nn.Linear(8 + 4, 64), nn.ReLU(), nn.Linear(64, 1))
+    opt = torch.optim.Adam(disc.parameters(), lr=3e-3)
+    for _ in range(steps):
+        o = torch.randn(128, 8)
+        loss, _ = mi_loss(disc, o, bits_fn(o))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    o = torch.randn(4096, 8)
+    with torch.no_grad():
+        return mi_loss(disc, o, bits_fn(o))[1]
+
+
+def test_the_discriminator_separates_joint_from_shuffled_pairs():
+    dependent = _train_disc(lambda o: (o[:, :4] > 0).float())
+    independent = _train_disc(lambda o: (torch.rand(len(o), 4) > 0.5).float())
+    assert dependent > 0.9 and independent < 0.6
+
+
+def _agents():
+    torch.manual_seed(1)
+    agents = [Agent(16, 8, 4) for _ in range(2)]
+    o = torch.rand(6, 16)
+    outs = [a(o) for a in agents]
+    bits = [gumbel_bits(lg, 1.0) for _, lg in outs]
+    return agents, outs, bits
+
+
+@pytest.mark.parametrize("level,into_a,into_b", [
+    ("none", False, False), ("receive", False, True), ("feedback", True, True),
+    ("both", True, True)])
+def test_communication_levels_route_gradients(level, into_a, into_b):
+    agents, outs, bits = _agents()
+    loss = communication_loss(level, outs[0][1], outs[1][1], bits[0], bits[1])
+    if level == "none":
+        assert float(loss) == 0.0
+        return
+    loss.backward()
+    grad = [a.heads.weight.grad for a in agents]
+    assert (grad[0] is not None and grad[0].abs().sum() > 0) == into_a
+    assert (grad[1] is not None and grad[1].abs().sum() > 0) == into_b
+
+
+def test_agents_learn_above_chance(tmp_path):
+    s = train(LanguageConfig(level="both", steps=150, eval_every=50, out=str(tmp_path)),
+              progress=False)
+    assert s["test_acc"] > 0.3  # chance is 0.1
+    assert 0.0 <= s["final_bit_agreement"] <= 1.0 and (tmp_path / "curve.png").exists()
+
+
+def test_bad_configs_are_refused():
+    for kw in ({"level": "shout"}, {"noise": 1.5}, {"tau_min": 0.0}, {"tau_decay": 1.5},
+               {"length": 0}):
+        with pytest.raises(ValueError):
+            LanguageConfig(**kw).check()
+    cfg = LanguageConfig(tau_start=1.0, tau_decay=0.5, tau_every=10, tau_min=0.3)
+    assert [cfg.tau(s) for s in (0, 9, 10, 20, 30, 1000)] == [1.0, 1.0, 0.5, 0.3, 0.3, 0.3]
+
+
+def test_cli_runs_two_agents(tmp_path, capsys):
+    from integrations.cli import main
+
+    assert main(["train", "language", "--level", "feedback", "--steps", "40", "--eval-every",
+                 "20", "--length", "8", "--out", str(tmp_path), "--quiet"]) == 0
+    assert "bits agreeing" in capsys.readouterr().out
