@@ -1,6 +1,7 @@
 # lowbit: the two commands a new user needs are `make demo` and `make test`.
 # Both create .venv and install what they need (torch pinned to the CPU wheel).
 
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= results
 SANITIZER_DIR := build/asan
 
-.PHONY: install test demo sanitize bench clean
+.PHONY: install test demo sanitize bench experiments clean
 
 $(STAMP): pyproject.toml setup.py constraints.txt $(wildcard csrc/*.c csrc/*.h) emulators/_c/build.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +38,21 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet xlns || true
 	$(BIN)/python benchmarks/bench_fixed.py --out docs/performance/fixed.md
 	$(BIN)/python benchmarks/bench_lns.py --out docs/performance/lns.md
+	$(BIN)/python benchmarks/bench_torch.py --out docs/performance/torch.md
+	$(BIN)/python benchmarks/bench_training.py --out docs/performance/training.md
+
+# Every result grid of docs/results (hours on 2 cores; resumable: rerun to
+# continue), then the tables. Fashion-MNIST: apt-get install dataset-fashion-mnist.
+GRIDS := lns-sweep:digits:3:30 lns:digits:3:30 qnn:digits:3:30 eqprop:digits:3:10 \
+	qnn:fashion-mnist:3:10 lns:fashion-mnist:3:6 eqprop:fashion-mnist:3:5 \
+	eqprop-sweep:digits:3:10 lns-sweep:fashion-mnist:1:4 eqprop-sweep:fashion-mnist:1:3 \
+	nodes:fashion-mnist:1:0 teacher:digits:3:0 teacher:fashion-mnist:3:0 \
+	language:digits:3:0 language:fashion-mnist:3:0
+experiments: $(STAMP)
+	for g in $(GRIDS); do IFS=: read grid data seeds epochs <<< "$$g"; \
+	  OMP_NUM_THREADS=1 $(BIN)/lowbit experiment run $$grid --data $$data --seeds $$seeds \
+	    --epochs $$epochs || exit 1; done
+	$(BIN)/lowbit experiment tables --docs docs/results
 
 clean:
 	rm -rf build $(VENV) emulators/_c/_lowbit_c*.so emulators/_c/_lowbit_c.c
