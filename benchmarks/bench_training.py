@@ -151,10 +151,10 @@ def main() -> None:
     only = args.only.split(",")
     if "qnn" in only:
         rows = qnn_rows(ds, QNN_RECIPES, "float", args.steps)
-        parts.append(table("lowbit train qnn recipes (MLP, batch 100)", rows, "600 steps"))
+        parts.append(table("lowbit train qnn recipes (MLP 784-1024-1024-10, batch 100)", rows, "600 steps"))
     if "lns" in only:
         rows = qnn_rows(ds, LNS_RECIPES, "lns-float", args.steps)
-        parts.append(table("the LNS table's recipes (MLP, batch 100, LNS(5, 10))", rows,
+        parts.append(table("the LNS table's recipes (MLP 784-256-256-10, batch 100, LNS(5, 10))", rows,
                            "600 steps"))
     if "eqprop" in only:
         parts.append(table("equilibrium propagation, 784-500-10, batch 20",
