@@ -21,27 +21,19 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import fmt_time  # noqa: E402
+from common import fmt_time, measure  # noqa: E402
 
 N_TRAIN = 60_000
 
 
 def best_step(step, n: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return measure(step, repeat=n, warmup=warmup)
 
 
 def qnn_rows(ds, recipes, baseline: str, steps: int) -> list[tuple]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from integrations.language import LEVELS, LanguageConfig
-from integrations.run_files import read_metrics
+from integrations.run_files import mean_std, read_metrics
 
 EMULATED = "fixed16.10"  # weights, activations and gradients in Fixed(16, 10)
 EMULATED_SEEDS = 1  # the emulated runs take ~10x the float ones
@@ -50,13 +50,6 @@ def run_language_grid(data: str, seeds: int, root: Path) -> None:
         train(cfg, progress=True)
 
 
-def _fmt(values, scale=100.0, digits=1) -> str:
-    v = np.array(list(values), dtype=float) * scale
-    if len(v) == 0:
-        return "-"
-    return f"{v[0]:.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
-
-
 def write_language_tables(root: Path, docs: Path) -> None:
     import matplotlib
 
@@ -84,10 +77,10 @@ def write_language_tables(root: Path, docs: Path) -> None:
                     continue
                 sel = runs[level]
                 lines.append(
-                    f"| {LABELS[level]} | {_fmt(s['test_acc'] for s, _ in sel)} | "
-                    f"{_fmt((s['step_at_best'] for s, _ in sel), 1, 0)} | "
-                    f"{_fmt(s['final_test_acc'] for s, _ in sel)} | "
-                    f"{_fmt(s['final_bit_agreement'] for s, _ in sel)} | {THESIS[level]} |")
+                    f"| {LABELS[level]} | {mean_std((s['test_acc'] for s, _ in sel), 100)} | "
+                    f"{mean_std((s['step_at_best'] for s, _ in sel), 1, 0)} | "
+                    f"{mean_std((s['final_test_acc'] for s, _ in sel), 100)} | "
+                    f"{mean_std((s['final_bit_agreement'] for s, _ in sel), 100)} | {THESIS[level]} |")
             lines.append("")
             panels.append((f"{data}, {fmt_dir.name}", runs))
     if not panels:

@@ -11,6 +11,8 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+
 
 def write_run(out: Path, metrics: list[dict], summary: dict, x: str, curves: dict[str, str],
               title: str, xlabel: str, ylabel: str = "accuracy") -> None:
@@ -43,3 +45,14 @@ def read_metrics(out: Path) -> list[dict]:
     """metrics.csv back as dicts of floats."""
     with open(Path(out) / "metrics.csv") as fh:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def mean_std(values, scale: float = 1.0, digits: int = 1) -> str:
+    """"m ± s" (sample std) of the values that are not None, times ``scale``;
+    the bare value for one, "-" for none."""
+    v = np.array([x for x in values if x is not None], dtype=float) * scale
+    if len(v) == 0:
+        return "-"
+    if len(v) == 1:
+        return f"{v[0]:,.{digits}f}"
+    return f"{v.mean():,.{digits}f} ± {v.std(ddof=1):,.{digits}f}"

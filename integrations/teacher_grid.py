@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from integrations.run_files import read_metrics
+from integrations.run_files import mean_std, read_metrics
 from integrations.teacher import TeacherConfig
 
 # name: (select, stack, targets)
@@ -73,15 +73,6 @@ def reach(metrics: list[dict], level: float) -> int | None:
     return None
 
 
-def _fmt(values, scale=1.0, digits=1) -> str:
-    v = np.array([x for x in values if x is not None], dtype=float) * scale
-    if len(v) == 0:
-        return "-"
-    if len(v) == 1:
-        return f"{v[0]:,.{digits}f}"
-    return f"{v.mean():,.{digits}f} ± {v.std(ddof=1):,.{digits}f}"
-
-
 def write_teacher_tables(root: Path, docs: Path) -> None:
     import matplotlib
 
@@ -102,7 +93,7 @@ def write_teacher_tables(root: Path, docs: Path) -> None:
         teachers = [json.loads(p.read_text())["test_acc"]
                     for p in (root / "teacher-models").glob(f"{data}-seed*/teacher.json")]
         lines += [f"### {data}", "",
-                  f"Teacher test accuracy: {_fmt(teachers, 100, 2)} %. Student 32-32, "
+                  f"Teacher test accuracy: {mean_std(teachers, 100, 2)} %. Student 32-32, "
                   f"Adam, batch 32; n = {len(runs['baseline'])} seed(s). 'to reach' = "
                   f"backward passes until the validation accuracy first reaches "
                   f"{level * 100:.2f} % (the baseline's best minus 0.5 points).", "",
@@ -119,9 +110,9 @@ def write_teacher_tables(root: Path, docs: Path) -> None:
                 fw.append(None if b is None else int(next(r["student_forward"] for r in m
                                                            if r["backward"] == b)))
             th = " / ".join(THESIS[name])
-            lines.append(f"| {LABELS[name]} | {_fmt([s['test_acc'] for s, _ in sel], 100, 2)} | "
-                         f"{_fmt([s['backward_at_best'] for s, _ in sel], 1, 0)} | "
-                         f"{_fmt(to, 1, 0)} | {_fmt(fw, 1, 0)} | {th} |")
+            lines.append(f"| {LABELS[name]} | {mean_std([s['test_acc'] for s, _ in sel], 100, 2)} | "
+                         f"{mean_std([s['backward_at_best'] for s, _ in sel], 1, 0)} | "
+                         f"{mean_std(to, 1, 0)} | {mean_std(fw, 1, 0)} | {th} |")
         lines.append("")
         panels.append((data, runs))
     if not panels:

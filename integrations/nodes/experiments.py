@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from integrations.nodes.node import NodeConfig
-from integrations.run_files import read_metrics
+from integrations.run_files import mean_std, read_metrics
 
 ROUNDS = 5000
 EVAL_EVERY = 100
@@ -93,13 +93,6 @@ def _runs(root: Path, data: str) -> dict[str, list[tuple[dict, list[dict]]]]:
     return out
 
 
-def _mean(values) -> str:
-    v = np.array([x for x in values if x is not None], dtype=float) * 100
-    if len(v) == 0:
-        return "-"
-    return f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
-
-
 def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist") -> None:
     """Write the nodes tables and the accuracy-vs-bytes plot (if any run exists)."""
     import matplotlib
@@ -118,9 +111,9 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist") -> N
             continue
         sel = runs[name]
         steps = min(s["rounds_done"] for s, _ in sel)
-        coll = "N.A." if RUNS[name][0] == 1 else _mean(s["coll_acc"] for s, _ in sel)
+        coll = "N.A." if RUNS[name][0] == 1 else mean_std((s["coll_acc"] for s, _ in sel), 100)
         th = " / ".join(THESIS.get(name, ("", ""))) if name in THESIS else ""
-        lines.append(f"| {LABELS[name]} | {steps} | {_mean(s['avg_acc'] for s, _ in sel)} | "
+        lines.append(f"| {LABELS[name]} | {steps} | {mean_std((s['avg_acc'] for s, _ in sel), 100)} | "
                      f"{coll} | {len(sel)} | {th} |")
     (docs / "nodes_table.md").write_text("\n".join(lines) + "\n")
 
@@ -154,7 +147,7 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist") -> N
         lines.append(f"| {LABELS[name]} | {s['bytes_payload'] / 1e6:.2f} | "
                      f"{s['bytes_images'] / 1e6:.2f} | "
                      f"{(s['bytes_payload'] + s['bytes_images']) / 1e6:.2f} | "
-                     f"{_mean(x['coll_acc'] for x, _ in runs[name])} |")
+                     f"{mean_std((x['coll_acc'] for x, _ in runs[name]), 100)} |")
     ax.set_xscale("log")
     ax.set_xlabel("bytes sent by all nodes (MB, payload + images; log scale)")
     ax.set_ylabel("collective-decision test accuracy %")
