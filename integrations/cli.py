@@ -308,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a grid of training runs (resumable) or write the tables.")
     p.add_argument("action", choices=("run", "tables"))
     p.add_argument("grid", nargs="?", default="qnn",
-                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "nodes", "teacher", "language"))
+                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "nodes",
+                            "nodes-cnn", "teacher", "language"))
     p.add_argument("--data", default="digits")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)

@@ -93,10 +93,10 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
              rounds: int = 5000) -> None:
     """Train every unfinished run of grid ``name`` (``rounds``: the nodes grid's
     steps per node; ``epochs``: the others')."""
-    if name == "nodes":
+    if name in ("nodes", "nodes-cnn"):
         from integrations.nodes.experiments import run_nodes_grid
 
-        run_nodes_grid(data, seeds, root, rounds)
+        run_nodes_grid(data, seeds, root, rounds, "cnn" if name == "nodes-cnn" else "mlp")
         return
     if name == "teacher":
         from integrations.teacher_grid import run_teacher_grid
@@ -127,7 +127,7 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
 def collect(root: Path) -> list[dict]:
     """The summaries of the qnn/lns/eqprop grids (the nodes grid has its own tables)."""
     return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))
-            if p.relative_to(root).parts[0] not in ("nodes", "teacher", "language")]
+            if p.relative_to(root).parts[0] not in ("nodes", "nodes-cnn", "teacher", "language")]
 
 
 def _stats(runs: list[dict]) -> tuple[float, float, int]:
@@ -206,6 +206,7 @@ def write_tables(root: Path, docs: Path) -> Path:
 
     for data in ("fashion-mnist", "digits"):
         write_nodes_tables(root, docs, data)
+        write_nodes_tables(root, docs, data, "cnn")
     from integrations.teacher_grid import write_teacher_tables
 
     write_teacher_tables(root, docs)

@@ -55,22 +55,31 @@ LABELS = {
     "10-qsgd-2bit": "10 nodes – QSGD (2-bit, s = 1)",
 }
 THRESHOLDS = (0.80, 0.85, 0.88)
+CNN_RUNS = ("1-all-data", "10-none", "10-logits", "10-labels", "10-features", "20-labels")
 
 
-def nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS) -> list[NodeConfig]:
+def nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
+               model: str = "mlp") -> list[NodeConfig]:
+    """The MLP grid (``RUNS``), or with ``model="cnn"`` the Table 2.2 rows with the
+    thesis' kind of network, under ``ROOT/nodes-cnn``."""
     out = []
+    names = RUNS if model == "mlp" else CNN_RUNS
+    folder = "nodes" if model == "mlp" else "nodes-cnn"
     for seed in range(seeds):
-        for name, (n, share, extra) in RUNS.items():
+        for name in names:
+            n, share, extra = RUNS[name]
             out.append(NodeConfig(nodes=n, neighbours=n - 1, share=share, rounds=rounds,
-                                  eval_every=EVAL_EVERY, data=data, seed=seed,
-                                  out=str(root / "nodes" / data / name / f"seed{seed}"), **extra))
+                                  eval_every=EVAL_EVERY if model == "mlp" else 2 * EVAL_EVERY,
+                                  data=data, seed=seed, model=model,
+                                  out=str(root / folder / data / name / f"seed{seed}"), **extra))
     return out
 
 
-def run_nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS) -> None:
+def run_nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
+                   model: str = "mlp") -> None:
     from integrations.nodes.train import train
 
-    for cfg in nodes_grid(data, seeds, root, rounds):
+    for cfg in nodes_grid(data, seeds, root, rounds, model):
         s = Path(cfg.out) / "summary.json"
         if s.exists() and json.loads(s.read_text()).get("done"):
             continue
@@ -85,25 +94,30 @@ def steps_to(rows: list[dict], threshold: float, key: str = "coll_acc") -> int |
     return None
 
 
-def _runs(root: Path, data: str) -> dict[str, list[tuple[dict, list[dict]]]]:
+def _runs(root: Path, data: str, folder: str) -> dict[str, list[tuple[dict, list[dict]]]]:
     out: dict = {}
-    for s in sorted((root / "nodes" / data).glob("*/seed*/summary.json")):
+    for s in sorted((root / folder / data).glob("*/seed*/summary.json")):
         summ = json.loads(s.read_text())
         out.setdefault(s.parent.parent.name, []).append((summ, read_metrics(s.parent)))
     return out
 
 
-def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist") -> None:
-    """Write the nodes tables and the accuracy-vs-bytes plot (if any run exists)."""
+def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist",
+                       model: str = "mlp") -> None:
+    """Write the nodes tables and the accuracy-vs-bytes plot (if any run exists);
+    files are suffixed ``_cnn`` for the CNN grid."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = _runs(root, data)
+    folder, sfx = ("nodes", "") if model == "mlp" else ("nodes-cnn", "_cnn")
+    runs = _runs(root, data, folder)
     if not runs:
         return
-    lines = [f"Data: {data}; MLP nodes, Adam 1e-3, batch 32; n = number of seeds.", "",
+    net = "MLP nodes (784-256-256-10)" if model == "mlp" else \
+        "CNN nodes (strided 3x3 convolutions 32-64, 256 features)"
+    lines = [f"Data: {data}; {net}, Adam 1e-3, batch 32; n = number of seeds.", "",
              "| configuration | steps per node | avg acc. % | coll. decision % | n | "
              "thesis CIFAR-10 avg / coll. % |", "|---|---|---|---|---|---|"]
     for name in RUNS:
@@ -115,11 +129,12 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist") -> N
         th = " / ".join(THESIS.get(name, ("", ""))) if name in THESIS else ""
         lines.append(f"| {LABELS[name]} | {steps} | {mean_std((s['avg_acc'] for s, _ in sel), 100)} | "
                      f"{coll} | {len(sel)} | {th} |")
-    (docs / "nodes_table.md").write_text("\n".join(lines) + "\n")
+    (docs / f"nodes_table{sfx}.md").write_text("\n".join(lines) + "\n")
 
     head = " | ".join(f"{t:.0%} (avg) | {t:.0%} (coll.)" for t in THRESHOLDS)
     lines = [f"Steps per node until the accuracy first reaches the threshold ({data}, "
-             f"evaluated every {EVAL_EVERY} steps; mean over seeds that reached it; "
+             f"evaluated every {int(runs[next(iter(runs))][0][1][0]['round'])} steps; "
+             "mean over seeds that reached it; "
              "'-' = not reached).", "", f"| configuration | {head} |",
              "|---|" + "---|" * (2 * len(THRESHOLDS))]
     for name in RUNS:
@@ -132,8 +147,10 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist") -> N
                 st = [s for s in st if s is not None]
                 cells.append(f"{np.mean(st):.0f}" if st else "-")
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
-    (docs / "nodes_speedup.md").write_text("\n".join(lines) + "\n")
+    (docs / f"nodes_speedup{sfx}.md").write_text("\n".join(lines) + "\n")
 
+    if model != "mlp":
+        return
     fig, ax = plt.subplots(figsize=(7, 4.2))
     lines = ["| configuration | payload MB | image MB | total MB | coll. decision % |",
              "|---|---|---|---|---|"]
