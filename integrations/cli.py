@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.run(args)
     if args.command not in ("demo", "train", "experiment"):
         print(path.read_text())
-    print(f"results written to {Path(path if args.command == 'demo' else path.parent).resolve()}")
+    print(f"results written to {Path(path if args.command in ('demo', 'experiment') else path.parent).resolve()}")
     return 0
 
 

@@ -328,8 +328,8 @@ def evaluate(net: EPNet, ds_x: np.ndarray, ds_y: np.ndarray, batch: int = 500) -
 def train(cfg: EPConfig, progress: bool = True, max_epochs: int | None = None) -> dict:
     """Train EP (resuming from ``cfg.out``/checkpoint.pkl); returns the summary.
 
-    ``cfg.format == "bp"`` trains the same architecture (clip(0, 1) units, squared
-    error) with backpropagation in float32 instead: the baseline of the EP table.
+    ``cfg.format == "bp"`` trains the same architecture (clip(0, 1) hidden units, linear
+    output, squared error) with backpropagation in float32 instead: the baseline of the EP table.
     """
     import pickle
 
@@ -475,7 +475,12 @@ def cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 def _train_backprop(cfg: EPConfig, ds: Dataset, out: Path, progress: bool,
                     max_epochs: int | None) -> dict:
-    """The same layered network trained by backprop (float32, clip units, squared error)."""
+    """The same layered network trained by backprop (float32, squared error).
+
+    Hidden units are clip(0, 1) like EP's; the output layer is linear. A clipped output
+    has zero gradient when it saturates on the wrong side, which stalls backprop (46%
+    test accuracy on digits after 10 epochs, measured) while EP's nudge still moves it;
+    argmax predictions are unchanged by a monotone clip."""
     import torch
 
     torch.manual_seed(cfg.seed)
@@ -490,8 +495,10 @@ def _train_backprop(cfg: EPConfig, ds: Dataset, out: Path, progress: bool,
 
     def forward(x):
         h = x
-        for w, bb in zip(W, b):
-            h = (h @ w + bb).clamp(0.0, 1.0)
+        for i, (w, bb) in enumerate(zip(W, b)):
+            h = h @ w + bb
+            if i < len(W) - 1:
+                h = h.clamp(0.0, 1.0)
         return h
 
     ckpt = out / "checkpoint.pt"

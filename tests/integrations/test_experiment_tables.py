@@ -1,0 +1,50 @@
+"""`lowbit experiment tables` on a hand-made results tree: summaries of several grids
+side by side, means and sample standard deviations computed by hand."""
+import json
+from pathlib import Path
+
+from integrations.experiments import write_tables
+
+
+def _put(root: Path, rel: str, config: dict, **fields) -> None:
+    d = root / rel
+    d.mkdir(parents=True)
+    summary = {"config": {**config, "out": str(d)}, "epochs_done": 3, "seconds": 6.0,
+               "seconds_per_epoch": 2.0, **fields}
+    (d / "summary.json").write_text(json.dumps(summary))
+
+
+def test_tables_from_mixed_grids(tmp_path):
+    root, docs = tmp_path / "experiments", tmp_path / "docs"
+    for seed, acc in enumerate((0.90, 0.92)):
+        _put(root, f"qnn/digits/float/seed{seed}",
+             {"recipe": "float", "data": "digits", "hidden": [8]}, test_acc=acc)
+        _put(root, f"eqprop/digits/fixed8.6/seed{seed}",
+             {"format": "fixed8.6", "data": "digits", "update": None}, test_acc=acc - 0.5)
+    _put(root, "qnn/digits/binarynet/seed0",
+         {"recipe": "binarynet", "data": "digits", "hidden": [8]}, test_acc=0.5)
+    for rec, acc in (("lns-float", 0.8), ("lns-kahan", 0.7)):
+        _put(root, f"lns/digits/lns5.10/{rec}/seed0",
+             {"recipe": rec, "data": "digits", "hidden": [8], "lns": "lns5.10"}, test_acc=acc)
+    _put(root, "lns-sweep/digits/lns-kahan-f4/seed0",
+         {"recipe": "lns-kahan", "data": "digits", "hidden": [8], "lns": "lns5.4"}, test_acc=0.25)
+    _put(root, "eqprop-sweep/digits/fixed6-kahan/seed0",
+         {"format": "fixed6.4", "data": "digits", "update": "kahan"}, test_acc=0.125)
+
+    write_tables(root, docs)
+
+    qnn = (docs / "qnn_table.md").read_text()
+    # mean 91, sample std of (90, 92) = sqrt(2) = 1.41
+    assert "| float32 | 91.00 ± 1.41 (n=2) | 9.00 | 3 |" in qnn
+    assert "| BinaryNet (binary weights and activations) | 50.00 ± 0.00 (n=1) |" in qnn
+    assert "41.00" not in qnn and "80.00" not in qnn  # no EP or LNS row leaks in
+    lns = (docs / "lns_table.md").read_text()
+    assert "| normal DNN (float32) | 80.00 ± 0.00 (n=1) | 20.00 |" in lns
+    assert lns.rstrip().endswith("2.29 |")  # the talk's Kahan row, last
+    assert "| digits | 4 | - | 25.00 ± 0.00 (n=1) |" in (docs / "lns_sweep_table.md").read_text()
+    ep = (docs / "eqprop_table.md").read_text()
+    assert "| EP, Fixed(8, 6) states and weights | 41.00 ± 1.41 (n=2) | 59.00 | 3 |" in ep
+    assert "| digits | 6 | - | - | 12.50 ± 0.00 (n=1) |" in (
+        docs / "eqprop_sweep_table.md").read_text()
+    for png in ("lns_frac_bits_sweep.png", "eqprop_bits_sweep.png"):
+        assert (docs / png).stat().st_size > 1000
