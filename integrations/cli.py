@@ -130,7 +130,8 @@ def _train_language(args) -> Path:
                          noise=args.noise, hidden=args.hidden, tau_start=args.tau_start,
                          tau_decay=args.tau_decay, tau_every=args.tau_every,
                          tau_min=args.tau_min, batch=args.batch, lr=args.lr, steps=args.steps,
-                         eval_every=args.eval_every, format=args.format, data=args.data,
+                         eval_every=args.eval_every, format=args.format,
+                         loss_scale=args.loss_scale, data=args.data,
                          data_dir=args.data_dir, seed=args.seed, out=str(args.out))
     s = train(cfg, progress=not args.quiet)
     print(f"probe on the student's features: best validation {s['best_val_acc']:.4f} at step "
@@ -297,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10_000)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--format", default="float", help="the agents' emulation spec")
+    p.add_argument("--loss-scale", type=float, default=1.0,
+                   help="static loss scale (emulated gradients; gradients are divided by it "
+                        "before the optimizer step)")
     p.add_argument("--data", default="digits")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -308,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a grid of training runs (resumable) or write the tables.")
     p.add_argument("action", choices=("run", "tables"))
     p.add_argument("grid", nargs="?", default="qnn",
-                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "nodes",
-                            "nodes-cnn", "teacher", "language"))
+                   choices=("qnn", "lns", "lns-sweep", "eqprop", "eqprop-sweep", "eqprop-check",
+                            "nodes", "nodes-cnn", "teacher", "language"))
     p.add_argument("--data", default="digits")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)

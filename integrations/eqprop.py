@@ -26,8 +26,9 @@ Arithmetic: ``float`` (numpy float64) or an :class:`EmulationSpec` whose roles
 mean here: ``weight`` the stored weights and biases, ``activation`` the states
 (and the input and targets), ``output`` the drives (default: Fixed(32, frac of
 the states), or the state format for LNS), ``accumulator`` every matmul's,
-``grad_weight`` the weight updates before they are applied (default:
-:func:`integrations.updates.update_format`), ``kahan`` Kahan-compensated
+``grad_weight`` the weight updates before they are applied (when absent or equal to
+the weight format: :func:`integrations.updates.update_format`, the weight format
+with guard bits), ``kahan`` Kahan-compensated
 matmuls. Weight updates are applied with :class:`integrations.updates.MasterWeights`
 (``update`` = plain, stochastic or kahan). Every rounding draws a fresh seed from
 a counter saved in the checkpoint, so runs are bit-exact and resumable.
@@ -106,7 +107,13 @@ class EmuArith:
         self.S = spec.activation
         self.W = spec.weight
         self.D = spec.output or (Fixed(32, self.S.frac) if isinstance(self.S, Fixed) else self.S)
-        self.G = spec.grad_weight or update_format(self.W)
+        # The update keeps guard bits below the weight format's ulp (unless the spec names
+        # another format), so that it is rounded once, when applied: plain, stochastic or
+        # Kahan. A spec like "fixed12.10" sets every role, grad_weight included; read as
+        # the update format it would round the update to the weight grid beforehand and
+        # leave stochastic rounding and Kahan's register nothing to work on.
+        gw = spec.grad_weight
+        self.G = update_format(self.W) if gw is None or gw == self.W else gw
         self.update_mode = update
         self.seed = seed
         self.backend = backend

@@ -108,6 +108,11 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
 
         run_language_grid(data, seeds, root)
         return
+    if name == "eqprop-check":
+        from integrations.eqprop_check import run_check
+
+        run_check(data, seeds, root)
+        return
     if name.startswith("eqprop"):
         from integrations.eqprop import train as ep_train
 
@@ -127,7 +132,8 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
 def collect(root: Path) -> list[dict]:
     """The summaries of the qnn/lns/eqprop grids (the nodes grid has its own tables)."""
     return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))
-            if p.relative_to(root).parts[0] not in ("nodes", "nodes-cnn", "teacher", "language")]
+            if p.relative_to(root).parts[0] not in ("nodes", "nodes-cnn", "teacher", "language",
+                                                    "eqprop-check")]
 
 
 def _stats(runs: list[dict]) -> tuple[float, float, int]:
@@ -202,6 +208,9 @@ def write_tables(root: Path, docs: Path) -> Path:
     (docs / "lns_table.md").write_text("\n".join(lines))
 
     _ep_tables(runs, docs, plt)
+    from integrations.eqprop_check import write_check_table
+
+    write_check_table(root, docs)
     from integrations.nodes.experiments import write_nodes_tables
 
     for data in ("fashion-mnist", "digits"):

@@ -2,7 +2,8 @@
 
 ``lowbit experiment run language --data D --seeds S`` trains the four
 communication levels with 32-bit messages in float32 and, on digits, at the
-emulated precision ``EMULATED`` too (``EMULATED_SEEDS`` seeds), into ``ROOT/language/D/FORMAT/LEVEL/seedS``;
+emulated precision ``EMULATED`` too, without and with loss scaling
+(``EMULATED_SEEDS`` seeds), into ``ROOT/language/D/VARIANT/LEVEL/seedS``;
 ``lowbit experiment tables`` writes ``language_table.md`` and
 ``language_curves.png``.
 """
@@ -17,8 +18,11 @@ import numpy as np
 from integrations.language import LEVELS, LanguageConfig
 from integrations.run_files import mean_std, read_metrics
 
-EMULATED = "fixed16.10"  # weights, activations and gradients in Fixed(16, 10)
-EMULATED_SEEDS = 1  # the emulated runs take ~10x the float ones
+# Weights, activations and gradients in Fixed(16, 10), without and with static loss
+# scaling (without it, the communication loss's gradients round to zero).
+EMULATED = "fixed16.10"
+LOSS_SCALES = (1.0, 256.0)
+EMULATED_SEEDS = 3
 STEPS = {"digits": 3000, "fashion-mnist": 10_000}
 EVAL_EVERY = {"digits": 100, "fashion-mnist": 250}
 THESIS = {"none": "64.4", "receive": "65.7", "feedback": "69.4", "both": "71.4"}
@@ -27,15 +31,17 @@ LABELS = {"none": "Baseline (no communication)", "receive": "Student receiving o
 
 
 def language_grid(data: str, seeds: int, root: Path) -> list[LanguageConfig]:
-    formats = ["float"] + ([EMULATED] if data == "digits" else [])
+    variants = [("float", 1.0)] + ([(EMULATED, ls) for ls in LOSS_SCALES]
+                                   if data == "digits" else [])
     out = []
-    for fmt in formats:
+    for fmt, ls in variants:
+        name = fmt if ls == 1.0 else f"{fmt}-loss-scale{ls:g}"
         for seed in range(seeds if fmt == "float" else min(seeds, EMULATED_SEEDS)):
             for level in LEVELS:
-                out.append(LanguageConfig(level=level, format=fmt, data=data, seed=seed,
-                                          steps=STEPS.get(data, 10_000),
+                out.append(LanguageConfig(level=level, format=fmt, loss_scale=ls, data=data,
+                                          seed=seed, steps=STEPS.get(data, 10_000),
                                           eval_every=EVAL_EVERY.get(data, 250),
-                                          out=str(root / "language" / data / fmt / level
+                                          out=str(root / "language" / data / name / level
                                                   / f"seed{seed}")))
     return out
 

@@ -7,6 +7,7 @@ import pytest
 
 from integrations.data import load_digits
 from integrations.eqprop import (EmuArith, EPConfig, EPNet, FloatArith, bptt_gradient, cosine,
+                                 make_arith,
                                  ep_estimate, train)
 from integrations.torch.spec import EmulationSpec
 
@@ -94,3 +95,23 @@ def test_backprop_baseline_and_persistent_particles(tmp_path):
     bp = train(_tiny("bp", tmp_path / "bp", lrs=(0.5, 0.25)), progress=False)
     pers = train(_tiny("float", tmp_path / "pers", persistent=True), progress=False)
     assert bp["test_acc"] > 0.5 and pers["test_acc"] > 0.5, (bp, pers)
+
+
+def test_sub_ulp_updates_need_stochastic_rounding_or_kahan(batch):
+    """Every update below half an ulp of Fixed(8, 6): plain rounding never moves a
+    weight; stochastic rounding and Kahan's compensation do (the update keeps guard
+    bits until it is applied, even when the spec sets every role to one format)."""
+    x, t = batch
+    moved = {}
+    for upd in (None, "stochastic", "kahan"):
+        cfg = EPConfig(arch=(64, 40, 10), format="fixed8.6", update=upd, lrs=(0.05, 0.025),
+                       seed=5)
+        A = make_arith(cfg)
+        net = EPNet(cfg, A)
+        w0 = net.W[0].codes.copy()
+        xs, ts = A.state(x[:20]), A.state(t[:20])
+        for _ in range(30):  # each |update| < 1.7e-3 < ulp / 2 = 7.8e-3
+            net.step(xs, ts)
+        moved[upd] = int((net.W[0].codes != w0).sum())
+    assert moved[None] == 0
+    assert moved["stochastic"] > 0 and moved["kahan"] > 0, moved

@@ -48,3 +48,22 @@ def test_tables_from_mixed_grids(tmp_path):
         docs / "eqprop_sweep_table.md").read_text()
     for png in ("lns_frac_bits_sweep.png", "eqprop_bits_sweep.png"):
         assert (docs / png).stat().st_size > 1000
+
+
+def test_eqprop_check_table(tmp_path):
+    from integrations.eqprop_check import write_check_table
+
+    root, docs = tmp_path / "experiments", tmp_path / "docs"
+    (root / "eqprop-check" / "digits").mkdir(parents=True)
+    cos = {"float/seed0": {"one-sided": [0.5, 0.9], "symmetric": [0.7, 1.0]},
+           "float/seed1": {"one-sided": [0.7, 0.9], "symmetric": [0.7, 1.0]},
+           "fixed8.6/seed0": {"one-sided": [0.1, 0.0], "symmetric": [0.2, 0.0]}}
+    (root / "eqprop-check" / "digits" / "cosines.json").write_text(json.dumps(
+        {"betas": [0.5, 0.01], "arch": [64, 32, 10], "steps": 7, "batch": 4, "results": cos}))
+    write_check_table(root, docs)
+    text = (docs / "eqprop_check.md").read_text()
+    assert "| states and weights | estimate | β = 0.5 | β = 0.01 |" in text
+    # mean 0.6, sample std of (0.5, 0.7) = 0.1414
+    assert "| float | one-sided | 0.6000 ± 0.1414 | 0.9000 ± 0.0000 |" in text
+    assert "| fixed8.6 | symmetric | 0.2000 | 0.0000 |" in text
+    assert text.index("| float |") < text.index("| fixed8.6 |")

@@ -91,9 +91,42 @@ def test_agents_learn_above_chance(tmp_path):
     assert 0.0 <= s["final_bit_agreement"] <= 1.0 and (tmp_path / "curve.png").exists()
 
 
+def _metrics(tmp_path, name, **kw):
+    cfg = LanguageConfig(steps=40, eval_every=20, length=8, hidden=32, out=str(tmp_path / name),
+                         **kw)
+    train(cfg, progress=False)
+    return (tmp_path / name / "metrics.csv").read_text().splitlines()
+
+
+def _columns(lines, drop=("seconds",)):
+    """The metrics rows without the ``drop`` columns (wall clock by default)."""
+    head = lines[0].split(",")
+    keep = [i for i, c in enumerate(head) if c not in drop]
+    return [[line.split(",")[i] for i in keep] for line in lines]
+
+
+def test_power_of_two_loss_scale_is_exact_in_float(tmp_path):
+    a = _metrics(tmp_path, "s1", level="both")
+    b = _metrics(tmp_path, "s64", level="both", loss_scale=64.0)
+    assert _columns(a) == _columns(b)
+
+
+def test_loss_scale_rescues_underflowing_fixed_point_communication(tmp_path):
+    fmt = "fixed16.10"  # gradients in Fixed(16, 10): ulp 2^-10
+    none = _metrics(tmp_path, "n", level="none", format=fmt)
+    recv = _metrics(tmp_path, "r", level="receive", format=fmt)
+    # the communication loss's gradients round to zero: only the reported loss differs
+    drop = ("seconds", "loss")
+    assert _columns(none, drop) == _columns(recv, drop)
+    assert _columns(none) != _columns(recv)
+    none_s = _metrics(tmp_path, "ns", level="none", format=fmt, loss_scale=256.0)
+    recv_s = _metrics(tmp_path, "rs", level="receive", format=fmt, loss_scale=256.0)
+    assert _columns(none_s, drop) != _columns(recv_s, drop)
+
+
 def test_bad_configs_are_refused():
     for kw in ({"level": "shout"}, {"noise": 1.5}, {"tau_min": 0.0}, {"tau_decay": 1.5},
-               {"length": 0}):
+               {"length": 0}, {"loss_scale": 0.0}, {"loss_scale": float("nan")}):
         with pytest.raises(ValueError):
             LanguageConfig(**kw).check()
     cfg = LanguageConfig(tau_start=1.0, tau_decay=0.5, tau_every=10, tau_min=0.3)
