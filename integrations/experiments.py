@@ -144,7 +144,8 @@ def _stats(runs: list[dict]) -> tuple[float, float, int]:
 QNN_LABELS = {"float": "float32", "binaryconnect": "BinaryConnect (binary weights)",
               "binarynet": "BinaryNet (binary weights and activations)",
               "ternary": "ternary weights (TWN)", "fixed2": "2-bit weights and activations",
-              "fixed4": "4-bit weights and activations", "fixed8": "8-bit weights and activations"}
+              "fixed4": "4-bit weights and activations", "fixed8": "8-bit weights and activations",
+              "kbit-float": "k-bit recipe's network, not quantized (float32)"}
 LNS_LABELS = {"lns-float": "normal DNN (float32)", "lns-matmul": "matrix multiply in LNS",
               "lns-everywhere": "LNS everywhere", "lns-kahan": "LNS everywhere with Kahan summation"}
 TALK = {"lns-float": 2.14, "lns-matmul": 2.12, "lns-everywhere": 3.62, "lns-kahan": 2.29}

@@ -13,6 +13,9 @@ Recipes (``--format``), after the papers:
 - ``fixed2``, ``fixed4``, ``fixed8`` (k-bit QNN): weights in Fixed(k, k-1)
   ([-1, 1)), activations clipped to [0, 1] and quantized to k bits
   (ufixed k.k, clipped STE), exact accumulation, latent weights clipped;
+- ``kbit-float``: the k-bit recipes' network and training (activations clipped
+  to [0, 1], latent weights initialised in and clipped to [-1, 1]) without any
+  quantization: it separates the cost of the bits from the cost of the recipe;
 - the LNS table of the seed talk, a plain ReLU MLP trained with SGD:
   ``lns-float`` (float32), ``lns-matmul`` (every forward and backward matmul in
   LNS, weights stored and updated in float), ``lns-everywhere`` (also weight
@@ -46,7 +49,8 @@ from integrations.torch import EmulationSpec, QuantAct, swap_layers
 from integrations.torch.optim import EmulatedSGD
 from numerics import LNS, parse_format
 
-QNN_RECIPES = ("float", "binaryconnect", "binarynet", "ternary", "fixed2", "fixed4", "fixed8")
+QNN_RECIPES = ("float", "binaryconnect", "binarynet", "ternary", "fixed2", "fixed4", "fixed8",
+               "kbit-float")
 LNS_RECIPES = ("lns-float", "lns-matmul", "lns-everywhere", "lns-kahan")
 RECIPES = QNN_RECIPES + LNS_RECIPES
 
@@ -99,11 +103,18 @@ def _activation(recipe: str, k: int | None, seed: int) -> list[nn.Module]:
         return [nn.Hardtanh(), QuantAct("binary", ste="clipped", seed=seed)]
     if k is not None:
         return [Clip01(), QuantAct(f"ufixed{k}.{k}", ste="clipped", seed=seed)]
+    if recipe == "kbit-float":
+        return [Clip01()]
     return [nn.ReLU()]
 
 
 def _bits(recipe: str) -> int | None:
     return int(recipe[len("fixed"):]) if recipe in ("fixed2", "fixed4", "fixed8") else None
+
+
+def _kbit_network(recipe: str) -> bool:
+    """The k-bit recipes' latent weights: initialised in and clipped to [-1, 1]."""
+    return _bits(recipe) is not None or recipe == "kbit-float"
 
 
 def build_model(cfg: TrainConfig, ds: Dataset) -> nn.Module:
@@ -149,7 +160,7 @@ def build_model(cfg: TrainConfig, ds: Dataset) -> nn.Module:
 def recipe_spec(cfg: TrainConfig) -> EmulationSpec | None:
     """The emulation spec every Linear/Conv2d layer of the recipe gets."""
     r = cfg.recipe
-    if r in ("float", "lns-float"):
+    if r in ("float", "lns-float", "kbit-float"):
         return None
     if r == "binaryconnect":
         return EmulationSpec(weight=parse_format("binary"))
@@ -175,7 +186,7 @@ def build(cfg: TrainConfig, ds: Dataset):
     model = build_model(cfg, ds)
     spec = recipe_spec(cfg)
     r = cfg.recipe
-    if _bits(r) is not None:  # k-bit weights: latent weights span the format's range
+    if _kbit_network(r):  # k-bit weights: latent weights span the format's range
         with torch.no_grad():
             for m in model.modules():
                 if isinstance(m, (nn.Linear, nn.Conv2d)):
@@ -183,7 +194,7 @@ def build(cfg: TrainConfig, ds: Dataset):
     if spec is not None:
         # latent float weights; LNS master weights are cast by their optimizer
         swap_layers(model, spec, seed=cfg.seed, cast_weights=False)
-    clip = r in ("binaryconnect", "binarynet") or _bits(r) is not None
+    clip = r in ("binaryconnect", "binarynet") or _kbit_network(r)
     if r in ("lns-everywhere", "lns-kahan"):
         opt = EmulatedSGD(model.parameters(), cfg.lr, spec.weight, momentum=cfg.momentum,
                           compensation="kahan" if r == "lns-kahan" else None, seed=cfg.seed)
