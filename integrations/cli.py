@@ -116,7 +116,8 @@ def _train_teacher(args) -> Path:
                         patience=args.patience, data=args.data, data_dir=args.data_dir,
                         seed=args.seed, teacher_dir=str(args.teacher_dir), out=str(args.out),
                         teacher_hidden=args.teacher_hidden,
-                        teacher_max_epochs=args.teacher_max_epochs)
+                        teacher_max_epochs=args.teacher_max_epochs,
+                        teacher_lr_drops=args.teacher_lr_drops)
     s = train(cfg, progress=not args.quiet)
     print(f"best validation {s['best_val_acc']:.4f} after {s['backward_at_best']} backward passes"
           f" ({s['forward_at_best']} student forward passes): test accuracy {s['test_acc']:.4f}")
@@ -273,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-hidden", type=int, default=1200, help="units per teacher layer")
     p.add_argument("--teacher-max-epochs", type=int, default=60,
                    help="teacher epochs at most (early stopping on validation)")
+    p.add_argument("--teacher-lr-drops", type=int, default=2,
+                   help="times the teacher's learning rate is divided by 10 on a plateau")
     p.add_argument("--teacher-dir", type=Path, default=Path("results/teacher-models"),
                    help="where trained teachers are cached")
     p.add_argument("--out", type=Path, default=Path("results/teacher"))

@@ -167,7 +167,11 @@ def _row(label: str, runs: list[dict]) -> str:
     per_epoch = np.mean([r["seconds_per_epoch"] for r in runs])
     hidden = "-".join(str(h) for h in c["hidden"])
     return (f"| {label} | {mean:.2f} ± {std:.2f} (n={n}) | {err:.2f} | {epochs} | "
-            f"{wall / 60:.1f} min ({per_epoch:.1f} s/epoch) | {hidden} |")
+            f"{_duration(wall)} ({per_epoch:.2g} s/epoch) | {hidden} |")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.2g} s" if seconds < 100 else f"{seconds / 60:.1f} min"
 
 
 def write_tables(root: Path, docs: Path) -> Path:

@@ -2,9 +2,13 @@
 (Lacaille 2018, chapter 3).
 
 The teacher (784-1200-1200-10 ReLU MLP, dropout 0.5 on the hidden layers) is
-trained to convergence first: Adam (default settings), batch 32, early stopping
-on the validation split (the last ``val_fraction`` of a seeded permutation of
-the training set) with ``teacher_patience`` epochs; it is cached in
+trained to convergence first: Adam (default settings), batch 32, on the
+training split; when the validation accuracy (the last ``val_fraction`` of a
+seeded permutation of the training set) has not improved for ``teacher_patience``
+epochs, the best weights are restored and the learning rate divided by 10, at
+most ``teacher_lr_drops`` times, then training stops (with Adam at 1e-3 alone a
+Fashion-MNIST teacher plateaued at 87.3 % test accuracy, below the 32-32
+student's 87.4 %: no teacher at all); it is cached in
 ``teacher_dir`` and reused by every student run on the same data and seed.
 
 The student (784-32-32-10 ReLU MLP, no dropout; ``format`` makes its arithmetic
@@ -68,6 +72,7 @@ class TeacherConfig:
     teacher_dropout: float = 0.5
     teacher_patience: int = 5
     teacher_max_epochs: int = 60
+    teacher_lr_drops: int = 2
     student_hidden: int = 32
     data: str = "digits"
     data_dir: str | None = None
@@ -84,6 +89,8 @@ class TeacherConfig:
             raise ValueError(f"stack must be >= 1 minibatch, got {self.stack}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.teacher_lr_drops < 0:
+            raise ValueError(f"teacher_lr_drops must be >= 0, got {self.teacher_lr_drops}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         for name in ("batch", "max_backward", "eval_every", "patience", "student_hidden",
@@ -146,7 +153,7 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
     key = {"data": cfg.data, "seed": cfg.seed, "hidden": cfg.teacher_hidden,
            "dropout": cfg.teacher_dropout, "patience": cfg.teacher_patience,
            "max_epochs": cfg.teacher_max_epochs, "val_fraction": cfg.val_fraction,
-           "batch": cfg.batch}
+           "batch": cfg.batch, "lr_drops": cfg.teacher_lr_drops}
     d = Path(cfg.teacher_dir) / f"{cfg.data}-seed{cfg.seed}"
     model = mlp([ds.n_features, cfg.teacher_hidden, cfg.teacher_hidden, ds.n_classes],
                 cfg.teacher_dropout)
@@ -161,7 +168,7 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
                 cfg.teacher_dropout)
     opt = torch.optim.Adam(model.parameters())
     rng = np.random.default_rng([cfg.seed, 41])
-    best, best_state, since, log = -1.0, None, 0, []
+    best, best_state, since, drops, log = -1.0, None, 0, 0, []
     bar = tqdm(range(cfg.teacher_max_epochs), disable=not progress, desc="teacher", unit="epoch")
     for epoch in bar:
         model.train()
@@ -173,7 +180,7 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
                             torch.from_numpy(data.y_train[idx])).backward()
             opt.step()
         val = accuracy(model, data.x_val, data.y_val)
-        log.append({"epoch": epoch + 1, "val_acc": val})
+        log.append({"epoch": epoch + 1, "val_acc": val, "lr": opt.param_groups[0]["lr"]})
         bar.set_postfix(val=f"{val:.4f}", best=f"{max(best, val):.4f}")
         if val > best:
             best, since = val, 0
@@ -181,7 +188,12 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
         else:
             since += 1
             if since >= cfg.teacher_patience:
-                break
+                if drops == cfg.teacher_lr_drops:
+                    break
+                drops, since = drops + 1, 0
+                model.load_state_dict(best_state)
+                for group in opt.param_groups:
+                    group["lr"] /= 10
     model.load_state_dict(best_state)
     test = accuracy(model, data.x_test, data.y_test)
     torch.save({"key": key, "model": best_state}, d / "teacher.pt")

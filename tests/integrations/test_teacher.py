@@ -61,6 +61,20 @@ def test_student_learns_and_counts_passes(tmp_path):
     assert (tmp_path / "teachers" / "digits-seed0" / "teacher.pt").exists()
 
 
+def test_teacher_drops_its_learning_rate_on_plateaus(tmp_path):
+    import json
+
+    cfg = _small(tmp_path, teacher_max_epochs=30, teacher_patience=1, teacher_lr_drops=2)
+    train(cfg, progress=False)
+    log = json.loads((tmp_path / "teachers" / "digits-seed0" / "teacher.json").read_text())
+    lrs = [e["lr"] for e in log["epochs"]]
+    assert lrs[0] == 1e-3 and all(a >= b for a, b in zip(lrs, lrs[1:]))  # never raised
+    levels = [1e-3, 1e-4, 1e-5]  # at most two drops by 10
+    assert all(min(abs(lr - v) for v in levels) < 1e-12 for lr in lrs)
+    if len(lrs) < 30:  # stopped early: only after the second drop's plateau
+        assert abs(lrs[-1] - 1e-5) < 1e-12
+
+
 def test_baseline_counts_one_forward_per_backward(tmp_path):
     s = train(_small(tmp_path, select="none"), progress=False)
     assert s["test_acc"] > 0.5
@@ -69,7 +83,8 @@ def test_baseline_counts_one_forward_per_backward(tmp_path):
 
 def test_bad_configs_are_refused():
     for kw in ({"select": "hardest"}, {"targets": "soft-ish"}, {"stack": 0},
-               {"temperature": 0.0}, {"max_backward": 0}, {"val_fraction": 1.0}):
+               {"temperature": 0.0}, {"max_backward": 0}, {"val_fraction": 1.0},
+               {"teacher_lr_drops": -1}):
         with pytest.raises(ValueError):
             TeacherConfig(**kw).check()
 
