@@ -40,13 +40,13 @@ def qnn_rows(ds, recipes, baseline: str, steps: int) -> list[tuple]:
     import torch
     import torch.nn.functional as F
 
-    from integrations.experiments import LNS_SGD
+    from integrations.experiments import lns_sgd
     from integrations.train_qnn import TrainConfig, build
 
     rows = []
     x, y = torch.from_numpy(ds.x_train[:100]), torch.from_numpy(ds.y_train[:100])
     for r in (baseline,) + tuple(x_ for x_ in recipes if x_ != baseline):
-        extra = LNS_SGD if r.startswith("lns") else {}
+        extra = lns_sgd("fashion-mnist") if r.startswith("lns") else {}
         cfg = TrainConfig(recipe=r, data="fashion-mnist", **extra).resolved(ds)
         model, opt, after = build(cfg, ds)
         model.train()
