@@ -199,6 +199,13 @@ def _row(label: str, runs: list[dict]) -> str:
             f"{_duration(wall)} ({per_epoch:.2g} s/epoch) | {hidden} |")
 
 
+def _present(runs: list[dict]) -> list[str]:
+    """The datasets that have runs, digits first (one plot panel each)."""
+    have = {r["config"]["data"] for r in runs}
+    return [d for d in ("digits", "fashion-mnist") if d in have] + sorted(
+        have - {"digits", "fashion-mnist"})
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.2g} s" if seconds < 100 else f"{seconds / 60:.1f} min"
 
@@ -258,8 +265,10 @@ def write_tables(root: Path, docs: Path) -> Path:
     write_language_tables(root, docs)
     sweep = [r for r in runs if "/lns-sweep/" in r["config"]["out"]]
     if sweep:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
-        for ax, data in zip(axes[0], ("digits", "fashion-mnist")):
+        datasets = _present(sweep)
+        fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8),
+                                 squeeze=False)
+        for ax, data in zip(axes[0], datasets):
             for recipe, style in (("lns-everywhere", "o-"), ("lns-kahan", "x--")):
                 pts = _group([r for r in sweep if r["config"]["data"] == data and
                               r["config"]["recipe"] == recipe],
@@ -327,9 +336,10 @@ def _ep_tables(runs: list[dict], docs: Path, plt) -> None:
     sweep = [r for r in runs if "/eqprop-sweep/" in r["config"]["out"]]
     if not sweep:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+    datasets = _present(sweep)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
     rows = ["| data | bits | plain | stochastic | Kahan |", "|---|---|---|---|---|"]
-    for ax, data in zip(axes[0], ("digits", "fashion-mnist")):
+    for ax, data in zip(axes[0], datasets):
         for upd, style in ((None, "o-"), ("stochastic", "s--"), ("kahan", "x:")):
             pts = _group([r for r in sweep if r["config"]["data"] == data and
                           r["config"]["update"] == upd],

@@ -67,3 +67,23 @@ def test_eqprop_check_table(tmp_path):
     assert "| float | one-sided | 0.6000 ± 0.1414 | 0.9000 ± 0.0000 |" in text
     assert "| fixed8.6 | symmetric | 0.2000 | 0.0000 |" in text
     assert text.index("| float |") < text.index("| fixed8.6 |")
+
+
+def test_grid_refuses_a_stored_run_of_another_configuration(tmp_path):
+    """A grid counts a stored run only if its configuration is the grid's: a run
+    trained with another schedule is an error naming the differing field."""
+    import pytest
+
+    from integrations.experiments import _finished, grid
+
+    cfg = next(c for c in grid("qnn", "fashion-mnist", 1, 10, tmp_path) if c.recipe == "float")
+    assert not _finished(cfg, 10)  # nothing stored yet
+    stored = {"recipe": "float", "data": "fashion-mnist", "seed": 0, "lr_decay": cfg.lr_decay}
+    d = Path(cfg.out)
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"config": stored, "epochs_done": 10}))
+    assert _finished(cfg, 10) and not _finished(cfg, 11)
+    stored["lr_decay"] = 1.0
+    (d / "summary.json").write_text(json.dumps({"config": stored, "epochs_done": 10}))
+    with pytest.raises(ValueError, match=r"another configuration.*lr_decay"):
+        _finished(cfg, 10)
