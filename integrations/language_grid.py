@@ -71,13 +71,12 @@ def write_language_tables(root: Path, docs: Path) -> None:
                     (json.loads(s.read_text()), read_metrics(s.parent)))
             if not runs:
                 continue
-            n = len(next(iter(runs.values())))
             lines += [f"### {data}, agents in {fmt_dir.name}", "",
-                      f"Linear probe on the student's feature layer; 32-bit messages; "
-                      f"n = {n} seed(s).", "",
+                      "Linear probe on the student's feature layer; 32-bit messages; "
+                      "n = number of seeds.", "",
                       "| communication level | probe test acc. % (at best val.) | step at best | "
-                      "final probe test acc. % | final bit agreement % | thesis MNIST % |",
-                      "|---|---|---|---|---|---|"]
+                      "final probe test acc. % | final bit agreement % | n | thesis MNIST % |",
+                      "|---|---|---|---|---|---|---|"]
             for level in LEVELS:
                 if level not in runs:
                     continue
@@ -86,11 +85,13 @@ def write_language_tables(root: Path, docs: Path) -> None:
                     f"| {LABELS[level]} | {mean_std((s['test_acc'] for s, _ in sel), 100)} | "
                     f"{mean_std((s['step_at_best'] for s, _ in sel), 1, 0)} | "
                     f"{mean_std((s['final_test_acc'] for s, _ in sel), 100)} | "
-                    f"{mean_std((s['final_bit_agreement'] for s, _ in sel), 100)} | {THESIS[level]} |")
+                    f"{mean_std((s['final_bit_agreement'] for s, _ in sel), 100)} | {len(sel)} | "
+                    f"{THESIS[level]} |")
             lines.append("")
             panels.append((f"{data}, {fmt_dir.name}", runs))
     if not panels:
         return
+    docs.mkdir(parents=True, exist_ok=True)
     (docs / "language_table.md").write_text("\n".join(lines))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, (title, runs) in zip(axes[0], panels):

@@ -139,3 +139,28 @@ def test_cli_runs_two_agents(tmp_path, capsys):
     assert main(["train", "language", "--level", "feedback", "--steps", "40", "--eval-every",
                  "20", "--length", "8", "--out", str(tmp_path), "--quiet"]) == 0
     assert "bits agreeing" in capsys.readouterr().out
+
+
+def test_language_table_counts_seeds_per_row(tmp_path):
+    """The language table gives each communication level its own mean ± sample std
+    and seed count (levels of one variant may have different numbers of seeds)."""
+    import json
+
+    from integrations.language_grid import write_language_tables
+
+    root = tmp_path / "experiments"
+    runs = {("none", 0): 0.50, ("none", 1): 0.60, ("both", 0): 0.70}
+    for (level, seed), acc in runs.items():
+        d = root / "language" / "digits" / "float" / level / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps(
+            {"test_acc": acc, "step_at_best": 100, "final_test_acc": acc,
+             "final_bit_agreement": 0.5}))
+        (d / "metrics.csv").write_text("step,val_acc\n100,0.5\n200,0.6\n")
+    write_language_tables(root, tmp_path / "docs")
+    table = (tmp_path / "docs" / "language_table.md").read_text()
+    # mean 55.0, sample std of (50, 60) = 7.07
+    assert "| Baseline (no communication) | 55.0 ± 7.1 | 100 ± 0 | 55.0 ± 7.1 | 50.0 ± 0.0 | 2 | 64.4 |" \
+        in table
+    assert "| Both ways, with feedback | 70.0 | 100 | 70.0 | 50.0 | 1 | 71.4 |" in table
+    assert "Student receiving only" not in table  # no runs, no row
