@@ -160,9 +160,28 @@ def _finished(cfg: TrainConfig, epochs: int) -> bool:
 
 def collect(root: Path) -> list[dict]:
     """The summaries of the qnn/lns/eqprop grids (the nodes grid has its own tables)."""
-    return [json.loads(p.read_text()) for p in sorted(root.rglob("summary.json"))
-            if p.relative_to(root).parts[0] not in ("nodes", "nodes-cnn", "teacher", "language",
-                                                    "eqprop-check")]
+    out = []
+    for p in sorted(root.rglob("summary.json")):
+        if p.relative_to(root).parts[0] in ("nodes", "nodes-cnn", "teacher", "language",
+                                            "eqprop-check"):
+            continue
+        run = json.loads(p.read_text())
+        run["_dir"] = str(p.parent)
+        out.append(run)
+    return out
+
+
+def _final_train_loss(runs: list[dict]) -> str:
+    """Mean ± std of the runs' last-epoch training loss (from their metrics.csv)."""
+    from integrations.run_files import mean_std, read_metrics
+
+    losses = []
+    for r in runs:
+        try:
+            losses.append(read_metrics(Path(r["_dir"]))[-1]["train_loss"])
+        except (OSError, KeyError, IndexError):
+            losses.append(None)
+    return mean_std(losses, 1, 4)
 
 
 def _stats(runs: list[dict]) -> tuple[float, float, int]:
@@ -242,9 +261,11 @@ def write_tables(root: Path, docs: Path) -> Path:
         g = _group(sel, lambda r: r["config"]["recipe"])
         lines += [f"### {data}, {lns}", "",
                   "| configuration | test accuracy % (mean ± std) | test error % | epochs | "
-                  "wall time per run | hidden | the talk (MNIST, validation error %) |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [_row(LNS_LABELS[k], g[k]) + f" {TALK[k]:.2f} |" for k in LNS_RECIPES if k in g]
+                  "wall time per run | hidden | final train loss | "
+                  "the talk (MNIST, validation error %) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [_row(LNS_LABELS[k], g[k]) + f" {_final_train_loss(g[k])} | {TALK[k]:.2f} |"
+                  for k in LNS_RECIPES if k in g]
         lines.append("")
     (docs / "lns_table.md").write_text("\n".join(lines))
 
@@ -291,16 +312,20 @@ def write_tables(root: Path, docs: Path) -> Path:
         fig.tight_layout()
         fig.savefig(docs / "lns_frac_bits_sweep.png", dpi=110)
         plt.close(fig)
-        lines = ["| data | frac_bits | LNS everywhere (acc %) | with Kahan (acc %) |", "|---|---|---|---|"]
+        lines = ["| data | frac_bits | LNS everywhere (acc %) | with Kahan (acc %) | "
+                 "LNS everywhere (final train loss) | with Kahan (final train loss) |",
+                 "|---|---|---|---|---|---|"]
         for data in ("digits", "fashion-mnist"):
             for f in SWEEP_FRAC_BITS:
-                cells = []
+                cells, losses = [], []
                 for recipe in ("lns-everywhere", "lns-kahan"):
                     sel = [r for r in sweep if r["config"]["data"] == data and
                            r["config"]["recipe"] == recipe and r["config"]["lns"] == f"lns5.{f}"]
                     cells.append("-" if not sel else "%.2f ± %.2f (n=%d)" % _stats(sel))
+                    losses.append(_final_train_loss(sel))
                 if any(c != "-" for c in cells):
-                    lines.append(f"| {data} | {f} | {cells[0]} | {cells[1]} |")
+                    lines.append(f"| {data} | {f} | {cells[0]} | {cells[1]} | {losses[0]} | "
+                                 f"{losses[1]} |")
         (docs / "lns_sweep_table.md").write_text("\n".join(lines) + "\n")
     return docs
 

@@ -31,6 +31,9 @@ def test_tables_from_mixed_grids(tmp_path):
     _put(root, "eqprop-sweep/digits/fixed6-kahan/seed0",
          {"format": "fixed6.4", "data": "digits", "update": "kahan"}, test_acc=0.125)
 
+    (root / "lns/digits/lns5.10/lns-kahan/seed0/metrics.csv").write_text(
+        "epoch,train_loss,test_acc\n1,0.5,0.6\n2,0.25,0.7\n")  # the last epoch's loss counts
+
     write_tables(root, docs)
 
     qnn = (docs / "qnn_table.md").read_text()
@@ -40,7 +43,8 @@ def test_tables_from_mixed_grids(tmp_path):
     assert "41.00" not in qnn and "80.00" not in qnn  # no EP or LNS row leaks in
     lns = (docs / "lns_table.md").read_text()
     assert "| normal DNN (float32) | 80.00 ± 0.00 (n=1) | 20.00 |" in lns
-    assert lns.rstrip().endswith("2.29 |")  # the talk's Kahan row, last
+    assert lns.rstrip().endswith("| 0.2500 | 2.29 |")  # the talk's Kahan row, last
+    assert "| - | 2.14 |" in lns  # no metrics.csv: no loss
     assert "| digits | 4 | - | 25.00 ± 0.00 (n=1) |" in (docs / "lns_sweep_table.md").read_text()
     ep = (docs / "eqprop_table.md").read_text()
     assert "| EP, Fixed(8, 6) states and weights | 41.00 ± 1.41 (n=2) | 59.00 | 3 |" in ep
