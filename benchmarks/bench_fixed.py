@@ -12,16 +12,13 @@ the same shape. APyTypes and QPyTorch run the same workloads when installed
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, markdown, measure  # noqa: E402
+from common import Row, measure, run_benchmark  # noqa: E402
 
 import emulators as E  # noqa: E402
 from numerics import Binary, Fixed  # noqa: E402
@@ -140,20 +137,7 @@ def bench(repeat: int) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, help="also write the markdown table here")
-    parser.add_argument("--repeat", type=int, default=15)
-    args = parser.parse_args()
-    rows = bench(args.repeat)
-    import torch
-
-    head = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-            f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads).")
-    text = markdown(rows, "Fixed point and binary (bench_fixed.py)") + "\n" + head + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    run_benchmark(bench, "Fixed point and binary (bench_fixed.py)", __doc__, repeat=15)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,11 @@ activations, latent float weights updated by torch SGD.
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Row, markdown, measure  # noqa: E402
+from common import Row, measure, run_benchmark  # noqa: E402
 
 CASES = [
     ("float32", None, None),
@@ -69,20 +66,7 @@ def bench(repeat: int) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    import torch
-
-    rows = bench(args.repeat)
-    text = markdown(rows, "Training step (bench_torch.py)") + (
-        f"\nMachine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads); lowbit backend: default (c).\n")
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    run_benchmark(bench, "Training step (bench_torch.py)", __doc__, repeat=5)
 
 
 if __name__ == "__main__":

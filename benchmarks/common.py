@@ -49,3 +49,34 @@ def markdown(rows: list[Row], title: str) -> str:
 
 def fmt_time(s: float) -> str:
     return f"{s * 1e3:.3f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def machine_line() -> str:
+    """The machine, core count and library versions a table was measured with."""
+    import os
+    import platform
+
+    import numpy as np
+    import torch
+
+    return (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+            f"numpy {np.__version__}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads); lowbit backend: default (c).")
+
+
+def run_benchmark(bench: Callable[[int], list[Row]], title: str, description: str,
+                  repeat: int = 15) -> None:
+    """The command line of a benchmark: ``--repeat`` (best of), ``--out`` (also write
+    the markdown table there); prints the table and the machine line."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    parser.add_argument("--repeat", type=int, default=repeat)
+    args = parser.parse_args()
+    text = markdown(bench(args.repeat), title) + "\n" + machine_line() + "\n"
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
