@@ -171,17 +171,25 @@ def collect(root: Path) -> list[dict]:
     return out
 
 
-def _final_train_loss(runs: list[dict]) -> str:
-    """Mean ± std of the runs' last-epoch training loss (from their metrics.csv)."""
-    from integrations.run_files import mean_std, read_metrics
+def _losses(runs: list[dict]) -> list[float]:
+    """The runs' last-epoch training losses (from their metrics.csv; runs without one
+    are left out)."""
+    from integrations.run_files import read_metrics
 
-    losses = []
+    out = []
     for r in runs:
         try:
-            losses.append(read_metrics(Path(r["_dir"]))[-1]["train_loss"])
+            out.append(read_metrics(Path(r["_dir"]))[-1]["train_loss"])
         except (OSError, KeyError, IndexError):
-            losses.append(None)
-    return mean_std(losses, 1, 4)
+            pass
+    return out
+
+
+def _final_train_loss(runs: list[dict]) -> str:
+    """Mean ± std of the runs' last-epoch training loss."""
+    from integrations.run_files import mean_std
+
+    return mean_std(_losses(runs), 1, 4)
 
 
 def _stats(runs: list[dict]) -> tuple[float, float, int]:
@@ -287,9 +295,10 @@ def write_tables(root: Path, docs: Path) -> Path:
     sweep = [r for r in runs if "/lns-sweep/" in r["config"]["out"]]
     if sweep:
         datasets = _present(sweep)
-        fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8),
-                                 squeeze=False)
-        for ax, data in zip(axes[0], datasets):
+        fig, axes = plt.subplots(2, len(datasets), figsize=(5 * len(datasets), 7),
+                                 squeeze=False, sharex=True)
+        for col, data in enumerate(datasets):
+            acc_ax, loss_ax = axes[0][col], axes[1][col]
             for recipe, style in (("lns-everywhere", "o-"), ("lns-kahan", "x--")):
                 pts = _group([r for r in sweep if r["config"]["data"] == data and
                               r["config"]["recipe"] == recipe],
@@ -298,17 +307,26 @@ def write_tables(root: Path, docs: Path) -> Path:
                 if fs:
                     m = [_stats(pts[f])[0] for f in fs]
                     s = [_stats(pts[f])[1] for f in fs]
-                    ax.errorbar(fs, m, yerr=s, fmt=style, ms=4, capsize=2,
-                                label=LNS_LABELS[recipe])
+                    acc_ax.errorbar(fs, m, yerr=s, fmt=style, ms=4, capsize=2,
+                                    label=LNS_LABELS[recipe])
+                    loss = [np.mean(_losses(pts[f]) or [np.nan]) for f in fs]
+                    loss_ax.plot(fs, loss, style, ms=4, label=LNS_LABELS[recipe])
             ref = [r for r in runs if "/lns/" in r["config"]["out"] and
                    r["config"]["data"] == data and r["config"]["recipe"] == "lns-float"]
             if ref:
-                ax.axhline(_stats(ref)[0], color="k", lw=0.8, ls=":", label="float32")
-            ax.set_title(data)
-            ax.set_xlabel("LNS frac_bits (int_bits = 5)")
-            ax.set_ylabel("test accuracy %")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
+                acc_ax.axhline(_stats(ref)[0], color="k", lw=0.8, ls=":", label="float32")
+                if _losses(ref):
+                    loss_ax.axhline(np.mean(_losses(ref)), color="k", lw=0.8, ls=":",
+                                    label="float32")
+            acc_ax.set_title(data)
+            acc_ax.set_ylabel("test accuracy %")
+            if any(np.isfinite(line.get_ydata()).any() for line in loss_ax.get_lines()):
+                loss_ax.set_yscale("log")
+            loss_ax.set_ylabel("final training loss (mean of seeds)")
+            loss_ax.set_xlabel("LNS frac_bits (int_bits = 5)")
+            for ax in (acc_ax, loss_ax):
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(docs / "lns_frac_bits_sweep.png", dpi=110)
         plt.close(fig)
