@@ -21,6 +21,8 @@ def test_tables_from_mixed_grids(tmp_path):
              {"recipe": "float", "data": "digits", "hidden": [8]}, test_acc=acc)
         _put(root, f"eqprop/digits/fixed8.6/seed{seed}",
              {"format": "fixed8.6", "data": "digits", "update": None}, test_acc=acc - 0.5)
+    _put(root, "eqprop/digits/float-symmetric/seed0",
+         {"format": "float", "symmetric": True, "data": "digits", "update": None}, test_acc=0.75)
     _put(root, "qnn/digits/binarynet/seed0",
          {"recipe": "binarynet", "data": "digits", "hidden": [8]}, test_acc=0.5)
     for rec, acc in (("lns-float", 0.8), ("lns-kahan", 0.7)):
@@ -48,6 +50,7 @@ def test_tables_from_mixed_grids(tmp_path):
     assert "| digits | 4 | - | 25.00 ± 0.00 (n=1) |" in (docs / "lns_sweep_table.md").read_text()
     ep = (docs / "eqprop_table.md").read_text()
     assert "| EP, Fixed(8, 6) states and weights | 41.00 ± 1.41 (n=2) | 59.00 | 3 |" in ep
+    assert "| EP, float64, symmetric ±β estimate | 75.00 ± 0.00 (n=1) | 25.00 | 3 |" in ep
     assert "| digits | 6 | - | - | 12.50 ± 0.00 (n=1) |" in (
         docs / "eqprop_sweep_table.md").read_text()
     for png in ("lns_frac_bits_sweep.png", "eqprop_bits_sweep.png"):
