@@ -29,7 +29,9 @@ the states), or the state format for LNS), ``accumulator`` every matmul's,
 ``grad_weight`` the weight updates before they are applied (when absent or equal to
 the weight format: :func:`integrations.updates.update_format`, the weight format
 with guard bits), ``kahan`` Kahan-compensated
-matmuls. Weight updates are applied with :class:`integrations.updates.MasterWeights`
+matmuls. The update's minibatch sums (x^T h, the sums of h) are exact in their own
+format (:func:`update_sum_format`) before the scaling by lr / (beta B) rounds them
+into the update format. Weight updates are applied with :class:`integrations.updates.MasterWeights`
 (``update`` = plain, stochastic or kahan). Every rounding draws a fresh seed from
 a counter saved in the checkpoint, so runs are bit-exact and resumable.
 """
@@ -95,10 +97,30 @@ class FloatArith:
         pass
 
 
+def update_sum_format(state: Format, update: Format, batch: int) -> Format:
+    """The format of the update's batch sums (x^T h, sum of h over the minibatch), before
+    they are scaled by lr / (beta B) into ``update``.
+
+    Fixed-point states in [0, 1]: a sum of ``batch`` products of two states is exact in
+    2 * frac fractional bits and needs ceil(log2(batch)) + 1 integer bits and a sign
+    (at most 62 bits; fewer fractional bits beyond). The update format itself is too
+    narrow for it: it has the weight format's integer range (Fixed(16, 14): +-2), and a
+    sum over a minibatch of 20 reaches 20, so it saturated. LNS states: the update format
+    (two more integer bits of exponent than the weights) holds any such sum.
+    """
+    if not isinstance(state, Fixed):
+        return update
+    frac = 2 * state.frac
+    integer = max(1, int(np.ceil(np.log2(max(batch, 1)))) + 1)
+    bits = min(62, frac + integer + 1)
+    return Fixed(bits, bits - integer - 1)
+
+
 class EmuArith:
     """Emulated arithmetic: every operation an ``emulators`` call with fresh seeds."""
 
-    def __init__(self, spec: EmulationSpec, update: str | None, seed: int, backend: str | None):
+    def __init__(self, spec: EmulationSpec, update: str | None, seed: int, backend: str | None,
+                 batch: int = 20):
         if spec.weight is None or spec.activation is None:
             raise ValueError("EP at emulated precision needs weight and activation (state) formats")
         if not isinstance(spec.activation, (Fixed, LNS)) or not isinstance(spec.weight, (Fixed, LNS)):
@@ -114,6 +136,7 @@ class EmuArith:
         # leave stochastic rounding and Kahan's register nothing to work on.
         gw = spec.grad_weight
         self.G = update_format(self.W) if gw is None or gw == self.W else gw
+        self.M = update_sum_format(self.S, self.G, batch)
         self.update_mode = update
         self.seed = seed
         self.backend = backend
@@ -136,7 +159,7 @@ class EmuArith:
         return E.cast(np.asarray(w, dtype=np.float64), self.W, backend=self.backend)
 
     def _fmt(self, out) -> Format:
-        return {"drive": self.D, "state": self.S, "update": self.G}[out]
+        return {"drive": self.D, "state": self.S, "update": self.G, "sum": self.M}[out]
 
     def matmul(self, a, b, out="drive"):
         return E.matmul(a, b, self._fmt(out), self.spec.accumulator, "sequential",
@@ -227,7 +250,8 @@ class EPConfig:
 def make_arith(cfg: EPConfig):
     if cfg.format == "float":
         return FloatArith()
-    return EmuArith(EmulationSpec.parse(cfg.format), cfg.update, cfg.seed, cfg.backend)
+    return EmuArith(EmulationSpec.parse(cfg.format), cfg.update, cfg.seed, cfg.backend,
+                    cfg.batch)
 
 
 class EPNet:
@@ -286,11 +310,11 @@ class EPNet:
         for k in range(len(self.W)):
             c = cfg.lrs[k] / (denom * B)
             if k == 0:  # x is the same in both phases: x^T (h^a - h^b)
-                m = A.matmul(x.T, A.sub(a[0], b[0]), out="update")
+                m = A.matmul(x.T, A.sub(a[0], b[0]), out="sum")
             else:
-                m = A.sub(A.matmul(layers_a[k].T, layers_a[k + 1], out="update"),
-                          A.matmul(layers_b[k].T, layers_b[k + 1], out="update"), out="update")
-            db = _colsum(A, A.sub(layers_a[k + 1], layers_b[k + 1], out="update"))
+                m = A.sub(A.matmul(layers_a[k].T, layers_a[k + 1], out="sum"),
+                          A.matmul(layers_b[k].T, layers_b[k + 1], out="sum"), out="sum")
+            db = _colsum(A, A.sub(layers_a[k + 1], layers_b[k + 1], out="sum"))
             self.W[k] = A.update(self.W[k], A.scale(m, c, out="update"), f"W{k}")
             self.b[k] = A.update(self.b[k], A.scale(db, c, out="update"), f"b{k}")
         return free
@@ -314,7 +338,7 @@ def _colsum(A, m):
     """Sum over the batch (axis 0) kept 2-D, in the update format."""
     if isinstance(A, FloatArith):
         return m.sum(0, keepdims=True)
-    return E.sum(m, axis=0, out=A.G, seed=A._seed(), backend=A.backend).reshape(1, -1)
+    return E.sum(m, axis=0, out=A.M, seed=A._seed(), backend=A.backend).reshape(1, -1)
 
 
 # --------------------------------------------------------------- training ---

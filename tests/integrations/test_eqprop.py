@@ -115,3 +115,31 @@ def test_sub_ulp_updates_need_stochastic_rounding_or_kahan(batch):
         moved[upd] = int((net.W[0].codes != w0).sum())
     assert moved[None] == 0
     assert moved["stochastic"] > 0 and moved["kahan"] > 0, moved
+
+
+@pytest.mark.parametrize("fmt", ["fixed16.14", "fixed12.10", "lns5.10"])
+def test_emulated_step_applies_the_estimate_of_its_own_phases(batch, fmt):
+    """One emulated EP step changes W by lr x EP's estimate computed exactly (float64)
+    from the same emulated phases, to within a few ulps of the weight format - also
+    when the minibatch sums of state products (here up to 32, states near 1) exceed the
+    weight format's range (Fixed(16, 14): +-2), which they must not saturate at."""
+    x, t = batch
+    cfg = EPConfig(arch=(64, 32, 10), batch=len(x), random_sign=False, seed=5)
+    A = make_arith(EPConfig(**{**cfg.__dict__, "format": fmt}))
+    net = EPNet(cfg, A)
+    net.b = [A.weight(np.full(b.shape, 0.9)) for b in (np.zeros((1, 32)), np.zeros((1, 10)))]
+    xs, ts = A.state(x), A.state(t)
+    est = ep_estimate(net, xs, ts, cfg.beta)
+    free, _ = net.free(xs)
+    assert min(A.value(free[0]).mean(), A.value(free[1]).mean()) > 0.6  # large sums
+    w0 = [A.value(w) for w in net.W]
+    net.step(xs, ts)
+    ulp = 2.0 ** -A.W.frac if hasattr(A.W, "frac") else None
+    for k, (w, e) in enumerate(zip(w0, est)):
+        delta = A.value(net.W[k]) - w
+        want = cfg.lrs[k] * e
+        if ulp is not None:  # fixed point: rounded once into the weight grid
+            assert np.abs(delta - want).max() <= ulp, k
+        else:  # LNS: one rounding relative to the weight (and its update)
+            assert np.allclose(delta, want, rtol=0.02, atol=2e-3 * np.abs(w).max()), k
+    assert np.abs(cfg.lrs[-1] * est[-1]).max() > 4 * (ulp or 1e-3)  # a real update
