@@ -132,7 +132,7 @@ def _train_language(args) -> Path:
                          tau_decay=args.tau_decay, tau_every=args.tau_every,
                          tau_min=args.tau_min, batch=args.batch, lr=args.lr, steps=args.steps,
                          eval_every=args.eval_every, format=args.format,
-                         loss_scale=args.loss_scale, data=args.data,
+                         loss_scale=args.loss_scale, frozen=args.frozen, data=args.data,
                          data_dir=args.data_dir, seed=args.seed, out=str(args.out))
     s = train(cfg, progress=not args.quiet)
     print(f"probe on the student's features: best validation {s['best_val_acc']:.4f} at step "
@@ -288,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", default="none", choices=("none", "receive", "feedback", "both"),
                    help="communication level")
     p.add_argument("--length", type=int, default=32, help="message length L in bits")
+    p.add_argument("--frozen", action="store_true",
+                   help="control: keep the agents at their initial weights (only the probe trains)")
     p.add_argument("--weight", type=float, default=-1.0,
                    help="weight of the message cross-entropy; -1: 0.01 one-way, 0.005 two-way")
     p.add_argument("--noise", type=float, default=0.2, help="probability of inverting a pixel")

@@ -32,7 +32,8 @@ cross-entropy -mean[s log q + (1 - s) log(1 - q)] weighted by ``weight``):
 Evaluation: a linear classifier on B's feature layer h (detached: its training
 does not touch the agents) learns the labels alongside; every ``eval_every``
 steps its validation and test accuracies are recorded, and the summary reports
-the test accuracy at the best validation accuracy. ``format`` runs the agents'
+the test accuracy at the best validation accuracy. ``frozen`` is the control that
+trains the probe alone on the agents' initial (random) features. ``format`` runs the agents'
 layers (generators and discriminators) at emulated precision; the probe stays
 float32. ``loss_scale`` multiplies the loss before the backward pass and divides
 the gradients by it before the Adam step (static loss scaling, Micikevicius et al.
@@ -80,6 +81,7 @@ class LanguageConfig:
     eval_every: int = 250
     format: str = "float"
     loss_scale: float = 1.0  # static loss scaling for emulated gradients (1: none)
+    frozen: bool = False  # a control: the agents keep their initial weights, the probe trains
     val_fraction: float = 1 / 6
     data: str = "digits"
     data_dir: str | None = None
@@ -213,14 +215,15 @@ def train(cfg: LanguageConfig, progress: bool = True) -> dict:
         losses = [mi_loss(a.disc, o, b) for a, o, b in zip(agents, obs, bits)]
         loss = (losses[0][0] + losses[1][0]
                 + lam * communication_loss(cfg.level, outs[0][1], outs[1][1], bits[0], bits[1]))
-        opt.zero_grad()
-        (loss * cfg.loss_scale).backward()
-        if cfg.loss_scale != 1.0:
-            for group in opt.param_groups:
-                for prm in group["params"]:
-                    if prm.grad is not None:
-                        prm.grad.div_(cfg.loss_scale)
-        opt.step()
+        if not cfg.frozen:
+            opt.zero_grad()
+            (loss * cfg.loss_scale).backward()
+            if cfg.loss_scale != 1.0:
+                for group in opt.param_groups:
+                    for prm in group["params"]:
+                        if prm.grad is not None:
+                            prm.grad.div_(cfg.loss_scale)
+            opt.step()
         probe_opt.zero_grad()
         F.cross_entropy(probe(outs[1][0].detach()), y_train[idx]).backward()
         probe_opt.step()

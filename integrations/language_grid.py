@@ -27,7 +27,9 @@ STEPS = {"digits": 3000, "fashion-mnist": 10_000}
 EVAL_EVERY = {"digits": 100, "fashion-mnist": 250}
 THESIS = {"none": "64.4", "receive": "65.7", "feedback": "69.4", "both": "71.4"}
 LABELS = {"none": "Baseline (no communication)", "receive": "Student receiving only",
-          "feedback": "Student feedback to teacher", "both": "Both ways, with feedback"}
+          "feedback": "Student feedback to teacher", "both": "Both ways, with feedback",
+          "untrained": "Control: untrained agents (probe on initial features)"}
+ROWS = LEVELS + ("untrained",)  # the control, in float only
 
 
 def language_grid(data: str, seeds: int, root: Path) -> list[LanguageConfig]:
@@ -37,8 +39,10 @@ def language_grid(data: str, seeds: int, root: Path) -> list[LanguageConfig]:
     for fmt, ls in variants:
         name = fmt if ls == 1.0 else f"{fmt}-loss-scale{ls:g}"
         for seed in range(seeds if fmt == "float" else min(seeds, EMULATED_SEEDS)):
-            for level in LEVELS:
-                out.append(LanguageConfig(level=level, format=fmt, loss_scale=ls, data=data,
+            for level in LEVELS + (("untrained",) if fmt == "float" else ()):
+                out.append(LanguageConfig(level="none" if level == "untrained" else level,
+                                          frozen=level == "untrained", format=fmt,
+                                          loss_scale=ls, data=data,
                                           seed=seed, steps=STEPS.get(data, 10_000),
                                           eval_every=EVAL_EVERY.get(data, 250),
                                           out=str(root / "language" / data / name / level
@@ -77,7 +81,7 @@ def write_language_tables(root: Path, docs: Path) -> None:
                       "| communication level | probe test acc. % (at best val.) | step at best | "
                       "final probe test acc. % | final bit agreement % | n | thesis MNIST % |",
                       "|---|---|---|---|---|---|---|"]
-            for level in LEVELS:
+            for level in ROWS:
                 if level not in runs:
                     continue
                 sel = runs[level]
@@ -86,7 +90,7 @@ def write_language_tables(root: Path, docs: Path) -> None:
                     f"{mean_std((s['step_at_best'] for s, _ in sel), 1, 0)} | "
                     f"{mean_std((s['final_test_acc'] for s, _ in sel), 100)} | "
                     f"{mean_std((s['final_bit_agreement'] for s, _ in sel), 100)} | {len(sel)} | "
-                    f"{THESIS[level]} |")
+                    f"{THESIS.get(level, '')} |")
             lines.append("")
             panels.append((f"{data}, {fmt_dir.name}", runs))
     if not panels:
@@ -95,13 +99,14 @@ def write_language_tables(root: Path, docs: Path) -> None:
     (docs / "language_table.md").write_text("\n".join(lines))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, (title, runs) in zip(axes[0], panels):
-        for level in LEVELS:
+        for level in ROWS:
             if level in runs:
                 ms = [m for _, m in runs[level]]
                 k = min(len(m) for m in ms)
                 steps = [ms[0][i]["step"] for i in range(k)]
                 mean = np.mean([[m[i]["val_acc"] * 100 for i in range(k)] for m in ms], 0)
-                ax.plot(steps, mean, lw=1.2, label=LABELS[level])
+                ax.plot(steps, mean, lw=1.2, ls=":" if level == "untrained" else "-",
+                        label=LABELS[level])
         ax.set_xlabel("training steps")
         ax.set_ylabel("probe validation accuracy % (mean of seeds)")
         ax.set_title(title)

@@ -164,3 +164,26 @@ def test_language_table_counts_seeds_per_row(tmp_path):
         in table
     assert "| Both ways, with feedback | 70.0 | 100 | 70.0 | 50.0 | 1 | 71.4 |" in table
     assert "Student receiving only" not in table  # no runs, no row
+
+
+def test_frozen_agents_keep_their_weights_and_the_probe_still_learns(tmp_path):
+    """The untrained-agents control: with ``frozen`` no agent parameter moves (the
+    messages and features are those of the initial weights), yet the probe on those
+    features learns above chance."""
+    from integrations.language import LanguageConfig, train
+
+    cfg = LanguageConfig(level="none", frozen=True, data="digits", steps=200, eval_every=50,
+                         hidden=64, out=str(tmp_path / "frozen"))
+    s = train(cfg, progress=False)
+    assert s["test_acc"] > 0.5
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "frozen" / "metrics.csv")))
+    # unchanged agents send the same (hard) messages at every evaluation: the agreement
+    # of A's and B's bits on the validation images is the same number each time
+    assert len({r["bit_agreement"] for r in rows}) == 1
+    assert 0.3 < float(rows[0]["bit_agreement"]) < 0.7  # independent random generators
+    trained = train(LanguageConfig(level="none", data="digits", steps=200, eval_every=50,
+                                   hidden=64, out=str(tmp_path / "trained")), progress=False)
+    moving = list(csv.DictReader(open(tmp_path / "trained" / "metrics.csv")))
+    assert len({r["bit_agreement"] for r in moving}) > 1  # trained agents change their messages
