@@ -81,6 +81,13 @@ def reach(metrics: list[dict], level: float) -> int | None:
     return None
 
 
+def reached(values: list) -> str:
+    """mean ± std of the runs that reached the level, with "(k of n)" when some did not
+    ("-" when none did): a mean over the runs that got there must say how many did."""
+    k = sum(v is not None for v in values)
+    return mean_std(values, 1, 0) + (f" ({k} of {len(values)})" if 0 < k < len(values) else "")
+
+
 def write_teacher_tables(root: Path, docs: Path) -> None:
     import matplotlib
 
@@ -102,12 +109,12 @@ def write_teacher_tables(root: Path, docs: Path) -> None:
                     for p in (root / "teacher-models").glob(f"{data}-seed*/teacher.json")]
         lines += [f"### {data}", "",
                   f"Teacher test accuracy: {mean_std(teachers, 100, 2)} %. Student 32-32, "
-                  f"Adam, batch 32; n = {len(runs['baseline'])} seed(s). 'to reach' = "
+                  f"Adam, batch 32; n = seeds per row. 'to reach' = "
                   f"backward passes until the validation accuracy first reaches "
                   f"{level * 100:.2f} % (the baseline's best minus 0.5 points).", "",
                   "| configuration | test acc. % (at best val.) | backward passes at best val. | "
                   "backward passes to reach | student forward passes to reach | "
-                  "thesis MNIST acc. % / backward |", "|---|---|---|---|---|---|"]
+                  "n | thesis MNIST acc. % / backward |", "|---|---|---|---|---|---|---|"]
         for name in RUNS:
             if name not in runs:
                 continue
@@ -120,7 +127,7 @@ def write_teacher_tables(root: Path, docs: Path) -> None:
             th = " / ".join(THESIS[name]) if name in THESIS else ""
             lines.append(f"| {LABELS[name]} | {mean_std([s['test_acc'] for s, _ in sel], 100, 2)} | "
                          f"{mean_std([s['backward_at_best'] for s, _ in sel], 1, 0)} | "
-                         f"{mean_std(to, 1, 0)} | {mean_std(fw, 1, 0)} | {th} |")
+                         f"{reached(to)} | {reached(fw)} | {len(sel)} | {th} |")
         lines.append("")
         panels.append((data, runs))
     if not panels:

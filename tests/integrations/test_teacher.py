@@ -98,3 +98,20 @@ def test_cli_runs_a_student(tmp_path, capsys):
                  "--out", str(tmp_path / "s"), "--quiet"]) == 0
     assert "backward passes" in capsys.readouterr().out
     assert (tmp_path / "s" / "curve.png").exists()
+
+
+def test_reach_is_the_first_evaluation_at_the_level():
+    from integrations.teacher_grid import reach
+
+    m = [{"backward": 250, "val_acc": 0.5}, {"backward": 500, "val_acc": 0.8},
+         {"backward": 750, "val_acc": 0.9}]
+    assert reach(m, 0.8) == 500
+    assert reach(m, 0.95) is None
+
+
+def test_reached_says_how_many_runs_got_there():
+    from integrations.teacher_grid import reached
+
+    assert reached([1000, 3000]) == "2,000 ± 1,414"
+    assert reached([1000, None, 3000]) == "2,000 ± 1,414 (2 of 3)"
+    assert reached([None, None]) == "-"
