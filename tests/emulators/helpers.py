@@ -19,7 +19,7 @@ def assert_codes(result, expected: np.ndarray, context: str = "") -> None:
                              f"expected {expected[tuple(bad)]}")
 
 
-def on_every_backend(fn, expected: np.ndarray, context: str = ""):
+def assert_every_backend_gives(fn, expected: np.ndarray, context: str = ""):
     """Run ``fn(backend)`` on every backend under test; each must give ``expected``."""
     for be in BACKENDS:
         assert_codes(fn(be), expected, f"{be} {context}")

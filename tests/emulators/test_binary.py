@@ -12,7 +12,7 @@ from numerics import Binary, Fixed, Ternary
 from numerics import testing as lt
 from numerics.reference import binary as rb
 from numerics.reference import fixed as rf
-from tests.emulators.helpers import on_every_backend
+from tests.emulators.helpers import assert_every_backend_gives
 from tests.conftest import BACKENDS
 
 
@@ -47,7 +47,7 @@ class TestCast:
         if expected is None:
             return
         codes, scale = expected
-        on_every_backend(lambda be: E.cast(x, fmt, backend=be), codes, repr(fmt))
+        assert_every_backend_gives(lambda be: E.cast(x, fmt, backend=be), codes, repr(fmt))
         for be in BACKENDS:
             _same_scale(E.cast(x, fmt, backend=be), scale)
 
@@ -59,7 +59,7 @@ class TestCast:
         if expected is None:
             return
         codes, scale = expected
-        on_every_backend(lambda be: E.cast(x, fmt, backend=be), codes, repr(fmt))
+        assert_every_backend_gives(lambda be: E.cast(x, fmt, backend=be), codes, repr(fmt))
         for be in BACKENDS:
             _same_scale(E.cast(x, fmt, backend=be), scale)
 
@@ -78,7 +78,7 @@ class TestMatmul:
         a = data.draw(_codes(fa, (M, K)))
         b = data.draw(_codes(fb, (K, N)))
         expected = rf.matmul(a, 0, b, 0, Fixed(32, 0))
-        on_every_backend(lambda be: E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), backend=be),
+        assert_every_backend_gives(lambda be: E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), backend=be),
                          expected, f"{fa!r} @ {fb!r} K={K}")
 
     @given(st.integers(1, 4), st.integers(1, 70), st.integers(1, 4), st.data())
@@ -88,11 +88,11 @@ class TestMatmul:
         b = data.draw(_codes(fx, (K, N)))
         out = data.draw(lt.fixed_formats(max_bits=16, min_frac=-3, max_frac=6))
         seed = data.draw(lt.seeds())
-        on_every_backend(lambda be: E.matmul(E.from_codes(a, Binary()), E.from_codes(b, fx), out,
+        assert_every_backend_gives(lambda be: E.matmul(E.from_codes(a, Binary()), E.from_codes(b, fx), out,
                                              seed=seed, backend=be),
                          rf.matmul(a, 0, b, 3, out, seed=seed), "binary @ fixed")
         c = data.draw(_codes(Binary(), (K, N)))
-        on_every_backend(lambda be: E.matmul(E.from_codes(a, Binary()), E.from_codes(c, Binary()),
+        assert_every_backend_gives(lambda be: E.matmul(E.from_codes(a, Binary()), E.from_codes(c, Binary()),
                                              out, seed=seed, backend=be),
                          rf.matmul(a, 0, c, 0, out, seed=seed), "binary @ binary -> out")
 

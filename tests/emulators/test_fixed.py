@@ -12,7 +12,7 @@ import emulators as E
 from numerics import Fixed, Overflow, Rounding
 from numerics import testing as lt
 from numerics.reference import fixed as ref
-from tests.emulators.helpers import on_every_backend
+from tests.emulators.helpers import assert_every_backend_gives
 
 ORDERS = st.sampled_from(["sequential", "pairwise"])
 
@@ -24,23 +24,23 @@ class TestCast:
     def test_float64(self, fmt, data):
         x = data.draw(lt.float_arrays(fmt, allow_infinity=fmt.overflow is Overflow.SATURATE))
         seed = data.draw(lt.seeds())
-        on_every_backend(lambda be: E.cast(x, fmt, seed=seed, backend=be),
+        assert_every_backend_gives(lambda be: E.cast(x, fmt, seed=seed, backend=be),
                          ref.cast(x, fmt, seed), f"{fmt!r} seed={seed}")
 
     @given(lt.fixed_formats(), st.data())
     def test_float32(self, fmt, data):
         x = data.draw(lt.float_arrays(fmt, dtype=np.float32))
         seed = data.draw(lt.seeds())
-        on_every_backend(lambda be: E.cast(x, fmt, seed=seed, backend=be),
+        assert_every_backend_gives(lambda be: E.cast(x, fmt, seed=seed, backend=be),
                          ref.cast(x.astype(np.float64), fmt, seed), repr(fmt))
 
     @given(lt.fixed_formats(max_bits=20), st.data())
     def test_non_contiguous_and_int_input(self, fmt, data):
         x = data.draw(lt.float_arrays(fmt, shape=(4, 6)))
         view = x[::2, ::-3].T
-        on_every_backend(lambda be: E.cast(view, fmt, backend=be), ref.cast(view, fmt))
+        assert_every_backend_gives(lambda be: E.cast(view, fmt, backend=be), ref.cast(view, fmt))
         ints = data.draw(st.lists(st.integers(-2**40, 2**40), max_size=5))
-        on_every_backend(lambda be: E.cast(np.array(ints, dtype=np.int64), fmt, backend=be),
+        assert_every_backend_gives(lambda be: E.cast(np.array(ints, dtype=np.int64), fmt, backend=be),
                          ref.cast(np.array(ints, dtype=np.float64), fmt))
 
     @pytest.mark.parametrize("rounding", list(Rounding))
@@ -50,24 +50,24 @@ class TestCast:
             fmt = Fixed(bits, 0, rounding=rounding)
             x = np.array([2.0**(bits - 1) - 1, -2.0**(bits - 1), 2.0**(bits - 1), 2.0**62, -2.0**63,
                           2.0**(bits - 1) - 0.5, 0.5, -0.5, 1.5, 2.5, 4503599627370495.5])
-            on_every_backend(lambda be: E.cast(x, fmt, seed=5, backend=be), ref.cast(x, fmt, 5))
+            assert_every_backend_gives(lambda be: E.cast(x, fmt, seed=5, backend=be), ref.cast(x, fmt, 5))
 
     def test_peer_bugs(self):
         """QPyTorch rounds 2^-9 + 2^-32 twice; APyTypes does not wrap wide values."""
-        on_every_backend(lambda be: E.cast(np.array([2.0**-9 + 2.0**-32]), Fixed(16, 8), backend=be),
+        assert_every_backend_gives(lambda be: E.cast(np.array([2.0**-9 + 2.0**-32]), Fixed(16, 8), backend=be),
                          [1])
         wrap8 = Fixed(8, 0, overflow=Overflow.WRAP)
         x = np.array([2.0**52 + 3, -(2.0**52 + 3), 1.5 * 2.0**70, 1e300])
-        on_every_backend(lambda be: E.cast(x, wrap8, backend=be), [3, -3, 0, 0])
+        assert_every_backend_gives(lambda be: E.cast(x, wrap8, backend=be), [3, -3, 0, 0])
         wide = E.from_codes(np.array([2**61 - 1, -2**61 + 5]), Fixed(62, 0))
-        on_every_backend(lambda be: E.cast(wide, wrap8, backend=be), [-1, 5])
+        assert_every_backend_gives(lambda be: E.cast(wide, wrap8, backend=be), [-1, 5])
 
     def test_edge_values(self):
         x = np.array([-0.0, 5e-324, -5e-324, 2.2250738585072014e-308])
         for rounding, expected in [(Rounding.FLOOR, [0, 0, -1, 0]), (Rounding.CEIL, [0, 1, 0, 1]),
                                    (Rounding.NEAREST_EVEN, [0, 0, 0, 0])]:
             fmt = Fixed(8, -4, rounding=rounding)
-            on_every_backend(lambda be: E.cast(x, fmt, backend=be), expected, repr(fmt))
+            assert_every_backend_gives(lambda be: E.cast(x, fmt, backend=be), expected, repr(fmt))
 
 
 class TestConvert:
@@ -78,7 +78,7 @@ class TestConvert:
         codes = data.draw(lt.codes(src))
         seed = data.draw(lt.seeds())
         x = E.from_codes(codes, src)
-        on_every_backend(lambda be: E.cast(x, dst, seed=seed, backend=be),
+        assert_every_backend_gives(lambda be: E.cast(x, dst, seed=seed, backend=be),
                          ref.convert(codes, src.frac, dst, seed), f"{src!r} -> {dst!r}")
 
 
@@ -101,9 +101,9 @@ class TestElementwise:
         b = data.draw(lt.codes(fb, shape_b))
         seed = data.draw(lt.seeds())
         ea, eb = E.from_codes(a, fa), E.from_codes(b, fb)
-        on_every_backend(lambda be: E.add(ea, eb, out, seed=seed, backend=be),
+        assert_every_backend_gives(lambda be: E.add(ea, eb, out, seed=seed, backend=be),
                          ref.add(a, fa.frac, b, fb.frac, out, seed), "add")
-        on_every_backend(lambda be: E.sub(ea, eb, out, seed=seed, backend=be),
+        assert_every_backend_gives(lambda be: E.sub(ea, eb, out, seed=seed, backend=be),
                          ref.sub(a, fa.frac, b, fb.frac, out, seed), "sub")
 
     @given(lt.fixed_formats(max_bits=32, min_frac=-6, max_frac=40),
@@ -115,7 +115,7 @@ class TestElementwise:
         a = data.draw(lt.codes(fa, shape))
         b = data.draw(lt.codes(fb, shape))
         seed = data.draw(lt.seeds())
-        on_every_backend(lambda be: E.mul(E.from_codes(a, fa), E.from_codes(b, fb), out,
+        assert_every_backend_gives(lambda be: E.mul(E.from_codes(a, fa), E.from_codes(b, fb), out,
                                           seed=seed, backend=be),
                          ref.mul(a, fa.frac, b, fb.frac, out, seed), f"{fa!r}*{fb!r}->{out!r}")
 
@@ -139,7 +139,7 @@ class TestMatmulSum:
         assume(a.shape[1] * int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) < 2**62)
         out = data.draw(lt.fixed_formats())
         seed = data.draw(lt.seeds())
-        on_every_backend(lambda be: E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), out,
+        assert_every_backend_gives(lambda be: E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), out,
                                              seed=seed, backend=be),
                          ref.matmul(a, fa.frac, b, fb.frac, out, seed=seed), "exact matmul")
 
@@ -155,7 +155,7 @@ class TestMatmulSum:
         compensated = order == "sequential" and data.draw(st.booleans())
         out = data.draw(lt.fixed_formats())
         seed = data.draw(lt.seeds())
-        on_every_backend(
+        assert_every_backend_gives(
             lambda be: E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), out, acc, order,
                                 compensated, seed=seed, backend=be),
             ref.matmul(a, fa.frac, b, fb.frac, out, acc, order, compensated, seed),
@@ -177,7 +177,7 @@ class TestMatmulSum:
         compensated = acc is not None and order == "sequential" and data.draw(st.booleans())
         out = data.draw(lt.fixed_formats())
         seed = data.draw(lt.seeds())
-        on_every_backend(
+        assert_every_backend_gives(
             lambda be: E.sum(E.from_codes(a, fmt), axis, out, acc, order, compensated,
                              seed=seed, backend=be),
             ref.sum(a, fmt.frac, axis, out, acc, order, compensated, seed),
