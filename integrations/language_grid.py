@@ -39,7 +39,7 @@ def language_grid(data: str, seeds: int, root: Path) -> list[LanguageConfig]:
     for fmt, ls in variants:
         name = fmt if ls == 1.0 else f"{fmt}-loss-scale{ls:g}"
         for seed in range(seeds if fmt == "float" else min(seeds, EMULATED_SEEDS)):
-            for level in LEVELS + (("untrained",) if fmt == "float" else ()):
+            for level in ROWS if fmt == "float" else LEVELS:
                 out.append(LanguageConfig(level="none" if level == "untrained" else level,
                                           frozen=level == "untrained", format=fmt,
                                           loss_scale=ls, data=data,
