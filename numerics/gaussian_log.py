@@ -233,7 +233,7 @@ class AdderTables:
 
     - ``sub[f, zabs]`` for zabs < 2**k: v at the exact first interval;
     - ``tab[f, q]`` for 1 <= q <= last: Table's midpoint values, Interp's points,
-      Exact's values (k = 0, where column 0 holds f(0) too); columns last + 1 and
+      Exact's values; whenever k = 0 column 0 holds f(0) too; columns last + 1 and
       last + 2 hold ``beyond[f] << guard`` so that kernels may clamp q to last + 1
       instead of branching;
     - ``beyond[f]``: the final value for q > last (no table consulted);
@@ -266,7 +266,9 @@ def adder_tables(fmt: LNS) -> AdderTables:
         else:
             mid = (q << k) + ((1 << (k - 1)) if k else 0)
             tab = np.stack([_round_points(w, mid, F, F + P, rnd) for w in (SB, DB)])
-        tab[:, 0] = 0  # q = 0 is the sub-table
+        # q = 0 is the sub-table; with k = 0 that is f(0) alone, and column 0 keeps it too,
+        # so that the kernels' k = 0 fast path (tab[f, min(|z|, last + 1)]) needs no sub-table
+        tab[:, 0] = sub[:, 0] if k == 0 else 0
         return AdderTables(sub, _pad(tab[:, :last + 1], beyond, P), last, beyond, k, P, geo.interp)
     # Exact: every z up to where both functions have reached their final constant
     limit = (F + P + 3) << F

@@ -232,13 +232,33 @@ class TestErrors:
         assert E.cast(np.array([tiny]), LNS(4, 6, underflow="min"), backend=backend).codes.tolist() == [1]
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: the C Table adder differs from Numba and "
-                   "the reference when F is below the table's resolution (found 2026-12-01)")
-def test_c_table_adder_at_zero_frac_bits():
-    """LNS(1, 0) with a Table(2) adder: every pair of codes adds alike on every backend."""
-    fmt = LNS(1, 0, adder=Table(2))
+# Table adders whose index covers every exponent difference (k = 0): the kernels' flat fast
+# path must read f(0) from column 0 (a bug found by test_elementwise on 2026-12-01).
+ZERO_K = [LNS(1, 0, Table(2)), LNS(2, 0, Table(4)), LNS(1, 1, Table(4)), LNS(2, 2, Table(6)),
+          LNS(2, 1, Interp(4)), LNS(2, 0, Table(4), rounding="sr")]
+
+
+@pytest.mark.parametrize("fmt", ZERO_K, ids=str)
+def test_table_adder_with_k_zero_every_pair(fmt):
+    """Every pair of codes adds and subtracts as the reference on every backend."""
     codes = np.arange(fmt.min_code, fmt.max_code + 1)
-    a = E.from_codes(np.repeat(codes, len(codes)), fmt)
-    b = E.from_codes(np.tile(codes, len(codes)), fmt)
-    assert np.array_equal(E.add(a, b, fmt, backend="c").codes,
-                          E.add(a, b, fmt, backend="numba").codes)
+    a, b = np.repeat(codes, codes.size), np.tile(codes, codes.size)
+    ea, eb = E.from_codes(a, fmt), E.from_codes(b, fmt)
+    assert_every_backend_gives(lambda be: E.add(ea, eb, seed=3, backend=be),
+                               ref.add(a, fmt, b, fmt, fmt, 3), "add")
+    assert_every_backend_gives(lambda be: E.sub(ea, eb, seed=3, backend=be),
+                               ref.sub(a, fmt, b, fmt, fmt, 3), "sub")
+
+
+@pytest.mark.parametrize("compensated", [False, True])
+@pytest.mark.parametrize("fmt", ZERO_K, ids=str)
+def test_table_adder_with_k_zero_matmul(fmt, compensated):
+    """Sequential (plain and Kahan) matmuls over all codes equal the reference."""
+    codes = np.arange(fmt.min_code, fmt.max_code + 1)
+    rng = np.random.default_rng(0)
+    a = rng.choice(codes, (4, 2 * codes.size))
+    b = rng.choice(codes, (2 * codes.size, 3))
+    assert_every_backend_gives(
+        lambda be: E.matmul(E.from_codes(a, fmt), E.from_codes(b, fmt), fmt, fmt, "sequential",
+                            compensated, seed=5, backend=be),
+        ref.matmul(a, fmt, b, fmt, fmt, fmt, "sequential", compensated, 5))
