@@ -145,9 +145,15 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 # ------------------------------------------------------------------ teacher ---
 
-def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool = True) -> nn.Module:
+def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool = True,
+                  max_epochs: int | None = None) -> nn.Module | None:
     """The teacher for ``cfg``'s data and seed: loaded from ``teacher_dir`` if it
-    was trained before with the same settings, else trained with early stopping."""
+    was trained before with the same settings, else trained with early stopping.
+
+    Every epoch checkpoints model, optimizer, both RNG streams and the early-stopping
+    state (``teacher-checkpoint.pt``), so an interrupted training resumes on the
+    identical trajectory. ``max_epochs`` stops this call after that many more epochs
+    and returns None when the teacher is not finished (for tests and time-boxed runs)."""
     from tqdm import tqdm
 
     key = {"data": cfg.data, "seed": cfg.seed, "hidden": cfg.teacher_hidden,
@@ -168,9 +174,24 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
                 cfg.teacher_dropout)
     opt = torch.optim.Adam(model.parameters())
     rng = np.random.default_rng([cfg.seed, 41])
-    best, best_state, since, drops, log = -1.0, None, 0, 0, []
-    bar = tqdm(range(cfg.teacher_max_epochs), disable=not progress, desc="teacher", unit="epoch")
+    state = {"epoch": 0, "best": -1.0, "best_state": None, "since": 0, "drops": 0, "log": [],
+             "done": False}
+    ckpt = d / "teacher-checkpoint.pt"
+    if ckpt.exists():
+        saved = torch.load(ckpt, weights_only=False)
+        if saved["key"] == key:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            rng.bit_generator.state = saved["numpy_rng"]
+            torch.set_rng_state(saved["torch_rng"])
+            state = saved["state"]
+    stop = cfg.teacher_max_epochs if max_epochs is None else min(
+        cfg.teacher_max_epochs, state["epoch"] + max_epochs)
+    bar = tqdm(range(state["epoch"], stop), disable=not progress, desc="teacher", unit="epoch",
+               initial=state["epoch"], total=cfg.teacher_max_epochs)
     for epoch in bar:
+        if state["done"]:
+            break
         model.train()
         order = rng.permutation(len(data.y_train))
         for i in range(0, len(order) - cfg.batch + 1, cfg.batch):
@@ -179,27 +200,45 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
             F.cross_entropy(model(torch.from_numpy(data.x_train[idx])),
                             torch.from_numpy(data.y_train[idx])).backward()
             opt.step()
-        val = accuracy(model, data.x_val, data.y_val)
-        log.append({"epoch": epoch + 1, "val_acc": val, "lr": opt.param_groups[0]["lr"]})
-        bar.set_postfix(val=f"{val:.4f}", best=f"{max(best, val):.4f}")
-        if val > best:
-            best, since = val, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            since += 1
-            if since >= cfg.teacher_patience:
-                if drops == cfg.teacher_lr_drops:
-                    break
-                drops, since = drops + 1, 0
-                model.load_state_dict(best_state)
-                for group in opt.param_groups:
-                    group["lr"] /= 10
-    model.load_state_dict(best_state)
+        _early_stopping_step(state, model, opt, cfg, accuracy(model, data.x_val, data.y_val))
+        state["epoch"] = epoch + 1
+        bar.set_postfix(val=f"{state['log'][-1]['val_acc']:.4f}", best=f"{state['best']:.4f}")
+        torch.save({"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "state": state}, ckpt)
+    if not state["done"] and state["epoch"] < cfg.teacher_max_epochs:
+        return None
+    model.load_state_dict(state["best_state"])
     test = accuracy(model, data.x_test, data.y_test)
-    torch.save({"key": key, "model": best_state}, d / "teacher.pt")
-    (d / "teacher.json").write_text(json.dumps({"key": key, "best_val_acc": best,
-                                                "test_acc": test, "epochs": log}, indent=1))
+    torch.save({"key": key, "model": state["best_state"]}, d / "teacher.pt")
+    (d / "teacher.json").write_text(json.dumps({"key": key, "best_val_acc": state["best"],
+                                                "test_acc": test, "epochs": state["log"]},
+                                               indent=1))
+    ckpt.unlink()
     return model
+
+
+def _early_stopping_step(state: dict, model: nn.Module, opt, cfg: TeacherConfig,
+                         val: float) -> None:
+    """Log ``val``; keep the best weights; after ``teacher_patience`` epochs without a
+    better validation accuracy go back to the best weights with the learning rate / 10,
+    ``teacher_lr_drops`` times, then mark the training done."""
+    state["log"].append({"epoch": state["epoch"] + 1, "val_acc": val,
+                         "lr": opt.param_groups[0]["lr"]})
+    if val > state["best"]:
+        state["best"], state["since"] = val, 0
+        state["best_state"] = {k: v.clone() for k, v in model.state_dict().items()}
+        return
+    state["since"] += 1
+    if state["since"] < cfg.teacher_patience:
+        return
+    if state["drops"] == cfg.teacher_lr_drops:
+        state["done"] = True
+        return
+    state["drops"], state["since"] = state["drops"] + 1, 0
+    model.load_state_dict(state["best_state"])
+    for group in opt.param_groups:
+        group["lr"] /= 10
 
 
 # ------------------------------------------------------------------ student ---

@@ -75,6 +75,35 @@ def test_teacher_drops_its_learning_rate_on_plateaus(tmp_path):
         assert abs(lrs[-1] - 1e-5) < 1e-12
 
 
+def test_interrupted_teacher_resumes_on_the_same_trajectory(tmp_path):
+    """Cut after 2 of 6 epochs, then resumed: the same weights and log as one run."""
+    import json
+
+    import torch
+
+    from integrations.data import load_digits
+    from integrations.teacher import split, train_teacher
+
+    ds = load_digits()
+    data = split(ds, 0.1, 0)
+    runs = {}
+    for name, cut in (("whole", None), ("cut", 2)):
+        cfg = _small(tmp_path, teacher_max_epochs=6, teacher_patience=1, teacher_lr_drops=1,
+                     teacher_dir=str(tmp_path / name))
+        if cut:
+            assert train_teacher(cfg, data, ds, progress=False, max_epochs=cut) is None
+            ckpt = torch.load(tmp_path / name / "digits-seed0" / "teacher-checkpoint.pt",
+                              weights_only=False)
+            assert ckpt["state"]["epoch"] == cut
+        runs[name] = train_teacher(cfg, data, ds, progress=False).state_dict()
+        d = tmp_path / name / "digits-seed0"
+        assert not (d / "teacher-checkpoint.pt").exists()
+        runs[name + "-log"] = json.loads((d / "teacher.json").read_text())["epochs"]
+    assert runs["whole-log"] == runs["cut-log"] and len(runs["whole-log"]) >= 3
+    for k, v in runs["whole"].items():
+        assert torch.equal(v, runs["cut"][k]), k
+
+
 def test_baseline_counts_one_forward_per_backward(tmp_path):
     s = train(_small(tmp_path, select="none"), progress=False)
     assert s["test_acc"] > 0.5
