@@ -18,6 +18,7 @@ ORDERS = ("sequential", "pairwise")
 
 
 def check_lns(fmt: object, name: str) -> LNS:
+    """``fmt`` when it is an LNS format, else ValueError naming the operand ``name``."""
     if not isinstance(fmt, LNS):
         raise ValueError(f"{name} must be an LNS format here, got {fmt!r}")
     return fmt

@@ -142,6 +142,8 @@ def _train_language(args) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``lowbit`` argument parser: report, lns-report, compare, train {qnn, eqprop, nodes,
+    teacher, language}, experiment and demo, with their options."""
     parser = argparse.ArgumentParser(
         prog="lowbit", description="Bit-exact emulation of low-precision deep-learning arithmetic.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``lowbit`` command line ``argv`` (default: sys.argv); print where results went;
+    return the exit status 0 (errors raise SystemExit)."""
     args = build_parser().parse_args(argv)
     path = args.run(args)
     if args.command not in ("demo", "train", "experiment"):

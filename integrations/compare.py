@@ -61,6 +61,9 @@ def train(spec_text: str, epochs: int, seed: int = 0, lr: float = 0.1, batch: in
 
 
 def run_compare(out_dir: Path, specs=DEFAULT_SPECS, epochs: int = 8, seed: int = 0) -> Path:
+    """Train the demo MLP on digits once per spec in ``specs`` for ``epochs`` epochs; write the
+    per-epoch accuracies (CSV), the curves (training.png) and the table (markdown) into
+    ``out_dir``; return the table's path."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -248,6 +248,8 @@ class EPConfig:
 
 
 def make_arith(cfg: EPConfig):
+    """The arithmetic of ``cfg``: float64 numpy for ``format='float'``, else the emulators with
+    ``cfg``'s spec, update rule, seed and backend."""
     if cfg.format == "float":
         return FloatArith()
     return EmuArith(EmulationSpec.parse(cfg.format), cfg.update, cfg.seed, cfg.backend,
@@ -350,6 +352,8 @@ def _onehot(y: np.ndarray, n: int) -> np.ndarray:
 
 
 def evaluate(net: EPNet, ds_x: np.ndarray, ds_y: np.ndarray, batch: int = 500) -> float:
+    """Accuracy of ``net`` on (x, y): the argmax of the output layer at the free fixed point, in
+    batches of ``batch``."""
     correct = 0
     for i in range(0, len(ds_y), batch):
         correct += int((net.predict(net.A.state(ds_x[i:i + batch])) == ds_y[i:i + batch]).sum())
@@ -499,6 +503,8 @@ def bptt_gradient(net: EPNet, x: np.ndarray, target: np.ndarray, steps: int) -> 
 
 
 def cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    """Cosine similarity of two lists of arrays, each list flattened and concatenated into one
+    vector."""
     u = np.concatenate([v.ravel() for v in a])
     w = np.concatenate([v.ravel() for v in b])
     return float(u @ w / (np.linalg.norm(u) * np.linalg.norm(w)))

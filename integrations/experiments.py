@@ -52,6 +52,8 @@ QNN_SCHEDULE = {"fashion-mnist": {"lr_decay": 0.8}}
 
 
 def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[TrainConfig]:
+    """The TrainConfigs of the ``qnn``, ``lns`` or ``lns-sweep`` grid on ``data``: every row x
+    ``seeds`` seeds, ``epochs`` epochs, outputs under ``root/name/data``."""
     out = []
     for seed in range(seeds):
         if name == "qnn":
@@ -87,6 +89,9 @@ EP_SWEEP_BITS = (6, 8, 10, 12, 14, 16)
 
 
 def ep_grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list:
+    """The EPConfigs of the ``eqprop`` grid (formats and variants) or of the ``eqprop-sweep``
+    grid (Fixed(b, b-2) x plain/stochastic/Kahan updates) on ``data``, outputs under
+    ``root/name/data``."""
     from integrations.eqprop import EPConfig
 
     out = []

@@ -258,6 +258,9 @@ def evaluate(agents, probe, views, data) -> dict:
 
 
 def summary(cfg: LanguageConfig, metrics: list[dict]) -> dict:
+    """The run's summary: test accuracy at the best validation accuracy (earliest step on ties),
+    the step of it, final test accuracy and bit agreement, wall time, and whether all steps
+    were done."""
     best = max(metrics, key=lambda m: (m["val_acc"], -m["step"]))
     return {"config": asdict(cfg), "done": metrics[-1]["step"] == cfg.steps,
             "best_val_acc": best["val_acc"], "test_acc": best["test_acc"],

@@ -33,6 +33,9 @@ ROWS = LEVELS + ("untrained",)  # the control, in float only
 
 
 def language_grid(data: str, seeds: int, root: Path) -> list[LanguageConfig]:
+    """The LanguageConfigs of the language grid on ``data``: float agents at every level and the
+    untrained control for ``seeds`` seeds; on digits also the emulated agents at each loss
+    scale."""
     variants = [("float", 1.0)] + ([(EMULATED, ls) for ls in LOSS_SCALES]
                                    if data == "digits" else [])
     out = []
@@ -51,6 +54,8 @@ def language_grid(data: str, seeds: int, root: Path) -> list[LanguageConfig]:
 
 
 def run_language_grid(data: str, seeds: int, root: Path) -> None:
+    """Train every run of the grid whose summary.json does not say done (a rerun resumes the
+    grid)."""
     from integrations.language import train
 
     for cfg in language_grid(data, seeds, root):
@@ -61,6 +66,8 @@ def run_language_grid(data: str, seeds: int, root: Path) -> None:
 
 
 def write_language_tables(root: Path, docs: Path) -> None:
+    """Write language_table.md and language_curves.png into ``docs`` from the stored runs under
+    ``root``."""
     import matplotlib
 
     matplotlib.use("Agg")

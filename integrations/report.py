@@ -42,6 +42,8 @@ TRIALS = 16
 
 @dataclass
 class CastStats:
+    """Errors of casting one data set into one format: absolute and relative errors, and the
+    fractions saturated and flushed to zero."""
     format: str
     data: str
     max_abs_err: float
@@ -52,6 +54,8 @@ class CastStats:
 
 
 def cast_stats(fmt: Format, name: str, x: np.ndarray) -> CastStats:
+    """Cast ``x`` into ``fmt`` and measure the errors of the values it decodes to (relative
+    errors over the non-zero x)."""
     q = E.cast(x, fmt)
     v = q.to_float()
     err = v - x

@@ -121,6 +121,8 @@ def split(ds: Dataset, val_fraction: float, seed: int) -> Split:
 
 
 def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    """A ReLU MLP with layer sizes ``sizes`` (dropout after each hidden activation when > 0),
+    default PyTorch initialization."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -140,6 +142,7 @@ def predict(model: nn.Module, x: np.ndarray, batch: int = 2000) -> np.ndarray:
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of rows of ``x`` whose argmax prediction equals ``y``."""
     return float((predict(model, x).argmax(1) == y).mean())
 
 
@@ -261,12 +264,15 @@ def select_hardest(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def softmax(z: np.ndarray, t: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of z / t (numerically stable: the row maximum is subtracted first)."""
     z = z / t
     e = np.exp(z - z.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)
 
 
 def build_student(cfg: TeacherConfig, ds: Dataset) -> nn.Module:
+    """The student MLP, seeded from ``cfg.seed``; its layers swapped for emulated ones when
+    ``cfg.format`` is not float."""
     torch.manual_seed(cfg.seed * 7 + 2)
     model = mlp([ds.n_features, cfg.student_hidden, cfg.student_hidden, ds.n_classes])
     if cfg.format != "float":

@@ -52,6 +52,8 @@ EVAL_EVERY = {"digits": 50, "fashion-mnist": 250}
 
 
 def teacher_grid(data: str, seeds: int, root: Path) -> list[TeacherConfig]:
+    """The TeacherConfigs of the teacher grid on ``data``: every row of RUNS x ``seeds`` seeds,
+    teachers stored under ``root/teacher-models``."""
     out = []
     for seed in range(seeds):
         for name, (select, stack, targets, fmt) in RUNS.items():
@@ -65,6 +67,8 @@ def teacher_grid(data: str, seeds: int, root: Path) -> list[TeacherConfig]:
 
 
 def run_teacher_grid(data: str, seeds: int, root: Path) -> None:
+    """Train every student run of the grid that has no summary.json yet (a rerun resumes the
+    grid; teachers are trained once per seed and reused)."""
     from integrations.teacher import train
 
     for cfg in teacher_grid(data, seeds, root):
@@ -89,6 +93,8 @@ def reached(values: list) -> str:
 
 
 def write_teacher_tables(root: Path, docs: Path) -> None:
+    """Write teacher_table.md and teacher_curves.png into ``docs`` from the stored runs under
+    ``root``."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -219,6 +219,7 @@ def _epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: np.ndarray, batch: int = 1000) -> float:
+    """Accuracy of ``model`` (in eval mode, no gradients) on (x, y), in batches of ``batch``."""
     model.eval()
     correct = 0
     with torch.no_grad():
@@ -298,6 +299,8 @@ def _config_key(cfg: TrainConfig) -> dict:
 
 
 def summary(cfg: TrainConfig, metrics: list[dict]) -> dict:
+    """The run's summary: final and best test accuracy, epochs done, total and mean seconds per
+    epoch."""
     last = metrics[-1] if metrics else {}
     return {"config": {**asdict(cfg), "hidden": list(cfg.hidden)}, "epochs_done": len(metrics),
             "test_acc": last.get("test_acc"), "best_test_acc": max((m["test_acc"] for m in metrics),

@@ -77,6 +77,8 @@ def nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
 
 def run_nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
                    model: str = "mlp") -> None:
+    """Train every run of the nodes grid whose summary.json does not say done (a rerun resumes
+    the grid)."""
     from integrations.nodes.train import train
 
     for cfg in nodes_grid(data, seeds, root, rounds, model):

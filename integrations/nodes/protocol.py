@@ -59,6 +59,7 @@ class Message:
 
 
 def label_bits(n_classes: int) -> int:
+    """Bits of one label code for ``n_classes`` classes: ceil(log2(n_classes)), at least 1."""
     return max(1, math.ceil(math.log2(n_classes)))
 
 

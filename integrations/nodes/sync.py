@@ -57,6 +57,7 @@ def qsgd_encode(g: torch.Tensor, levels: int, gen: torch.Generator):
 
 
 def qsgd_decode(norm: torch.Tensor, codes: torch.Tensor, levels: int) -> torch.Tensor:
+    """The QSGD gradient from its norm and signed level codes: norm * codes / levels."""
     return norm * codes.float() / levels
 
 

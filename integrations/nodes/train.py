@@ -22,12 +22,16 @@ from integrations.nodes.simulated import build_nodes, node_probs, run_rounds
 
 
 def evaluate(nodes, ds, alive=None) -> dict:
+    """Average accuracy over the nodes (those in ``alive``, default all) and the entropy-
+    weighted collective decision's accuracy on the test set."""
     probs = node_probs(nodes, ds.x_test)
     avg, coll = accuracies(probs, ds.y_test, alive)
     return {"avg_acc": avg, "coll_acc": coll}
 
 
 def totals(nodes) -> dict:
+    """Every counter of the nodes (rounds, broadcasts, bytes sent, minibatches drawn from
+    inbox or shard, ...) summed over the nodes."""
     keys = nodes[0].counts.keys()
     return {k: int(sum(n.counts[k] for n in nodes)) for k in keys}
 
@@ -93,6 +97,8 @@ def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
 
 
 def summary(cfg: NodeConfig, metrics: list[dict]) -> dict:
+    """The run's summary from its last evaluation: rounds done, accuracies, bytes sent, wall
+    time, nodes alive, and whether all rounds were done."""
     last = metrics[-1] if metrics else {}
     return {"config": asdict(cfg), "done": last.get("round", 0) == cfg.rounds,
             "rounds_done": last.get("round", 0),
