@@ -37,7 +37,8 @@ TRIALS = 16
 @dataclass
 class AdderError:
     """The error of one adder function (sb or db) of one LNS format against the exact
-    function (in float64), in ulps of 2**-F, over the differences 0 <= |z| <= ``z_range`` (in 2**-F units)."""
+    function (in float64), in ulps of 2**-F, over the differences 0 <= |z| <= ``z_range``
+    (in 2**-F units)."""
     fmt: str
     adder: str
     function: str
