@@ -9,6 +9,9 @@ root and writes the result pages. Grids:
 - ``lns``: the seed talk's four configurations (float, LNS matmuls, LNS
   everywhere, LNS everywhere + Kahan) with LNS(5, 10);
 - ``lns-sweep``: LNS everywhere (with and without Kahan) for frac_bits 2..12;
+- ``lns-accumulation``: the LNS-matmul network (float master weights) with a finer
+  accumulator, with Kahan-compensated matmuls or with pairwise summation: which part
+  of the LNS matmul costs accuracy;
 - ``eqprop``: equilibrium propagation 784-500-10 (reference settings) in float,
   backprop on the same network, EP at Fixed 16/12/8-bit states and weights and
   at LNS(5, 10);
@@ -45,6 +48,15 @@ def lns_sgd(data: str) -> dict:
     """The LNS grids' SGD settings for ``data`` (an IDX folder: Fashion-MNIST's)."""
     return LNS_SGD.get(data, LNS_SGD["fashion-mnist"])
 LNS_FORMATS = ("lns5.10", "lns5.6")
+# The lns-accumulation grid: the "matrix multiply in LNS" row of the lns grid (every
+# forward and backward matmul in LNS(5, 10), weights stored in float) with one change
+# to its accumulation each. A recipe that is a spec starting with "lns" gets the LNS
+# rows' network and optimizer (integrations.train_qnn).
+LNS_ACCUMULATION = {"acc-lns5.16": "lns5.10,acc=lns5.16", "kahan": "lns5.10,kahan",
+                    "pairwise": "lns5.10,order=pairwise"}
+ACCUMULATION_LABELS = {"acc-lns5.16": "accumulator LNS(5, 16) (6 more fractional bits)",
+                       "kahan": "Kahan-compensated accumulation",
+                       "pairwise": "pairwise summation"}
 # Adam at a constant 1e-3 left the last-epoch Fashion-MNIST accuracy of one recipe
 # 1-3 points apart between seeds (float32: 86.6 vs 89.2), more than the gaps under
 # study; a per-epoch decay (1e-3 -> 1.3e-4 over 10 epochs) settles it, as in BinaryNet.
@@ -69,6 +81,11 @@ def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[Trai
                     out.append(TrainConfig(recipe=r, data=data, epochs=epochs, seed=seed, lns=lns,
                                            **lns_sgd(data),
                                            out=str(root / name / data / lns / r / f"seed{seed}")))
+        elif name == "lns-accumulation":
+            for label, spec in LNS_ACCUMULATION.items():
+                out.append(TrainConfig(recipe=spec, data=data, epochs=epochs, seed=seed,
+                                       **lns_sgd(data),
+                                       out=str(root / name / data / label / f"seed{seed}")))
         elif name == "lns-sweep":
             for f in SWEEP_FRAC_BITS:
                 for r in ("lns-everywhere", "lns-kahan"):
@@ -76,7 +93,7 @@ def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[Trai
                                            lns=f"lns5.{f}", **lns_sgd(data),
                                            out=str(root / name / data / f"{r}-f{f}" / f"seed{seed}")))
         else:
-            raise ValueError(f"unknown grid {name!r} (qnn, lns, lns-sweep)")
+            raise ValueError(f"unknown grid {name!r} (qnn, lns, lns-sweep, lns-accumulation)")
     return out
 
 
@@ -249,6 +266,33 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2g} s" if seconds < 100 else f"{seconds / 60:.1f} min"
 
 
+def _lns_accumulation_table(runs: list[dict], docs: Path) -> None:
+    """lns_accumulation_table.md: float and LNS-matmul (LNS(5, 10)) rows of the lns grid
+    beside the lns-accumulation variants, per dataset, over the seeds each row has."""
+    lines = []
+    for data in ("fashion-mnist", "digits"):
+        var = [r for r in runs if "/lns-accumulation/" in r["config"]["out"]
+               and r["config"]["data"] == data]
+        if not var:
+            continue
+        ref = [r for r in runs if "/lns/" in r["config"]["out"] and r["config"]["data"] == data
+               and (r["config"]["recipe"] == "lns-float" or
+                    (r["config"]["recipe"] == "lns-matmul" and r["config"]["lns"] == "lns5.10"))]
+        rows = [(LNS_LABELS[k], g) for k, g in _group(ref, lambda r: r["config"]["recipe"]).items()]
+        g = _group(var, lambda r: Path(r["config"]["out"]).parent.name)
+        rows += [(f"matmuls in LNS(5, 10), {ACCUMULATION_LABELS[k]}", g[k])
+                 for k in LNS_ACCUMULATION if k in g]
+        lines += [f"### {data}", "",
+                  "| configuration | test accuracy % (mean ± std) | test error % | epochs | "
+                  "wall time per run | hidden | final train loss | seeds |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [_row(label, rs) + f" {_final_train_loss(rs)} | "
+                  f"{', '.join(str(r['config']['seed']) for r in rs)} |" for label, rs in rows]
+        lines.append("")
+    if lines:
+        (docs / "lns_accumulation_table.md").write_text("\n".join(lines))
+
+
 def write_tables(root: Path, docs: Path) -> Path:
     """Write qnn/lns result tables (markdown) and the sweep plot into ``docs``."""
     import matplotlib
@@ -288,6 +332,7 @@ def write_tables(root: Path, docs: Path) -> Path:
                   for k in LNS_RECIPES if k in g]
         lines.append("")
     (docs / "lns_table.md").write_text("\n".join(lines))
+    _lns_accumulation_table(runs, docs)
 
     _ep_tables(runs, docs, plt)
     from integrations.eqprop_check import write_check_table

@@ -12,6 +12,7 @@ import emulators
 from integrations.train_qnn import RECIPES, TrainConfig, build, train
 from integrations.data import load_digits
 from integrations.torch import from_carrier, to_carrier
+from numerics import LNS
 
 
 def small(recipe: str, out, epochs: int = 3, **kw) -> TrainConfig:
@@ -96,3 +97,30 @@ def test_small_cnn_learns(recipe, tmp_path):
     model, _, _ = build(cfg.resolved(load_digits()), load_digits())
     kinds = {type(m).__name__ for m in model.modules()}
     assert ("EmulatedConv2d" in kinds) == (recipe != "float")
+
+
+def test_lns_accumulation_grid_changes_one_thing_of_lns_matmul(tmp_path):
+    """Each variant's spec is lns-matmul's with one accumulation setting changed, and the
+    unchanged spec as a recipe trains bit for bit as lns-matmul does."""
+    from dataclasses import fields
+
+    from integrations.experiments import grid
+    from integrations.torch import EmulationSpec
+
+    def asdict(spec):
+        return {f.name: getattr(spec, f.name) for f in fields(spec)}
+
+    base = asdict(EmulationSpec.everywhere("lns5.10"))
+    changed = {}
+    for cfg in grid("lns-accumulation", "digits", 1, 1, tmp_path):
+        spec = asdict(EmulationSpec.parse(cfg.recipe))
+        changed[cfg.recipe] = {k: v for k, v in spec.items() if v != base[k]}
+        assert cfg.resolved(load_digits()).hidden == (128, 128)  # the LNS rows' network
+    assert changed == {"lns5.10,acc=lns5.16": {"accumulator": LNS(5, 16)},
+                       "lns5.10,kahan": {"compensated": True},
+                       "lns5.10,order=pairwise": {"order": "pairwise"}}
+    a = train(small("lns-matmul", tmp_path / "a", epochs=1), progress=False)
+    b = train(small("lns5.10", tmp_path / "b", epochs=1), progress=False)
+    assert a["test_acc"] == b["test_acc"]
+    assert (tmp_path / "a" / "metrics.csv").read_text().split("\n")[1].split(",")[:3] == \
+        (tmp_path / "b" / "metrics.csv").read_text().split("\n")[1].split(",")[:3]
