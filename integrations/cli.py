@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run a grid of training runs (resumable) or write the tables.")
     p.add_argument("action", choices=("run", "tables"))
     p.add_argument("grid", nargs="?", default="qnn",
-                   choices=("qnn", "lns", "lns-sweep", "lns-accumulation", "eqprop", "eqprop-sweep", "eqprop-check",
+                   choices=("qnn", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep", "eqprop-check",
                             "nodes", "nodes-cnn", "teacher", "language"))
     p.add_argument("--data", default="digits")
     p.add_argument("--seeds", type=int, default=3)

@@ -9,9 +9,10 @@ root and writes the result pages. Grids:
 - ``lns``: the seed talk's four configurations (float, LNS matmuls, LNS
   everywhere, LNS everywhere + Kahan) with LNS(5, 10);
 - ``lns-sweep``: LNS everywhere (with and without Kahan) for frac_bits 2..12;
-- ``lns-accumulation``: the LNS-matmul network (float master weights) with a finer
-  accumulator, with Kahan-compensated matmuls or with pairwise summation: which part
-  of the LNS matmul costs accuracy;
+- ``lns-matmul-parts``: the LNS-matmul network (float master weights) with one part
+  changed — a finer accumulator, only the forward matmul in LNS, the forward and the
+  input-gradient matmuls, Kahan-compensated or pairwise matmuls: which part of the
+  LNS matmul costs accuracy;
 - ``eqprop``: equilibrium propagation 784-500-10 (reference settings) in float,
   backprop on the same network, EP at Fixed 16/12/8-bit states and weights and
   at LNS(5, 10);
@@ -48,15 +49,21 @@ def lns_sgd(data: str) -> dict:
     """The LNS grids' SGD settings for ``data`` (an IDX folder: Fashion-MNIST's)."""
     return LNS_SGD.get(data, LNS_SGD["fashion-mnist"])
 LNS_FORMATS = ("lns5.10", "lns5.6")
-# The lns-accumulation grid: the "matrix multiply in LNS" row of the lns grid (every
-# forward and backward matmul in LNS(5, 10), weights stored in float) with one change
-# to its accumulation each. A recipe that is a spec starting with "lns" gets the LNS
-# rows' network and optimizer (integrations.train_qnn).
-LNS_ACCUMULATION = {"acc-lns5.16": "lns5.10,acc=lns5.16", "kahan": "lns5.10,kahan",
+# The lns-matmul-parts grid: the "matrix multiply in LNS" row of the lns grid (every
+# forward and backward matmul in LNS(5, 10), weights stored in float) with one part
+# changed each. A recipe that is an all-LNS spec gets the LNS rows' network and
+# optimizer (integrations.train_qnn.lns_network).
+LNS_MATMUL_PARTS = {"acc-lns5.16": "lns5.10,acc=lns5.16",
+                    "forward-only": "w=lns5.10,a=lns5.10",
+                    "forward-and-grad-input": "w=lns5.10,a=lns5.10,gi=lns5.10",
+                    "kahan": "lns5.10,kahan",
                     "pairwise": "lns5.10,order=pairwise"}
-ACCUMULATION_LABELS = {"acc-lns5.16": "accumulator LNS(5, 16) (6 more fractional bits)",
-                       "kahan": "Kahan-compensated accumulation",
-                       "pairwise": "pairwise summation"}
+MATMUL_PART_LABELS = {
+    "acc-lns5.16": "accumulator LNS(5, 16) (6 more fractional bits)",
+    "forward-only": "only the forward matmul in LNS (both gradients in float32)",
+    "forward-and-grad-input": "forward and input-gradient matmuls in LNS (weight gradient "
+                              "in float32)",
+    "kahan": "Kahan-compensated accumulation", "pairwise": "pairwise summation"}
 # Adam at a constant 1e-3 left the last-epoch Fashion-MNIST accuracy of one recipe
 # 1-3 points apart between seeds (float32: 86.6 vs 89.2), more than the gaps under
 # study; a per-epoch decay (1e-3 -> 1.3e-4 over 10 epochs) settles it, as in BinaryNet.
@@ -81,8 +88,8 @@ def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[Trai
                     out.append(TrainConfig(recipe=r, data=data, epochs=epochs, seed=seed, lns=lns,
                                            **lns_sgd(data),
                                            out=str(root / name / data / lns / r / f"seed{seed}")))
-        elif name == "lns-accumulation":
-            for label, spec in LNS_ACCUMULATION.items():
+        elif name == "lns-matmul-parts":
+            for label, spec in LNS_MATMUL_PARTS.items():
                 out.append(TrainConfig(recipe=spec, data=data, epochs=epochs, seed=seed,
                                        **lns_sgd(data),
                                        out=str(root / name / data / label / f"seed{seed}")))
@@ -93,7 +100,7 @@ def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[Trai
                                            lns=f"lns5.{f}", **lns_sgd(data),
                                            out=str(root / name / data / f"{r}-f{f}" / f"seed{seed}")))
         else:
-            raise ValueError(f"unknown grid {name!r} (qnn, lns, lns-sweep, lns-accumulation)")
+            raise ValueError(f"unknown grid {name!r} (qnn, lns, lns-sweep, lns-matmul-parts)")
     return out
 
 
@@ -266,12 +273,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2g} s" if seconds < 100 else f"{seconds / 60:.1f} min"
 
 
-def _lns_accumulation_table(runs: list[dict], docs: Path) -> None:
-    """lns_accumulation_table.md: float and LNS-matmul (LNS(5, 10)) rows of the lns grid
-    beside the lns-accumulation variants, per dataset, over the seeds each row has."""
+def _lns_matmul_parts_table(runs: list[dict], docs: Path) -> None:
+    """lns_matmul_parts_table.md: float and LNS-matmul (LNS(5, 10)) rows of the lns grid
+    beside the lns-matmul-parts variants, per dataset, over the seeds each row has."""
     lines = []
     for data in ("fashion-mnist", "digits"):
-        var = [r for r in runs if "/lns-accumulation/" in r["config"]["out"]
+        var = [r for r in runs if "/lns-matmul-parts/" in r["config"]["out"]
                and r["config"]["data"] == data]
         if not var:
             continue
@@ -280,8 +287,8 @@ def _lns_accumulation_table(runs: list[dict], docs: Path) -> None:
                     (r["config"]["recipe"] == "lns-matmul" and r["config"]["lns"] == "lns5.10"))]
         rows = [(LNS_LABELS[k], g) for k, g in _group(ref, lambda r: r["config"]["recipe"]).items()]
         g = _group(var, lambda r: Path(r["config"]["out"]).parent.name)
-        rows += [(f"matmuls in LNS(5, 10), {ACCUMULATION_LABELS[k]}", g[k])
-                 for k in LNS_ACCUMULATION if k in g]
+        rows += [(f"matmuls in LNS(5, 10), {MATMUL_PART_LABELS[k]}", g[k])
+                 for k in LNS_MATMUL_PARTS if k in g]
         lines += [f"### {data}", "",
                   "| configuration | test accuracy % (mean ± std) | test error % | epochs | "
                   "wall time per run | hidden | final train loss | seeds |",
@@ -290,7 +297,7 @@ def _lns_accumulation_table(runs: list[dict], docs: Path) -> None:
                   f"{', '.join(str(r['config']['seed']) for r in rs)} |" for label, rs in rows]
         lines.append("")
     if lines:
-        (docs / "lns_accumulation_table.md").write_text("\n".join(lines))
+        (docs / "lns_matmul_parts_table.md").write_text("\n".join(lines))
 
 
 def write_tables(root: Path, docs: Path) -> Path:
@@ -332,7 +339,7 @@ def write_tables(root: Path, docs: Path) -> Path:
                   for k in LNS_RECIPES if k in g]
         lines.append("")
     (docs / "lns_table.md").write_text("\n".join(lines))
-    _lns_accumulation_table(runs, docs)
+    _lns_matmul_parts_table(runs, docs)
 
     _ep_tables(runs, docs, plt)
     from integrations.eqprop_check import write_check_table

@@ -79,13 +79,13 @@ class TrainConfig:
         c = TrainConfig(**asdict(self))
         if not c.hidden:
             big = ds.n_features > 100
-            if c.recipe.startswith("lns"):
+            if lns_network(c.recipe):
                 c.hidden = (256, 256) if big else (128, 128)
             else:
                 c.hidden = (1024, 1024) if big else (256, 256)
         c.hidden = tuple(c.hidden)
         if not c.lr:
-            c.lr = 0.05 if c.recipe.startswith("lns") else 0.001
+            c.lr = 0.05 if lns_network(c.recipe) else 0.001
         return c
 
 
@@ -106,6 +106,20 @@ def _activation(recipe: str, k: int | None, seed: int) -> list[nn.Module]:
     if recipe == "kbit-float":
         return [Clip01()]
     return [nn.ReLU()]
+
+
+def lns_network(recipe: str) -> bool:
+    """Whether ``recipe`` trains the LNS table's network (ReLU MLP, plain SGD, no batch
+    norm): an LNS recipe, or a raw emulation spec whose every format is LNS."""
+    if recipe in LNS_RECIPES:
+        return True
+    if recipe in QNN_RECIPES or recipe == "kbit-float":
+        return False
+    spec = EmulationSpec.parse(recipe)
+    formats = [getattr(spec, f) for f in ("weight", "activation", "output", "accumulator",
+                                          "grad_input", "grad_weight")]
+    formats = [f for f in formats if f is not None]
+    return bool(formats) and all(isinstance(f, LNS) for f in formats)
 
 
 def _bits(recipe: str) -> int | None:
@@ -198,7 +212,7 @@ def build(cfg: TrainConfig, ds: Dataset):
     if r in ("lns-everywhere", "lns-kahan"):
         opt = EmulatedSGD(model.parameters(), cfg.lr, spec.weight, momentum=cfg.momentum,
                           compensation="kahan" if r == "lns-kahan" else None, seed=cfg.seed)
-    elif r.startswith("lns"):
+    elif lns_network(r):
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

@@ -99,8 +99,8 @@ def test_small_cnn_learns(recipe, tmp_path):
     assert ("EmulatedConv2d" in kinds) == (recipe != "float")
 
 
-def test_lns_accumulation_grid_changes_one_thing_of_lns_matmul(tmp_path):
-    """Each variant's spec is lns-matmul's with one accumulation setting changed, and the
+def test_lns_matmul_parts_grid_changes_one_thing_of_lns_matmul(tmp_path):
+    """Each variant's spec is lns-matmul's with one part changed, and the
     unchanged spec as a recipe trains bit for bit as lns-matmul does."""
     from dataclasses import fields
 
@@ -112,11 +112,13 @@ def test_lns_accumulation_grid_changes_one_thing_of_lns_matmul(tmp_path):
 
     base = asdict(EmulationSpec.everywhere("lns5.10"))
     changed = {}
-    for cfg in grid("lns-accumulation", "digits", 1, 1, tmp_path):
+    for cfg in grid("lns-matmul-parts", "digits", 1, 1, tmp_path):
         spec = asdict(EmulationSpec.parse(cfg.recipe))
         changed[cfg.recipe] = {k: v for k, v in spec.items() if v != base[k]}
         assert cfg.resolved(load_digits()).hidden == (128, 128)  # the LNS rows' network
     assert changed == {"lns5.10,acc=lns5.16": {"accumulator": LNS(5, 16)},
+                       "w=lns5.10,a=lns5.10": {"grad_input": None, "grad_weight": None},
+                       "w=lns5.10,a=lns5.10,gi=lns5.10": {"grad_weight": None},
                        "lns5.10,kahan": {"compensated": True},
                        "lns5.10,order=pairwise": {"order": "pairwise"}}
     a = train(small("lns-matmul", tmp_path / "a", epochs=1), progress=False)
