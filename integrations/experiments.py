@@ -51,11 +51,13 @@ def lns_sgd(data: str) -> dict:
 LNS_FORMATS = ("lns5.10", "lns5.6")
 # The lns-matmul-parts grid: the "matrix multiply in LNS" row of the lns grid (every
 # forward and backward matmul in LNS(5, 10), weights stored in float) with one part
-# changed each. A recipe that is an all-LNS spec gets the LNS rows' network and
+# changed each (wide-gradients: one more exponent bit for both gradients, whose
+# small values LNS(5, 10) flushes to zero below 2^-16). A recipe that is an all-LNS spec gets the LNS rows' network and
 # optimizer (integrations.train_qnn.lns_network).
 LNS_MATMUL_PARTS = {"acc-lns5.16": "lns5.10,acc=lns5.16",
                     "forward-only": "w=lns5.10,a=lns5.10",
                     "forward-and-grad-input": "w=lns5.10,a=lns5.10,gi=lns5.10",
+                    "wide-gradients": "w=lns5.10,a=lns5.10,gi=lns6.10,gw=lns6.10",
                     "kahan": "lns5.10,kahan",
                     "pairwise": "lns5.10,order=pairwise"}
 MATMUL_PART_LABELS = {
@@ -63,6 +65,7 @@ MATMUL_PART_LABELS = {
     "forward-only": "only the forward matmul in LNS (both gradients in float32)",
     "forward-and-grad-input": "forward and input-gradient matmuls in LNS (weight gradient "
                               "in float32)",
+    "wide-gradients": "gradients in LNS(6, 10) (magnitudes down to 2^-32 instead of 2^-16)",
     "kahan": "Kahan-compensated accumulation", "pairwise": "pairwise summation"}
 # Adam at a constant 1e-3 left the last-epoch Fashion-MNIST accuracy of one recipe
 # 1-3 points apart between seeds (float32: 86.6 vs 89.2), more than the gaps under
