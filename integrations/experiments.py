@@ -195,13 +195,17 @@ def _finished(cfg: TrainConfig, epochs: int) -> bool:
 
 
 def collect(root: Path) -> list[dict]:
-    """The summaries of the qnn/lns/eqprop grids (the nodes grid has its own tables)."""
+    """The summaries of the qnn/lns/eqprop grids (the nodes grid has its own tables) whose
+    runs are finished: a run still training (epochs_done below its configured epochs)
+    is left out, so that no table mixes final and intermediate accuracies."""
     out = []
     for p in sorted(root.rglob("summary.json")):
         if p.relative_to(root).parts[0] in ("nodes", "nodes-cnn", "teacher", "language",
                                             "eqprop-check"):
             continue
         run = json.loads(p.read_text())
+        if run.get("epochs_done", 0) < run["config"].get("epochs", 0):
+            continue
         run["_dir"] = str(p.parent)
         out.append(run)
     return out

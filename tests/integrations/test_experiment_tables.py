@@ -94,3 +94,13 @@ def test_grid_refuses_a_stored_run_of_another_configuration(tmp_path):
     (d / "summary.json").write_text(json.dumps({"config": stored, "epochs_done": 10}))
     with pytest.raises(ValueError, match=r"another configuration.*lr_decay"):
         _finished(cfg, 10)
+
+
+def test_runs_still_training_are_left_out(tmp_path):
+    root, docs = tmp_path / "experiments", tmp_path / "docs"
+    cfg = {"recipe": "float", "data": "digits", "hidden": [8], "epochs": 3}
+    _put(root, "qnn/digits/float/seed0", cfg, test_acc=0.9)
+    _put(root, "qnn/digits/float/seed1", cfg, test_acc=0.5, epochs_done=1)
+    write_tables(root, docs)
+    table = (docs / "qnn_table.md").read_text()
+    assert "| float32 | 90.00 ± 0.00 (n=1) | 10.00 | 3 |" in table  # seed 1 is at epoch 1 of 3
