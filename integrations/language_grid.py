@@ -87,8 +87,9 @@ def write_language_tables(root: Path, docs: Path) -> None:
         for fmt_dir in sorted((root / "language" / data).glob("*")):
             runs: dict = {}
             for s in sorted(fmt_dir.glob("*/seed*/summary.json")):
-                runs.setdefault(s.parent.parent.name, []).append(
-                    (json.loads(s.read_text()), read_metrics(s.parent)))
+                summ = json.loads(s.read_text())
+                if summ.get("done"):  # a run still training is left out
+                    runs.setdefault(s.parent.parent.name, []).append((summ, read_metrics(s.parent)))
             if not runs:
                 continue
             lines += [f"### {data}, agents in {fmt_dir.name}", "",

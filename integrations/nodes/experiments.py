@@ -100,6 +100,8 @@ def _runs(root: Path, data: str, folder: str) -> dict[str, list[tuple[dict, list
     out: dict = {}
     for s in sorted((root / folder / data).glob("*/seed*/summary.json")):
         summ = json.loads(s.read_text())
+        if not summ.get("done"):
+            continue  # still training: its numbers are not final
         out.setdefault(s.parent.parent.name, []).append((summ, read_metrics(s.parent)))
     return out
 

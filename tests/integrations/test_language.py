@@ -143,19 +143,20 @@ def test_cli_runs_two_agents(tmp_path, capsys):
 
 def test_language_table_counts_seeds_per_row(tmp_path):
     """The language table gives each communication level its own mean ± sample std
-    and seed count (levels of one variant may have different numbers of seeds)."""
+    and seed count (levels of one variant may have different numbers of seeds); a run
+    still training is left out."""
     import json
 
     from integrations.language_grid import write_language_tables
 
     root = tmp_path / "experiments"
-    runs = {("none", 0): 0.50, ("none", 1): 0.60, ("both", 0): 0.70}
+    runs = {("none", 0): 0.50, ("none", 1): 0.60, ("both", 0): 0.70, ("both", 1): 0.10}
     for (level, seed), acc in runs.items():
         d = root / "language" / "digits" / "float" / level / f"seed{seed}"
         d.mkdir(parents=True)
         (d / "summary.json").write_text(json.dumps(
             {"test_acc": acc, "step_at_best": 100, "final_test_acc": acc,
-             "final_bit_agreement": 0.5}))
+             "final_bit_agreement": 0.5, "done": (level, seed) != ("both", 1)}))
         (d / "metrics.csv").write_text("step,val_acc\n100,0.5\n200,0.6\n")
     write_language_tables(root, tmp_path / "docs")
     table = (tmp_path / "docs" / "language_table.md").read_text()

@@ -289,3 +289,15 @@ def test_cli_runs_nodes(tmp_path, capsys):
     assert (tmp_path / "curve.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         main(["train", "nodes", "--kill", "1:5"])
+
+
+def test_node_tables_leave_out_runs_still_training(tmp_path):
+    from integrations.nodes.experiments import _runs
+
+    for seed, done in ((0, True), (1, False)):
+        d = tmp_path / "nodes" / "fashion-mnist" / "10-labels" / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text(json.dumps({"done": done, "avg_acc": 0.5 + seed}))
+        (d / "metrics.csv").write_text("round,avg_acc\n10,0.5\n")
+    runs = _runs(tmp_path, "fashion-mnist", "nodes")
+    assert [s["avg_acc"] for s, _ in runs["10-labels"]] == [0.5]
