@@ -47,7 +47,7 @@ GRIDS := lns-sweep:digits:3:30 lns:digits:3:30 qnn:digits:3:30 eqprop:digits:3:1
 	qnn:fashion-mnist:3:10 lns:fashion-mnist:3:3 eqprop:fashion-mnist:3:5 \
 	lns-matmul-parts:fashion-mnist:2:3 \
 	eqprop-sweep:digits:3:10 lns-sweep:fashion-mnist:1:3 eqprop-sweep:fashion-mnist:1:3 \
-	nodes:fashion-mnist:1:0 teacher:digits:3:0 teacher:fashion-mnist:2:0 \
+	nodes:fashion-mnist:2:0 teacher:digits:3:0 teacher:fashion-mnist:2:0 \
 	language:digits:3:0 language:fashion-mnist:3:0 nodes-cnn:fashion-mnist:1:0
 experiments: $(STAMP)
 	for g in $(GRIDS); do IFS=: read grid data seeds epochs <<< "$$g"; \
