@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from integrations.run_files import finished
 from integrations.train_qnn import LNS_RECIPES, QNN_RECIPES, TrainConfig, train
 
 SWEEP_FRAC_BITS = (2, 4, 6, 8, 10, 12)
@@ -204,7 +205,7 @@ def collect(root: Path) -> list[dict]:
                                             "eqprop-check"):
             continue
         run = json.loads(p.read_text())
-        if run.get("epochs_done", 0) < run["config"].get("epochs", 0):
+        if not finished(run):
             continue
         run["_dir"] = str(p.parent)
         out.append(run)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from integrations.language import LEVELS, LanguageConfig
-from integrations.run_files import mean_std, read_metrics
+from integrations.run_files import finished, mean_std, read_metrics
 
 # Weights, activations and gradients in Fixed(16, 10), without and with static loss
 # scaling (without it, the communication loss's gradients round to zero).
@@ -88,7 +88,7 @@ def write_language_tables(root: Path, docs: Path) -> None:
             runs: dict = {}
             for s in sorted(fmt_dir.glob("*/seed*/summary.json")):
                 summ = json.loads(s.read_text())
-                if summ.get("done"):  # a run still training is left out
+                if finished(summ):
                     runs.setdefault(s.parent.parent.name, []).append((summ, read_metrics(s.parent)))
             if not runs:
                 continue

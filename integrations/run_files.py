@@ -41,6 +41,15 @@ def write_run(out: Path, metrics: list[dict], summary: dict, x: str, curves: dic
     plt.close(fig)
 
 
+def finished(summary: dict) -> bool:
+    """Whether a stored run is finished: its own ``done`` flag (nodes, language), else
+    ``epochs_done`` against its configured epochs (qnn, lns, eqprop). Tables leave
+    unfinished runs out, so that no row mixes final and intermediate numbers."""
+    if "done" in summary:
+        return bool(summary["done"])
+    return summary.get("epochs_done", 0) >= summary.get("config", {}).get("epochs", 0)
+
+
 def read_metrics(out: Path) -> list[dict]:
     """metrics.csv back as dicts of floats."""
     with open(Path(out) / "metrics.csv") as fh:

@@ -47,6 +47,7 @@ from integrations.data import Dataset, load_dataset
 from integrations.run_files import write_run
 from integrations.torch import EmulationSpec, QuantAct, swap_layers
 from integrations.torch.optim import EmulatedSGD
+from integrations.torch.spec import ROLES
 from numerics import LNS, parse_format
 
 QNN_RECIPES = ("float", "binaryconnect", "binarynet", "ternary", "fixed2", "fixed4", "fixed8",
@@ -116,8 +117,7 @@ def lns_network(recipe: str) -> bool:
     if recipe in QNN_RECIPES or recipe == "kbit-float":
         return False
     spec = EmulationSpec.parse(recipe)
-    formats = [getattr(spec, f) for f in ("weight", "activation", "output", "accumulator",
-                                          "grad_input", "grad_weight")]
+    formats = [getattr(spec, role) for role in ROLES.values()]
     formats = [f for f in formats if f is not None]
     return bool(formats) and all(isinstance(f, LNS) for f in formats)
 

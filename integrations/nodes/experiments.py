@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from integrations.nodes.node import NodeConfig
-from integrations.run_files import mean_std, read_metrics
+from integrations.run_files import finished, mean_std, read_metrics
 
 ROUNDS = 5000
 EVAL_EVERY = 100
@@ -100,8 +100,8 @@ def _runs(root: Path, data: str, folder: str) -> dict[str, list[tuple[dict, list
     out: dict = {}
     for s in sorted((root / folder / data).glob("*/seed*/summary.json")):
         summ = json.loads(s.read_text())
-        if not summ.get("done"):
-            continue  # still training: its numbers are not final
+        if not finished(summ):
+            continue
         out.setdefault(s.parent.parent.name, []).append((summ, read_metrics(s.parent)))
     return out
 
