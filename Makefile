@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 OUT    ?= results
 SANITIZER_DIR := build/asan
 
-.PHONY: install test demo sanitize bench experiments clean
+.PHONY: install test demo sanitize wheel-check bench experiments clean
 
 $(STAMP): pyproject.toml setup.py constraints.txt $(wildcard csrc/*.c csrc/*.h) emulators/_c/build.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lowbit demo --out $(OUT)
 
+# The wheel holds one top-level package, lowbit, that works outside the checkout
+# (fresh venv, no -e) and gives the development install's codes.
+wheel-check: $(STAMP)
+	$(BIN)/python tests/install/check_wheel.py
+
 # The C backend under AddressSanitizer + UBSan, tested against the reference.
 sanitize: $(STAMP)
-	$(BIN)/python -m emulators._c.build --sanitize --outdir $(SANITIZER_DIR)
+	$(BIN)/python -m lowbit.emulators._c.build --sanitize --outdir $(SANITIZER_DIR)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	LOWBIT_C_MODULE_DIR=$(SANITIZER_DIR) LOWBIT_TEST_BACKENDS=c LOWBIT_BACKEND=c \

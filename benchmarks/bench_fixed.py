@@ -20,8 +20,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, measure, run_benchmark  # noqa: E402
 
-import emulators as E  # noqa: E402
-from numerics import Binary, Fixed  # noqa: E402
+import lowbit.emulators as E  # noqa: E402
+from lowbit.numerics import Binary, Fixed  # noqa: E402
 
 FMT = Fixed(16, 8)
 

@@ -18,8 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Row, measure, run_benchmark  # noqa: E402
 
-import emulators as E  # noqa: E402
-from numerics import LNS, Interp, Table  # noqa: E402
+import lowbit.emulators as E  # noqa: E402
+from lowbit.numerics import LNS, Interp, Table  # noqa: E402
 
 FMT = LNS(5, 10)
 

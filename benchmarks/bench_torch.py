@@ -32,8 +32,8 @@ def make_step(spec_text, compensation):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    from integrations.torch import EmulationSpec, swap_layers
-    from integrations.torch.optim import EmulatedSGD
+    from lowbit.integrations.torch import EmulationSpec, swap_layers
+    from lowbit.integrations.torch.optim import EmulatedSGD
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),

@@ -1,6 +1,6 @@
 """The LNS branch of the array API: validation and dispatch (see docs/lns.md).
 
-Called by :mod:`emulators.ops` whenever an LNS format takes part. All LNS
+Called by :mod:`lowbit.emulators.ops` whenever an LNS format takes part. All LNS
 operands of one operation share ``frac_bits`` (``int_bits`` may differ); an
 accumulator may be finer (``acc.frac_bits >= frac_bits``).
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from emulators.array import EmuArray, is_integer_format, kernel_codes
-from numerics.formats import LNS, Fixed, Format
-from numerics.modes import Rounding
-from numerics.reference import lns as reference
+from lowbit.emulators.array import EmuArray, is_integer_format, kernel_codes
+from lowbit.numerics.formats import LNS, Fixed, Format
+from lowbit.numerics.modes import Rounding
+from lowbit.numerics.reference import lns as reference
 
 ORDERS = ("sequential", "pairwise")
 

@@ -1,7 +1,7 @@
 """``EmuArray``: an array of integer codes of one format (plus optional scales).
 
 >>> import numpy as np
->>> from numerics import Fixed
+>>> from lowbit.numerics import Fixed
 >>> x = from_codes(np.array([3, -4]), Fixed(8, 2))
 >>> x
 EmuArray(codes=[ 3 -4], fmt=Fixed(8, 2))
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from numerics.formats import FORMAT_TYPES, LNS, Binary, Fixed, Format, Ternary, parse_format
-from numerics.gaussian_log import mantissa_table
+from lowbit.numerics.formats import FORMAT_TYPES, LNS, Binary, Fixed, Format, Ternary, parse_format
+from lowbit.numerics.gaussian_log import mantissa_table
 
 
 class EmuArray:
@@ -22,7 +22,7 @@ class EmuArray:
 
     ``scale`` is ``None`` or float64 metadata broadcastable to the codes with the
     same number of dimensions (binary/ternary scales; products of scales after a
-    matmul). Construct with :func:`emulators.cast` or :func:`from_codes`.
+    matmul). Construct with :func:`lowbit.emulators.cast` or :func:`from_codes`.
     """
 
     __slots__ = ("_codes", "_fmt", "_scale")

@@ -18,7 +18,7 @@ import os
 from types import ModuleType
 
 BACKENDS = ("numba", "c")
-_MODULES = {"numba": "emulators._numba.backend", "c": "emulators._c.backend"}
+_MODULES = {"numba": "lowbit.emulators._numba.backend", "c": "lowbit.emulators._c.backend"}
 _chosen: str | None = None
 
 

@@ -2,7 +2,7 @@
 
 Every function validates its arguments here, once, then calls the chosen
 backend's kernel; the kernels assume valid input. Semantics are defined by
-:mod:`numerics.reference` and written out in ``docs/formats.md``:
+:mod:`lowbit.numerics.reference` and written out in ``docs/formats.md``:
 
 - one rounding per operation (``out``'s rounding mode, then its overflow mode);
 - ``acc=None`` sums exactly; a Fixed ``acc`` rounds after every addition, in
@@ -12,7 +12,7 @@ backend's kernel; the kernels assume valid input. Semantics are defined by
   ``seed``: pass a different seed to every call whose rounding must be independent.
 
 >>> import numpy as np
->>> from numerics import Fixed
+>>> from lowbit.numerics import Fixed
 >>> a = cast(np.array([0.5, 1.25, -2.0]), Fixed(8, 2))
 >>> a.codes
 array([ 2,  5, -8])
@@ -26,13 +26,13 @@ from typing import Optional
 
 import numpy as np
 
-from emulators import _lns_ops
-from emulators.array import (EmuArray, as_format, check_scale, contiguous, is_integer_format,
+from lowbit.emulators import _lns_ops
+from lowbit.emulators.array import (EmuArray, as_format, check_scale, contiguous, is_integer_format,
                              kernel_codes)
-from emulators.backends import get_backend
-from numerics import rng
-from numerics import scales
-from numerics.formats import LNS, Binary, Fixed, Format
+from lowbit.emulators.backends import get_backend
+from lowbit.numerics import rng
+from lowbit.numerics import scales
+from lowbit.numerics.formats import LNS, Binary, Fixed, Format
 
 ORDERS = ("sequential", "pairwise")
 EXACT_BLAS_LIMIT = 1 << 53
@@ -52,7 +52,7 @@ def _magnitude_bits(fmt: Format) -> int:
 
 def _check_emu(x: object, name: str) -> EmuArray:
     if not isinstance(x, EmuArray):
-        raise TypeError(f"{name} must be an EmuArray (see emulators.cast), got {type(x).__name__}")
+        raise TypeError(f"{name} must be an EmuArray (see lowbit.emulators.cast), got {type(x).__name__}")
     return x
 
 
@@ -140,7 +140,7 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
     - Fixed: ``code = overflow(round(x * 2**frac))`` with ``fmt``'s modes; NaN
       raises ``ValueError`` naming its index; +-inf saturates under SATURATE and
       raises under WRAP. Stochastic counter = flat C-order index.
-    - Binary / Ternary: codes and scale as in :mod:`numerics.reference.binary`.
+    - Binary / Ternary: codes and scale as in :mod:`lowbit.numerics.reference.binary`.
     - From an EmuArray: its exact values are re-rounded into ``fmt`` (a scaled
       Fixed array cannot be: convert it with ``to_float()`` first).
     """
@@ -315,7 +315,7 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
       Needs K * max|a| * max|b| < 2**62 for the codes at hand (int64 sums); when
       that bound is below 2**53 float64 BLAS computes the sums, exactly.
     - ``acc`` a Fixed format: each output is accumulated in ``acc`` (see
-      :func:`numerics.reference.fixed.accumulate` for ``order`` and
+      :func:`lowbit.numerics.reference.fixed.accumulate` for ``order`` and
       ``compensated``), then rounded into ``out``.
     - binary x binary and ternary operands with ``acc=None``: XNOR-popcount on
       bit-packed uint64 words (ternary as two bit-planes), exact integers.

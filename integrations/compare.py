@@ -27,9 +27,9 @@ def train(spec_text: str, epochs: int, seed: int = 0, lr: float = 0.1, batch: in
     import torch.nn as nn
     import torch.nn.functional as F
 
-    from integrations.data import load_digits
-    from integrations.torch import EmulationSpec, swap_layers
-    from integrations.torch.optim import EmulatedSGD
+    from lowbit.integrations.data import load_digits
+    from lowbit.integrations.torch import EmulationSpec, swap_layers
+    from lowbit.integrations.torch.optim import EmulatedSGD
 
     data = load_digits()
     torch.manual_seed(seed)

@@ -27,11 +27,11 @@ mean here: ``weight`` the stored weights and biases, ``activation`` the states
 (and the input and targets), ``output`` the drives (default: Fixed(32, frac of
 the states), or the state format for LNS), ``accumulator`` every matmul's,
 ``grad_weight`` the weight updates before they are applied (when absent or equal to
-the weight format: :func:`integrations.updates.update_format`, the weight format
+the weight format: :func:`lowbit.integrations.updates.update_format`, the weight format
 with guard bits), ``kahan`` Kahan-compensated
 matmuls. The update's minibatch sums (x^T h, the sums of h) are exact in their own
 format (:func:`update_sum_format`) before the scaling by lr / (beta B) rounds them
-into the update format. Weight updates are applied with :class:`integrations.updates.MasterWeights`
+into the update format. Weight updates are applied with :class:`lowbit.integrations.updates.MasterWeights`
 (``update`` = plain, stochastic or kahan). Every rounding draws a fresh seed from
 a counter saved in the checkpoint, so runs are bit-exact and resumable.
 """
@@ -45,13 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
-import emulators as E
-from emulators import EmuArray
-from integrations.data import Dataset, load_dataset
-from integrations.run_files import write_run
-from integrations.torch.spec import EmulationSpec
-from integrations.updates import MasterWeights, update_format
-from numerics import LNS, Fixed, Format, rng
+import lowbit.emulators as E
+from lowbit.emulators import EmuArray
+from lowbit.integrations.data import Dataset, load_dataset
+from lowbit.integrations.run_files import write_run
+from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.integrations.updates import MasterWeights, update_format
+from lowbit.numerics import LNS, Fixed, Format, rng
 
 
 # ------------------------------------------------------------ arithmetic ---

@@ -3,7 +3,7 @@
 For a small layered network on a digits minibatch, EP's update estimate (one-sided,
 nudged with +beta, or symmetric with +-beta) is compared with the gradient of the
 loss at the end of the free phase, obtained by backpropagation through the free
-relaxation in float64 (:func:`integrations.eqprop.bptt_gradient`), on the *same*
+relaxation in float64 (:func:`lowbit.integrations.eqprop.bptt_gradient`), on the *same*
 weights (those of the emulated network, read as floats). The score is the cosine
 similarity of the two, all layers concatenated: 1 means EP computes the gradient's
 direction exactly. In float it tends to 1 as beta -> 0 (the theorem); at low
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from integrations.data import load_dataset
-from integrations.eqprop import (EmuArith, EPConfig, EPNet, FloatArith, bptt_gradient, cosine,
+from lowbit.integrations.data import load_dataset
+from lowbit.integrations.eqprop import (EmuArith, EPConfig, EPNet, FloatArith, bptt_gradient, cosine,
                                  ep_estimate)
-from integrations.torch.spec import EmulationSpec
+from lowbit.integrations.torch.spec import EmulationSpec
 
 CHECK_FORMATS = ("float", "fixed16.14", "fixed12.10", "fixed8.6", "lns5.10")
 CHECK_BETAS = (0.5, 0.1, 0.01, 0.001)

@@ -18,9 +18,9 @@ root and writes the result pages. Grids:
   at LNS(5, 10);
 - ``eqprop-sweep``: EP with Fixed(b, b-2) states and weights, b = 6..16, with
   plain, stochastic and Kahan-compensated weight updates;
-- ``nodes``: communicating nodes (:mod:`integrations.nodes.experiments`);
-- ``teacher``: teacher-selected training data (:mod:`integrations.teacher_grid`);
-- ``language``: two agents' bit language (:mod:`integrations.language_grid`).
+- ``nodes``: communicating nodes (:mod:`lowbit.integrations.nodes.experiments`);
+- ``teacher``: teacher-selected training data (:mod:`lowbit.integrations.teacher_grid`);
+- ``language``: two agents' bit language (:mod:`lowbit.integrations.language_grid`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from integrations.run_files import finished
-from integrations.train_qnn import LNS_RECIPES, QNN_RECIPES, TrainConfig, train
+from lowbit.integrations.run_files import finished
+from lowbit.integrations.train_qnn import LNS_RECIPES, QNN_RECIPES, TrainConfig, train
 
 SWEEP_FRAC_BITS = (2, 4, 6, 8, 10, 12)
 # The LNS grids train with plain SGD (no momentum, which would multiply the updates
@@ -54,7 +54,7 @@ LNS_FORMATS = ("lns5.10", "lns5.6")
 # forward and backward matmul in LNS(5, 10), weights stored in float) with one part
 # changed each (wide-gradients: one more exponent bit for both gradients, whose
 # small values LNS(5, 10) flushes to zero below 2^-16). A recipe that is an all-LNS spec gets the LNS rows' network and
-# optimizer (integrations.train_qnn.lns_network).
+# optimizer (lowbit.integrations.train_qnn.lns_network).
 LNS_MATMUL_PARTS = {"wide-gradients": "w=lns5.10,a=lns5.10,gi=lns6.10,gw=lns6.10",
                     "forward-only": "w=lns5.10,a=lns5.10",
                     "acc-lns5.16": "lns5.10,acc=lns5.16",
@@ -117,7 +117,7 @@ def ep_grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list:
     """The EPConfigs of the ``eqprop`` grid (formats and variants) or of the ``eqprop-sweep``
     grid (Fixed(b, b-2) x plain/stochastic/Kahan updates) on ``data``, outputs under
     ``root/name/data``."""
-    from integrations.eqprop import EPConfig
+    from lowbit.integrations.eqprop import EPConfig
 
     out = []
     for seed in range(seeds):
@@ -143,27 +143,27 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
     """Train every unfinished run of grid ``name`` (``rounds``: the nodes grid's
     steps per node; ``epochs``: the others')."""
     if name in ("nodes", "nodes-cnn"):
-        from integrations.nodes.experiments import run_nodes_grid
+        from lowbit.integrations.nodes.experiments import run_nodes_grid
 
         run_nodes_grid(data, seeds, root, rounds, "cnn" if name == "nodes-cnn" else "mlp")
         return
     if name == "teacher":
-        from integrations.teacher_grid import run_teacher_grid
+        from lowbit.integrations.teacher_grid import run_teacher_grid
 
         run_teacher_grid(data, seeds, root)
         return
     if name == "language":
-        from integrations.language_grid import run_language_grid
+        from lowbit.integrations.language_grid import run_language_grid
 
         run_language_grid(data, seeds, root)
         return
     if name == "eqprop-check":
-        from integrations.eqprop_check import run_check
+        from lowbit.integrations.eqprop_check import run_check
 
         run_check(data, seeds, root)
         return
     if name.startswith("eqprop"):
-        from integrations.eqprop import train as ep_train
+        from lowbit.integrations.eqprop import train as ep_train
 
         for cfg in ep_grid(name, data, seeds, epochs, root):
             s = Path(cfg.out) / "summary.json"
@@ -215,7 +215,7 @@ def collect(root: Path) -> list[dict]:
 def _losses(runs: list[dict]) -> list[float]:
     """The runs' last-epoch training losses (from their metrics.csv; runs without one
     are left out)."""
-    from integrations.run_files import read_metrics
+    from lowbit.integrations.run_files import read_metrics
 
     out = []
     for r in runs:
@@ -228,7 +228,7 @@ def _losses(runs: list[dict]) -> list[float]:
 
 def _final_train_loss(runs: list[dict]) -> str:
     """Mean ± std of the runs' last-epoch training loss."""
-    from integrations.run_files import mean_std
+    from lowbit.integrations.run_files import mean_std
 
     return mean_std(_losses(runs), 1, 4)
 
@@ -347,18 +347,18 @@ def write_tables(root: Path, docs: Path) -> Path:
     _lns_matmul_parts_table(runs, docs)
 
     _ep_tables(runs, docs, plt)
-    from integrations.eqprop_check import write_check_table
+    from lowbit.integrations.eqprop_check import write_check_table
 
     write_check_table(root, docs)
-    from integrations.nodes.experiments import write_nodes_tables
+    from lowbit.integrations.nodes.experiments import write_nodes_tables
 
     for data in ("fashion-mnist", "digits"):
         write_nodes_tables(root, docs, data)
         write_nodes_tables(root, docs, data, "cnn")
-    from integrations.teacher_grid import write_teacher_tables
+    from lowbit.integrations.teacher_grid import write_teacher_tables
 
     write_teacher_tables(root, docs)
-    from integrations.language_grid import write_language_tables
+    from lowbit.integrations.language_grid import write_language_tables
 
     write_language_tables(root, docs)
     sweep = [r for r in runs if "/lns-sweep/" in r["config"]["out"]]

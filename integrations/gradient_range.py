@@ -7,7 +7,7 @@ w.r.t. its output (what the backward matmuls read, cast into ``grad_input``) and
 gradients w.r.t. its weight and bias (``grad_weight``), cast into the format by the
 emulators; a value counts as flushed when it is non-zero and its cast is zero.
 
-``python -m integrations.gradient_range RUN_DIR --format lns5.10`` loads the model of
+``python -m lowbit.integrations.gradient_range RUN_DIR --format lns5.10`` loads the model of
 a stored ``train qnn`` run (its checkpoint.pt), and also measures the same network
 at its initialization, on the first ``--batch`` training images.
 """
@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import emulators as E
-from numerics import Format, parse_format
+import lowbit.emulators as E
+from lowbit.numerics import Format, parse_format
 
 
 @dataclass
@@ -88,10 +88,10 @@ def _table(title: str, rows: list[Flushed]) -> list[str]:
 def main(argv: list[str] | None = None) -> str:
     """Measure a stored run's model (trained and at initialization); print and return the
     markdown tables."""
-    from integrations.data import load_dataset
-    from integrations.train_qnn import TrainConfig, build
+    from lowbit.integrations.data import load_dataset
+    from lowbit.integrations.train_qnn import TrainConfig, build
 
-    p = argparse.ArgumentParser(prog="python -m integrations.gradient_range",
+    p = argparse.ArgumentParser(prog="python -m lowbit.integrations.gradient_range",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="a train qnn --out folder with checkpoint.pt")
     p.add_argument("--format", default="lns5.10", help="the gradient format (default lns5.10)")

@@ -53,10 +53,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from integrations.data import load_dataset
-from integrations.run_files import write_run
-from integrations.teacher import split
-from integrations.torch import EmulationSpec, swap_layers
+from lowbit.integrations.data import load_dataset
+from lowbit.integrations.run_files import write_run
+from lowbit.integrations.teacher import split
+from lowbit.integrations.torch import EmulationSpec, swap_layers
 
 LEVELS = ("none", "receive", "feedback", "both")
 DEFAULT_WEIGHT = {"none": 0.0, "receive": 0.01, "feedback": 0.005, "both": 0.005}

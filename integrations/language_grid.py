@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from integrations.language import LEVELS, LanguageConfig
-from integrations.run_files import finished, mean_std, read_metrics
+from lowbit.integrations.language import LEVELS, LanguageConfig
+from lowbit.integrations.run_files import finished, mean_std, read_metrics
 
 # Weights, activations and gradients in Fixed(16, 10), without and with static loss
 # scaling (without it, the communication loss's gradients round to zero).
@@ -65,7 +65,7 @@ def language_grid(data: str, seeds: int, root: Path) -> list[LanguageConfig]:
 def run_language_grid(data: str, seeds: int, root: Path) -> None:
     """Train every run of the grid whose summary.json does not say done (a rerun resumes the
     grid)."""
-    from integrations.language import train
+    from lowbit.integrations.language import train
 
     for cfg in language_grid(data, seeds, root):
         s = Path(cfg.out) / "summary.json"

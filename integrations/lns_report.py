@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-import emulators as E
-from numerics import LNS, Exact, Interp, Table
-from numerics import gaussian_log as gl
+import lowbit.emulators as E
+from lowbit.numerics import LNS, Exact, Interp, Table
+from lowbit.numerics import gaussian_log as gl
 
 FORMATS = (LNS(5, 10), LNS(5, 7))
 ADDERS = (Exact(), Table(8), Interp(6))

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-import emulators as E
-from integrations.data import load_digits
-from integrations.lns_report import adder_errors
-from numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
+import lowbit.emulators as E
+from lowbit.integrations.data import load_digits
+from lowbit.integrations.lns_report import adder_errors
+from lowbit.numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
 
 ALL_FORMATS = ("fixed4.2", "fixed8.5", "fixed12.8", "fixed16.12", "binary:mean_abs", "ternary",
                "lns5.10", "lns5.10:table8", "lns5.10:interp6", "lns5.7", "lns5.7:table8",
@@ -126,7 +126,7 @@ def mlp_accuracy(model, data, fmt: Format | None) -> float:
 
     import torch
 
-    from integrations.torch import EmulationSpec, swap_layers
+    from lowbit.integrations.torch import EmulationSpec, swap_layers
 
     m = copy.deepcopy(model).eval()
     if fmt is not None:

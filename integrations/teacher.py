@@ -47,9 +47,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from integrations.data import Dataset, load_dataset
-from integrations.run_files import write_run
-from integrations.torch import EmulationSpec, swap_layers
+from lowbit.integrations.data import Dataset, load_dataset
+from lowbit.integrations.run_files import write_run
+from lowbit.integrations.torch import EmulationSpec, swap_layers
 
 SELECTIONS = ("none", "ce", "euclidean", "random")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from integrations.run_files import mean_std, read_metrics
-from integrations.teacher import TeacherConfig
+from lowbit.integrations.run_files import mean_std, read_metrics
+from lowbit.integrations.teacher import TeacherConfig
 
 EMULATED = "fixed16.10"  # the student's weights, activations and gradients
 # name: (select, stack, targets, student format)
@@ -69,7 +69,7 @@ def teacher_grid(data: str, seeds: int, root: Path) -> list[TeacherConfig]:
 def run_teacher_grid(data: str, seeds: int, root: Path) -> None:
     """Train every student run of the grid that has no summary.json yet (a rerun resumes the
     grid; teachers are trained once per seed and reused)."""
-    from integrations.teacher import train
+    from lowbit.integrations.teacher import train
 
     for cfg in teacher_grid(data, seeds, root):
         if (Path(cfg.out) / "summary.json").exists():

@@ -22,7 +22,7 @@ Recipes (``--format``), after the papers:
   storage and update in LNS), ``lns-kahan`` (also Kahan-compensated accumulation
   and updates); ``--lns FORMAT`` picks the LNS format (default lns5.10).
 
-Any other ``--format`` is an emulation spec (``integrations.torch.SPEC_GRAMMAR``)
+Any other ``--format`` is an emulation spec (``lowbit.integrations.torch.SPEC_GRAMMAR``)
 applied to every layer, with latent float weights.
 
 Every run writes ``metrics.csv`` (one row per epoch), ``curve.png``,
@@ -43,12 +43,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from integrations.data import Dataset, load_dataset
-from integrations.run_files import write_run
-from integrations.torch import EmulationSpec, QuantAct, swap_layers
-from integrations.torch.optim import EmulatedSGD
-from integrations.torch.spec import ROLES
-from numerics import LNS, parse_format
+from lowbit.integrations.data import Dataset, load_dataset
+from lowbit.integrations.run_files import write_run
+from lowbit.integrations.torch import EmulationSpec, QuantAct, swap_layers
+from lowbit.integrations.torch.optim import EmulatedSGD
+from lowbit.integrations.torch.spec import ROLES
+from lowbit.numerics import LNS, parse_format
 
 QNN_RECIPES = ("float", "binaryconnect", "binarynet", "ternary", "fixed2", "fixed4", "fixed8",
                "kbit-float")

@@ -21,9 +21,9 @@ import dataclasses
 
 import numpy as np
 
-import emulators as E
-from emulators import EmuArray
-from numerics import LNS, Fixed, Format, Rounding
+import lowbit.emulators as E
+from lowbit.emulators import EmuArray
+from lowbit.numerics import LNS, Fixed, Format, Rounding
 
 COMPENSATIONS = (None, "kahan", "stochastic")
 UPDATE_GUARD_BITS = 24

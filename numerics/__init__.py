@@ -3,7 +3,7 @@
 Imports neither numba nor torch. See ``docs/formats.md`` for the semantics.
 """
 
-from numerics.formats import (
+from lowbit.numerics.formats import (
     FORMAT_GRAMMAR,
     LNS,
     MAX_BITS,
@@ -17,7 +17,7 @@ from numerics.formats import (
     Ternary,
     parse_format,
 )
-from numerics.modes import Overflow, Rounding
+from lowbit.numerics.modes import Overflow, Rounding
 
 __all__ = [
     "FORMAT_GRAMMAR",

@@ -1,7 +1,7 @@
 """Number formats as immutable, validated, hashable data.
 
 A format says which values exist and how an exact result is mapped onto them.
-It holds no data and does no arithmetic: :mod:`numerics.reference` defines the
+It holds no data and does no arithmetic: :mod:`lowbit.numerics.reference` defines the
 arithmetic, :mod:`emulators` runs it fast.
 
 >>> Fixed(16, 8)
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Union
 
-from numerics.modes import Overflow, Rounding, as_overflow, as_rounding
+from lowbit.numerics.modes import Overflow, Rounding, as_overflow, as_rounding
 
 MAX_BITS = 62
 """Widest code any format may have: codes live in int64 with a spare bit."""

@@ -13,7 +13,7 @@ rounded to F bits in the format's rounding mode (only when P > 0).
 Two implementations live here, and tests compare them for every z:
 
 - :func:`reference_value`: evaluates the spec at one z with mpmath at 200 bits
-  (slow, obviously right; used by :mod:`numerics.reference.lns`);
+  (slow, obviously right; used by :mod:`lowbit.numerics.reference.lns`);
 - :func:`adder_tables`: the integer tables the kernels index, built with numpy
   in float64 and redone with mpmath wherever float64 could be too close to a
   rounding boundary to decide.
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from numerics.formats import LNS, STOCHASTIC_GUARD_BITS, Exact, Interp, Table
-from numerics.modes import Rounding
+from lowbit.numerics.formats import LNS, STOCHASTIC_GUARD_BITS, Exact, Interp, Table
+from lowbit.numerics.modes import Rounding
 
 SB, DB = 0, 1
 FUNCTIONS = ("sb", "db")

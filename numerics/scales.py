@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numerics.formats import TWN_THRESHOLD_FACTOR, Binary, Ternary
+from lowbit.numerics.formats import TWN_THRESHOLD_FACTOR, Binary, Ternary
 
 
 def _finite(scale: np.ndarray, what: str) -> np.ndarray:

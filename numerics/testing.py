@@ -1,10 +1,10 @@
 """Hypothesis strategies for lowbit formats, codes and awkward values.
 
-Use them to property-test your own kernels against :mod:`numerics.reference`::
+Use them to property-test your own kernels against :mod:`lowbit.numerics.reference`::
 
     from hypothesis import given
-    from numerics import testing as lt
-    from numerics.reference import fixed as ref
+    from lowbit.numerics import testing as lt
+    from lowbit.numerics.reference import fixed as ref
 
     @given(lt.fixed_formats(max_bits=16), lt.data())
     def test_my_cast(fmt, data):
@@ -34,9 +34,9 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from numerics.formats import (LNS, LNS_ROUNDINGS, MAX_BITS, UNDERFLOWS, Binary, Exact, Fixed,
+from lowbit.numerics.formats import (LNS, LNS_ROUNDINGS, MAX_BITS, UNDERFLOWS, Binary, Exact, Fixed,
                               Format, Interp, Table, Ternary)
-from numerics.modes import Overflow, Rounding
+from lowbit.numerics.modes import Overflow, Rounding
 
 data = st.data
 

@@ -1,8 +1,8 @@
-"""The C backend behind :mod:`emulators.backends`' common interface.
+"""The C backend behind :mod:`lowbit.emulators.backends`' common interface.
 
-The compiled module is ``emulators._c._lowbit_c``, built at install time. Set
+The compiled module is ``lowbit.emulators._c._lowbit_c``, built at install time. Set
 ``LOWBIT_C_MODULE_DIR`` to load another build of it (e.g. the sanitizer build
-CI makes with ``python -m emulators._c.build --sanitize --outdir DIR``).
+CI makes with ``python -m lowbit.emulators._c.build --sanitize --outdir DIR``).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ def _load():
         found = sorted(Path(where).rglob("_lowbit_c*.so"))
         if not found:
             raise ImportError(f"LOWBIT_C_MODULE_DIR={where!r} holds no _lowbit_c*.so; {BUILD_HINT}")
-        spec = importlib.util.spec_from_file_location("emulators._c._lowbit_c", found[0])
+        spec = importlib.util.spec_from_file_location("lowbit.emulators._c._lowbit_c", found[0])
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)  # type: ignore[union-attr]
         return module
     try:
-        from emulators._c import _lowbit_c
+        from lowbit.emulators._c import _lowbit_c
     except ImportError as exc:
         raise ImportError(f"{BUILD_HINT} ({exc})") from exc
     return _lowbit_c
@@ -152,7 +152,7 @@ def ternary_matmul(ap, an, btp, btn):
 
 # ---------------------------------------------------------------- LNS ---
 
-from numerics import gaussian_log  # noqa: E402
+from lowbit.numerics import gaussian_log  # noqa: E402
 
 _keep: dict = {}  # keeps the table arrays behind cached lowbit_adder structs alive
 

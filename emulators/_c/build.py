@@ -3,7 +3,7 @@
 Used by ``setup.py`` (``cffi_modules``) at install time, and directly to build
 a variant elsewhere, e.g. under AddressSanitizer/UBSan for CI::
 
-    python -m emulators._c.build --sanitize --outdir build/asan
+    python -m lowbit.emulators._c.build --sanitize --outdir build/asan
 
 The cdef is the section of ``csrc/lowbit.h`` between ``cffi:begin`` and
 ``cffi:end``, with enum values replaced by ``...`` so the C compiler supplies them.
@@ -25,7 +25,7 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
 SOURCES = ["fixed.c", "binary.c", "lns.c"]
-MODULE = "emulators._c._lowbit_c"
+MODULE = "lowbit.emulators._c._lowbit_c"
 CFLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fopenmp", "-Wall", "-Wextra",
           "-Wno-unknown-pragmas"]
 SANITIZE = ["-O1", "-g", "-fno-wrapv", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",

@@ -1,11 +1,11 @@
-"""The Numba backend behind :mod:`emulators.backends`' common interface."""
+"""The Numba backend behind :mod:`lowbit.emulators.backends`' common interface."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from emulators._numba import binary, fixed
-from emulators._numba.jit import sized
+from lowbit.emulators._numba import binary, fixed
+from lowbit.emulators._numba.jit import sized
 
 name = "numba"
 ORDERS = {"sequential": fixed.SEQUENTIAL, "pairwise": fixed.PAIRWISE}
@@ -97,8 +97,8 @@ def ternary_matmul(ap, an, btp, btn):
 
 # ---------------------------------------------------------------- LNS ---
 
-from emulators._numba import lns  # noqa: E402
-from numerics import gaussian_log  # noqa: E402
+from lowbit.emulators._numba import lns  # noqa: E402
+from lowbit.numerics import gaussian_log  # noqa: E402
 
 LNS_ORDERS = {"sequential": lns.SEQUENTIAL, "pairwise": lns.PAIRWISE}
 

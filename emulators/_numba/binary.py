@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from emulators._numba.jit import pjit, popcount64
+from lowbit.emulators._numba.jit import pjit, popcount64
 
 U64 = np.uint64
 

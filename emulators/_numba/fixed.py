@@ -1,6 +1,6 @@
 """Fixed-point kernels in Numba: the twins of ``csrc/fixed.c`` (``lowbit_fixed_*``).
 
-Semantics: :mod:`numerics.reference.fixed`. Kernels take validated, C-contiguous
+Semantics: :mod:`lowbit.numerics.reference.fixed`. Kernels take validated, C-contiguous
 arrays and write into ``out``; those that can fail return a status
 (0 ok, 1 NaN input, 2 infinite input under WRAP).
 """
@@ -12,8 +12,8 @@ import math
 import numpy as np
 from numba import prange
 
-from emulators._numba.jit import jit, pjit
-from emulators._numba.rounding import (
+from lowbit.emulators._numba.jit import jit, pjit
+from lowbit.emulators._numba.rounding import (
     CEIL,
     accumulate_row,
     accumulate_step,

@@ -1,8 +1,8 @@
 """LNS kernels in Numba: the twins of ``csrc/lns.c`` (``lowbit_lns_*``).
 
-Semantics: :mod:`numerics.reference.lns`. An LNS format reaches the kernels as
+Semantics: :mod:`lowbit.numerics.reference.lns`. An LNS format reaches the kernels as
 ``fmt = (frac_bits, e_min, e_max, underflow_min, rounding)`` and an adder as
-its tables (:class:`numerics.gaussian_log.AdderTables`): ``sub`` and ``tab``
+its tables (:class:`lowbit.numerics.gaussian_log.AdderTables`): ``sub`` and ``tab``
 arrays plus ``tp = (last, beyond_sb, beyond_db, k, guard, interp)``.
 """
 
@@ -13,8 +13,8 @@ import math
 import numpy as np
 from numba import prange
 
-from emulators._numba.jit import inline, pjit
-from emulators._numba.rounding import (
+from lowbit.emulators._numba.jit import inline, pjit
+from lowbit.emulators._numba.rounding import (
     CEIL,
     FLOOR,
     STOCHASTIC,

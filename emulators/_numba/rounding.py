@@ -2,14 +2,14 @@
 inline helpers in ``csrc/lowbit.h`` (same names without the ``lowbit_`` prefix).
 
 A format reaches the kernels as ``fmt = (bits, frac, is_signed, rounding, wrap,
-lo, hi)``, a tuple of int64 built by :func:`emulators._numba.fixed.fmt_tuple`.
+lo, hi)``, a tuple of int64 built by :func:`lowbit.emulators._numba.fixed.fmt_tuple`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from emulators._numba.jit import inline
+from lowbit.emulators._numba.jit import inline
 
 U64 = np.uint64
 GAMMA = U64(0x9E3779B97F4A7C15)

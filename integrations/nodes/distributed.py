@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from integrations.nodes.collective import accuracies
-from integrations.nodes.node import Node, NodeConfig
-from integrations.nodes.protocol import BASELINES, shards
-from integrations.nodes.sync import SyncNode
+from lowbit.integrations.nodes.collective import accuracies
+from lowbit.integrations.nodes.node import Node, NodeConfig
+from lowbit.integrations.nodes.protocol import BASELINES, shards
+from lowbit.integrations.nodes.sync import SyncNode
 
 NOTHING = b"-"
 
@@ -64,7 +64,7 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
     import torch
     import torch.distributed as dist
 
-    from integrations.data import load_dataset
+    from lowbit.integrations.data import load_dataset
 
     torch.set_num_threads(1)
     cfg = NodeConfig(**cfg_dict)
@@ -203,7 +203,7 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
 def collect(cfg: NodeConfig) -> dict:
     """Per evaluation round: the mean and collective accuracy of the nodes that
     reported (alive at that round), and the bytes they sent."""
-    from integrations.data import load_dataset
+    from lowbit.integrations.data import load_dataset
 
     ds = load_dataset(cfg.data, cfg.data_dir)
     rounds = sorted({int(p.stem.split("_r")[1]) for p in Path(cfg.out).glob("node*/probs_r*.npy")})

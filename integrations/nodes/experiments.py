@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from integrations.nodes.node import NodeConfig
-from integrations.run_files import finished, mean_std, read_metrics
+from lowbit.integrations.nodes.node import NodeConfig
+from lowbit.integrations.run_files import finished, mean_std, read_metrics
 
 ROUNDS = 5000
 EVAL_EVERY = 100
@@ -79,7 +79,7 @@ def run_nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
                    model: str = "mlp") -> None:
     """Train every run of the nodes grid whose summary.json does not say done (a rerun resumes
     the grid)."""
-    from integrations.nodes.train import train
+    from lowbit.integrations.nodes.train import train
 
     for cfg in nodes_grid(data, seeds, root, rounds, model):
         s = Path(cfg.out) / "summary.json"

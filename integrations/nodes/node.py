@@ -25,11 +25,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import emulators as E
-from integrations.data import Dataset
-from integrations.nodes.protocol import BASELINES, SHARES, Message, message_bytes, ring_neighbours
-from integrations.torch import EmulationSpec, swap_layers
-from numerics import LNS, Fixed, parse_format
+import lowbit.emulators as E
+from lowbit.integrations.data import Dataset
+from lowbit.integrations.nodes.protocol import BASELINES, SHARES, Message, message_bytes, ring_neighbours
+from lowbit.integrations.torch import EmulationSpec, swap_layers
+from lowbit.numerics import LNS, Fixed, parse_format
 
 
 @dataclass

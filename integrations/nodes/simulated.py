@@ -3,7 +3,7 @@
 Messages broadcast in round r reach the neighbours' inboxes at the start of round
 r + 1, in the order of their senders. Nodes step one after the other with one
 torch thread, so that each node computes exactly what it computes as its own
-process in :mod:`integrations.nodes.distributed` (same seed, same result).
+process in :mod:`lowbit.integrations.nodes.distributed` (same seed, same result).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from integrations.nodes.node import Node, NodeConfig
-from integrations.nodes.protocol import BASELINES, Message, shards
-from integrations.nodes.sync import SyncNode, share_replica, sync_round
+from lowbit.integrations.nodes.node import Node, NodeConfig
+from lowbit.integrations.nodes.protocol import BASELINES, Message, shards
+from lowbit.integrations.nodes.sync import SyncNode, share_replica, sync_round
 
 
 def build_nodes(cfg: NodeConfig, ds) -> list[Node]:

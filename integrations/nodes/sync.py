@@ -18,7 +18,7 @@ the same Adam step with the mean, so the replicas stay equal.
 
 The simulated runtime keeps one model for all replicas (they are equal by
 construction) and sums the gradients in node order; the gloo runtime
-(:mod:`integrations.nodes.distributed`) uses ``all_reduce`` / ``all_gather``.
+(:mod:`lowbit.integrations.nodes.distributed`) uses ``all_reduce`` / ``all_gather``.
 QSGD is bit-identical between the runtimes; ``sync`` differs by the rounding of
 the all-reduce's summation order.
 """
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from integrations.nodes.node import Node, NodeConfig
+from lowbit.integrations.nodes.node import Node, NodeConfig
 
 
 def qsgd_bits(levels: int) -> int:

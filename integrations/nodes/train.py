@@ -14,11 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 
-from integrations.data import load_dataset
-from integrations.run_files import write_run
-from integrations.nodes.collective import accuracies
-from integrations.nodes.node import NodeConfig
-from integrations.nodes.simulated import build_nodes, node_probs, run_rounds
+from lowbit.integrations.data import load_dataset
+from lowbit.integrations.run_files import write_run
+from lowbit.integrations.nodes.collective import accuracies
+from lowbit.integrations.nodes.node import NodeConfig
+from lowbit.integrations.nodes.simulated import build_nodes, node_probs, run_rounds
 
 
 def evaluate(nodes, ds, alive=None) -> dict:
@@ -43,11 +43,11 @@ def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
 
     ``runtime="simulated"``: all nodes in this process, resuming from
     ``checkpoint.pkl``. ``runtime="gloo"``: one process per node
-    (:func:`integrations.nodes.distributed.run_distributed`, with its fault
+    (:func:`lowbit.integrations.nodes.distributed.run_distributed`, with its fault
     injection ``kill`` / ``restart`` and message ``timeout``), from scratch.
     """
     if runtime == "gloo":
-        from integrations.nodes.distributed import run_distributed
+        from lowbit.integrations.nodes.distributed import run_distributed
 
         metrics = run_distributed(cfg, timeout=timeout, kill=kill, restart=restart)
         out = Path(cfg.out)

@@ -3,9 +3,9 @@
 See ``docs/guide_swap.md`` for a walk-through.
 """
 
-from integrations.torch.carriers import carrier_dtype, from_carrier, to_carrier
-from integrations.torch.functions import emulated_conv2d, emulated_linear, quantize
-from integrations.torch.layers import (
+from lowbit.integrations.torch.carriers import carrier_dtype, from_carrier, to_carrier
+from lowbit.integrations.torch.functions import emulated_conv2d, emulated_linear, quantize
+from lowbit.integrations.torch.layers import (
     BinaryConv2d,
     BinaryLinear,
     EmulatedConv2d,
@@ -15,7 +15,7 @@ from integrations.torch.layers import (
     TernaryLinear,
     swap_layers,
 )
-from integrations.torch.spec import SPEC_GRAMMAR, EmulationSpec
+from lowbit.integrations.torch.spec import SPEC_GRAMMAR, EmulationSpec
 
 __all__ = [
     "SPEC_GRAMMAR",

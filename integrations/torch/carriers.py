@@ -13,9 +13,9 @@ import dataclasses
 import numpy as np
 import torch
 
-import emulators as E
-from emulators import EmuArray
-from numerics import LNS, Binary, Fixed, Format, Rounding, Ternary
+import lowbit.emulators as E
+from lowbit.emulators import EmuArray
+from lowbit.numerics import LNS, Binary, Fixed, Format, Rounding, Ternary
 
 
 def carrier_dtype(fmt: Format) -> torch.dtype:
@@ -61,7 +61,7 @@ def to_carrier(x: EmuArray, like: torch.Tensor | None = None) -> torch.Tensor:
 def from_carrier(t: torch.Tensor, fmt: Format, seed: int = 0) -> EmuArray:
     """Cast a tensor (a carrier, or any float tensor) into ``fmt``.
 
-    Fixed, binary and ternary: ``emulators.cast`` with the format's own modes.
+    Fixed, binary and ternary: ``lowbit.emulators.cast`` with the format's own modes.
     LNS: floats enter by nearest rounding of log2|x| (the hardware's converter),
     whatever rounding the format's arithmetic uses — so a carrier, the float
     nearest to an irrational LNS value, always decodes back to its code, and a

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import emulators as E
-from emulators import EmuArray, from_codes
-from integrations.torch.carriers import from_carrier, to_carrier
-from integrations.torch.spec import EmulationSpec
-from numerics import LNS, Binary, Fixed, Format, Ternary, rng
+import lowbit.emulators as E
+from lowbit.emulators import EmuArray, from_codes
+from lowbit.integrations.torch.carriers import from_carrier, to_carrier
+from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.numerics import LNS, Binary, Fixed, Format, Ternary, rng
 
 # which operation a derived seed belongs to
 CAST_X, CAST_W, FORWARD, BIAS, CAST_G, GRAD_X, GRAD_W, GRAD_B, QUANT, QUANT_G = range(10)

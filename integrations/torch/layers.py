@@ -23,10 +23,10 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from integrations.torch.carriers import from_carrier, to_carrier
-from integrations.torch.functions import emulated_conv2d, emulated_linear, quantize
-from integrations.torch.spec import EmulationSpec
-from numerics import Binary, Format, Ternary, parse_format
+from lowbit.integrations.torch.carriers import from_carrier, to_carrier
+from lowbit.integrations.torch.functions import emulated_conv2d, emulated_linear, quantize
+from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.numerics import Binary, Format, Ternary, parse_format
 
 
 class _Emulated:
@@ -73,7 +73,7 @@ class _Emulated:
 
 class EmulatedLinear(_Emulated, nn.Linear):
     """``nn.Linear`` whose forward and backward matmuls run in the emulator
-    (:func:`integrations.torch.functions.emulated_linear`)."""
+    (:func:`lowbit.integrations.torch.functions.emulated_linear`)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  spec: EmulationSpec | str | None = None, seed: int = 0, device=None, dtype=None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
+from lowbit.numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
 
 ROLES = {"w": "weight", "a": "activation", "o": "output", "acc": "accumulator",
          "gi": "grad_input", "gw": "grad_weight"}
@@ -26,7 +26,7 @@ role  := "w" (weights) | "a" (activations) | "o" (forward outputs; default: as "
        | "gi" (gradients w.r.t. inputs, and the incoming gradient)
        | "gw" (gradients w.r.t. weights and bias)
 flag  := "kahan" | "order=" ("sequential" | "pairwise") | "ste=" ("identity" | "clipped")
-FORMAT: see numerics.FORMAT_GRAMMAR (e.g. fixed16.8, binary, lns5.10:interp6)
+FORMAT: see lowbit.numerics.FORMAT_GRAMMAR (e.g. fixed16.8, binary, lns5.10:interp6)
 """
 
 

@@ -4,12 +4,12 @@ Every result of :mod:`emulators` must equal what these functions return, code
 for code. They work on Python ints and :class:`fractions.Fraction`, one element
 at a time: use them as the oracle in tests, on small arrays.
 
-- :mod:`numerics.reference.rounding` rounds one exact rational into a format;
-- :mod:`numerics.reference.fixed` casts, adds, multiplies, sums and multiplies
+- :mod:`lowbit.numerics.reference.rounding` rounds one exact rational into a format;
+- :mod:`lowbit.numerics.reference.fixed` casts, adds, multiplies, sums and multiplies
   matrices of fixed-point (and binary/ternary) codes;
-- :mod:`numerics.reference.binary` casts floats to binary and ternary codes.
+- :mod:`lowbit.numerics.reference.binary` casts floats to binary and ternary codes.
 """
 
-from numerics.reference import binary, fixed, rounding
+from lowbit.numerics.reference import binary, fixed, rounding
 
 __all__ = ["binary", "fixed", "rounding"]

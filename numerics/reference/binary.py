@@ -3,8 +3,8 @@
 Binary: code = +1 if x >= 0 else -1 (so 0.0 and -0.0 give +1).
 Ternary: code = sign(x) if |x| > threshold else 0.
 NaN raises ``ValueError`` naming its index; infinities are ordinary signs.
-Scales come from :mod:`numerics.scales`. Products and sums of these codes are
-integer arithmetic: :func:`numerics.reference.fixed.matmul` with ``frac = 0``
+Scales come from :mod:`lowbit.numerics.scales`. Products and sums of these codes are
+integer arithmetic: :func:`lowbit.numerics.reference.fixed.matmul` with ``frac = 0``
 is their reference.
 """
 
@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from numerics import scales
-from numerics.formats import Binary, Ternary
+from lowbit.numerics import scales
+from lowbit.numerics.formats import Binary, Ternary
 
 
 def _check_nan(x: np.ndarray) -> None:

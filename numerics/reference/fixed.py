@@ -4,12 +4,12 @@ Operands are numpy arrays of integer codes plus the number of fractional bits of
 their format (``frac``; binary and ternary codes have ``frac = 0``). Results are
 int64 code arrays of the output format ``out``. Each function computes the exact
 rational result with Python ints and :class:`~fractions.Fraction` and rounds it
-once (:func:`numerics.reference.rounding.quantize`); accumulations into a narrow
+once (:func:`lowbit.numerics.reference.rounding.quantize`); accumulations into a narrow
 ``acc`` format round once per addition, in the stated order. Stochastic
-rounding draws from :mod:`numerics.rng` with the counters of ``docs/rng.md``.
+rounding draws from :mod:`lowbit.numerics.rng` with the counters of ``docs/rng.md``.
 
 >>> import numpy as np
->>> from numerics import Fixed
+>>> from lowbit.numerics import Fixed
 >>> mul(np.array([3]), 1, np.array([3]), 1, Fixed(8, 1))  # 1.5 * 1.5 = 2.25 -> 2.0 (tie to even)
 array([4])
 """
@@ -23,10 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
-from numerics import rng
-from numerics.formats import Fixed
-from numerics.modes import Overflow, Rounding
-from numerics.reference.rounding import apply_overflow, quantize, round_to_grid
+from lowbit.numerics import rng
+from lowbit.numerics.formats import Fixed
+from lowbit.numerics.modes import Overflow, Rounding
+from lowbit.numerics.reference.rounding import apply_overflow, quantize, round_to_grid
 
 ORDERS = ("sequential", "pairwise")
 

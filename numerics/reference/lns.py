@@ -9,11 +9,11 @@ a matmul/sum, which may be finer (F_acc >= F).
 - addition: with e_big >= e_small and z = e_small - e_big <= 0, the result is
   e_big + sb(z) (same signs) or e_big + db(z) (different signs; z = 0 gives an
   exact zero), where sb/db follow the output format's adder spec
-  (:func:`numerics.gaussian_log.reference_value`) and rounding mode;
+  (:func:`lowbit.numerics.gaussian_log.reference_value`) and rounding mode;
 - every result then meets the range policy: above e_max it saturates, below
   e_min it becomes 0 (``underflow="zero"``) or e_min (``"min"``).
 
-Stochastic draws use :mod:`numerics.rng` counters: the flat output index for
+Stochastic draws use :mod:`lowbit.numerics.rng` counters: the flat output index for
 element-wise operations; ``step_counter(element, step)`` inside accumulations
 (step k for the k-th addition, 4k..4k+3 for the four roundings of a Kahan step,
 K + j for the j-th addition of the pairwise tree, FINAL_STEP for the rounding
@@ -29,11 +29,11 @@ from typing import Sequence
 import mpmath
 import numpy as np
 
-from numerics import gaussian_log as gl
-from numerics import rng
-from numerics.formats import LNS
-from numerics.modes import Rounding
-from numerics.reference.rounding import round_to_integer
+from lowbit.numerics import gaussian_log as gl
+from lowbit.numerics import rng
+from lowbit.numerics.formats import LNS
+from lowbit.numerics.modes import Rounding
+from lowbit.numerics.reference.rounding import round_to_integer
 
 ORDERS = ("sequential", "pairwise")
 
@@ -309,7 +309,7 @@ def to_fixed(codes: np.ndarray, src: LNS, dst, seed: int = 0) -> np.ndarray:
     irrational, evaluated once per distinct code with mpmath at 200 bits, and each
     decision is asserted to be far from the working precision.
     """
-    from numerics.reference.rounding import apply_overflow, quantize
+    from lowbit.numerics.reference.rounding import apply_overflow, quantize
 
     codes = np.asarray(codes)
     flat = codes.ravel().tolist()

@@ -1,7 +1,7 @@
 """Rounding one exact rational into a fixed-point format.
 
 >>> from fractions import Fraction
->>> from numerics import Fixed
+>>> from lowbit.numerics import Fixed
 >>> quantize(Fraction(1, 512) + Fraction(1, 2**32), Fixed(16, 8))  # just above a tie
 1
 >>> quantize(Fraction(3, 2), Fixed(4, 0)), quantize(Fraction(5, 2), Fixed(4, 0))
@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-from numerics.formats import Fixed
-from numerics.modes import Overflow, Rounding
+from lowbit.numerics.formats import Fixed
+from lowbit.numerics.modes import Overflow, Rounding
 
 HALF = Fraction(1, 2)
 TWO53 = 1 << 53

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import emulators as E
-from numerics import Binary, Fixed, Ternary
-from numerics import testing as lt
-from numerics.reference import binary as rb
-from numerics.reference import fixed as rf
+import lowbit.emulators as E
+from lowbit.numerics import Binary, Fixed, Ternary
+from lowbit.numerics import testing as lt
+from lowbit.numerics.reference import binary as rb
+from lowbit.numerics.reference import fixed as rf
 from tests.emulators.helpers import assert_every_backend_gives
 from tests.conftest import BACKENDS
 

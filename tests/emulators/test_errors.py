@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import emulators as E
-from numerics import Binary, Fixed, Overflow, Ternary
+import lowbit.emulators as E
+from lowbit.numerics import Binary, Fixed, Overflow, Ternary
 
 
 def test_nan_names_first_index(backend):

@@ -8,10 +8,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import emulators as E
-from numerics import Fixed, Overflow, Rounding
-from numerics import testing as lt
-from numerics.reference import fixed as ref
+import lowbit.emulators as E
+from lowbit.numerics import Fixed, Overflow, Rounding
+from lowbit.numerics import testing as lt
+from lowbit.numerics.reference import fixed as ref
 from tests.emulators.helpers import assert_every_backend_gives
 
 ORDERS = st.sampled_from(["sequential", "pairwise"])

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import emulators as E
-from numerics import LNS, Exact, Fixed, Interp, Rounding, Table
-from numerics import testing as lt
-from numerics.reference import lns as ref
+import lowbit.emulators as E
+from lowbit.numerics import LNS, Exact, Fixed, Interp, Rounding, Table
+from lowbit.numerics import testing as lt
+from lowbit.numerics.reference import lns as ref
 from tests.emulators.helpers import assert_every_backend_gives
 
 CASTABLE = [r for r in (Rounding.NEAREST_EVEN, Rounding.FLOOR, Rounding.CEIL)]

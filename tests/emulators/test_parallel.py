@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import emulators as E
-from emulators._numba import backend as nb
-from emulators._numba import jit
-from numerics import LNS, Binary, Fixed, Interp, Table, Ternary
-from numerics.reference import fixed as rf
+import lowbit.emulators as E
+from lowbit.emulators._numba import backend as nb
+from lowbit.emulators._numba import jit
+from lowbit.numerics import LNS, Binary, Fixed, Interp, Table, Ternary
+from lowbit.numerics.reference import fixed as rf
 from tests.emulators.helpers import assert_codes, assert_every_backend_gives
 
 N = 70_000  # above the parallel threshold (65536) of both backends
@@ -42,7 +42,7 @@ def data():
 
 def test_threshold_is_shared_with_c():
     assert jit.PARALLEL_MIN == 65536  # csrc/lowbit.h LOWBIT_PARALLEL_MIN
-    assert nb.sized.__module__ == "emulators._numba.jit"
+    assert nb.sized.__module__ == "lowbit.emulators._numba.jit"
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=str)

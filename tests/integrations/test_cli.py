@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from integrations.cli import build_parser, main
+from lowbit.integrations.cli import build_parser, main
 
 
 @pytest.mark.parametrize("command", ["report", "lns-report", "compare", "demo"])
 def test_help(command):
-    out = subprocess.run([sys.executable, "-m", "integrations.cli", command, "--help"],
+    out = subprocess.run([sys.executable, "-m", "lowbit.integrations.cli", command, "--help"],
                          capture_output=True, text=True, check=True).stdout
     assert "--out" in out
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from integrations.data import load_digits
-from integrations.eqprop import (EmuArith, EPConfig, EPNet, FloatArith, bptt_gradient, cosine,
+from lowbit.integrations.data import load_digits
+from lowbit.integrations.eqprop import (EmuArith, EPConfig, EPNet, FloatArith, bptt_gradient, cosine,
                                  make_arith,
                                  ep_estimate, train)
-from integrations.torch.spec import EmulationSpec
+from lowbit.integrations.torch.spec import EmulationSpec
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ side by side, means and sample standard deviations computed by hand."""
 import json
 from pathlib import Path
 
-from integrations.experiments import write_tables
+from lowbit.integrations.experiments import write_tables
 
 
 def _put(root: Path, rel: str, config: dict, **fields) -> None:
@@ -58,7 +58,7 @@ def test_tables_from_mixed_grids(tmp_path):
 
 
 def test_eqprop_check_table(tmp_path):
-    from integrations.eqprop_check import write_check_table
+    from lowbit.integrations.eqprop_check import write_check_table
 
     root, docs = tmp_path / "experiments", tmp_path / "docs"
     (root / "eqprop-check" / "digits").mkdir(parents=True)
@@ -81,7 +81,7 @@ def test_grid_refuses_a_stored_run_of_another_configuration(tmp_path):
     trained with another schedule is an error naming the differing field."""
     import pytest
 
-    from integrations.experiments import _finished, grid
+    from lowbit.integrations.experiments import _finished, grid
 
     cfg = next(c for c in grid("qnn", "fashion-mnist", 1, 10, tmp_path) if c.recipe == "float")
     assert not _finished(cfg, 10)  # nothing stored yet

@@ -7,8 +7,8 @@ import math
 import torch
 import torch.nn as nn
 
-from integrations.gradient_range import flushed_fraction, gradient_flush
-from numerics import LNS, Fixed
+from lowbit.integrations.gradient_range import flushed_fraction, gradient_flush
+from lowbit.numerics import LNS, Fixed
 
 
 def test_flushed_fraction_by_hand():

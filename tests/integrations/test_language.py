@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from integrations.language import (Agent, LanguageConfig, communication_loss, gumbel_bits,
+from lowbit.integrations.language import (Agent, LanguageConfig, communication_loss, gumbel_bits,
                                    mask, mi_loss, observe, train)
 
 
@@ -134,7 +134,7 @@ def test_bad_configs_are_refused():
 
 
 def test_cli_runs_two_agents(tmp_path, capsys):
-    from integrations.cli import main
+    from lowbit.integrations.cli import main
 
     assert main(["train", "language", "--level", "feedback", "--steps", "40", "--eval-every",
                  "20", "--length", "8", "--out", str(tmp_path), "--quiet"]) == 0
@@ -147,7 +147,7 @@ def test_language_table_counts_seeds_per_row(tmp_path):
     still training is left out."""
     import json
 
-    from integrations.language_grid import write_language_tables
+    from lowbit.integrations.language_grid import write_language_tables
 
     root = tmp_path / "experiments"
     runs = {("none", 0): 0.50, ("none", 1): 0.60, ("both", 0): 0.70, ("both", 1): 0.10}
@@ -171,7 +171,7 @@ def test_frozen_agents_keep_their_weights_and_the_probe_still_learns(tmp_path):
     """The untrained-agents control: with ``frozen`` no agent parameter moves (the
     messages and features are those of the initial weights), yet the probe on those
     features learns above chance."""
-    from integrations.language import LanguageConfig, train
+    from lowbit.integrations.language import LanguageConfig, train
 
     cfg = LanguageConfig(level="none", frozen=True, data="digits", steps=200, eval_every=50,
                          hidden=64, out=str(tmp_path / "frozen"))

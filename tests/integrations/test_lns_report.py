@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from integrations.cli import main
+from lowbit.integrations.cli import main
 
 
 def test_lns_report(tmp_path):

@@ -13,14 +13,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import emulators as E
-from integrations.data import load_digits
-from integrations.nodes.collective import accuracies, collective, weights
-from integrations.nodes.node import Node, NodeConfig, value_bits
-from integrations.nodes.protocol import Message, message_bytes, ring_neighbours, shards
-from integrations.nodes.sync import qsgd_decode, qsgd_encode
-from integrations.nodes.train import train
-from numerics import parse_format
+import lowbit.emulators as E
+from lowbit.integrations.data import load_digits
+from lowbit.integrations.nodes.collective import accuracies, collective, weights
+from lowbit.integrations.nodes.node import Node, NodeConfig, value_bits
+from lowbit.integrations.nodes.protocol import Message, message_bytes, ring_neighbours, shards
+from lowbit.integrations.nodes.sync import qsgd_decode, qsgd_encode
+from lowbit.integrations.nodes.train import train
+from lowbit.numerics import parse_format
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +280,7 @@ def test_a_restarted_node_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_cli_runs_nodes(tmp_path, capsys):
-    from integrations.cli import main
+    from lowbit.integrations.cli import main
 
     assert main(["train", "nodes", "--nodes", "2", "--rounds", "10", "--eval-every", "5",
                  "--hidden", "16", "--out", str(tmp_path), "--quiet"]) == 0
@@ -292,7 +292,7 @@ def test_cli_runs_nodes(tmp_path, capsys):
 
 
 def test_node_tables_leave_out_runs_still_training(tmp_path):
-    from integrations.nodes.experiments import _runs
+    from lowbit.integrations.nodes.experiments import _runs
 
     for seed, done in ((0, True), (1, False)):
         d = tmp_path / "nodes" / "fashion-mnist" / "10-labels" / f"seed{seed}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from integrations.run_files import mean_std, read_metrics, write_run
+from lowbit.integrations.run_files import mean_std, read_metrics, write_run
 
 
 def test_mean_std_formats_sample_statistics():

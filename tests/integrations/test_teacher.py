@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from integrations.teacher import TeacherConfig, difficulty, select_hardest, train
+from lowbit.integrations.teacher import TeacherConfig, difficulty, select_hardest, train
 
 
 @settings(max_examples=100, deadline=None)
@@ -81,8 +81,8 @@ def test_interrupted_teacher_resumes_on_the_same_trajectory(tmp_path):
 
     import torch
 
-    from integrations.data import load_digits
-    from integrations.teacher import split, train_teacher
+    from lowbit.integrations.data import load_digits
+    from lowbit.integrations.teacher import split, train_teacher
 
     ds = load_digits()
     data = split(ds, 0.1, 0)
@@ -119,7 +119,7 @@ def test_bad_configs_are_refused():
 
 
 def test_cli_runs_a_student(tmp_path, capsys):
-    from integrations.cli import main
+    from lowbit.integrations.cli import main
 
     assert main(["train", "teacher", "--select", "euclidean", "--stack", "3", "--targets", "true",
                  "--teacher-hidden", "32", "--teacher-max-epochs", "2", "--max-backward", "60",
@@ -130,7 +130,7 @@ def test_cli_runs_a_student(tmp_path, capsys):
 
 
 def test_reach_is_the_first_evaluation_at_the_level():
-    from integrations.teacher_grid import reach
+    from lowbit.integrations.teacher_grid import reach
 
     m = [{"backward": 250, "val_acc": 0.5}, {"backward": 500, "val_acc": 0.8},
          {"backward": 750, "val_acc": 0.9}]
@@ -139,7 +139,7 @@ def test_reach_is_the_first_evaluation_at_the_level():
 
 
 def test_reached_says_how_many_runs_got_there():
-    from integrations.teacher_grid import reached
+    from lowbit.integrations.teacher_grid import reached
 
     assert reached([1000, 3000]) == "2,000 ± 1,414"
     assert reached([1000, None, 3000]) == "2,000 ± 1,414 (2 of 3)"

@@ -10,14 +10,14 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import emulators as E
-from integrations.torch import (BinaryLinear, EmulatedConv2d, EmulatedLinear, EmulationSpec,
+import lowbit.emulators as E
+from lowbit.integrations.torch import (BinaryLinear, EmulatedConv2d, EmulatedLinear, EmulationSpec,
                                 QuantAct, TernaryLinear, carrier_dtype, from_carrier, quantize,
                                 swap_layers, to_carrier)
-from integrations.torch.functions import BIAS, CAST_G, FORWARD, GRAD_B, GRAD_W, GRAD_X, op_seed
-from integrations.torch.optim import EmulatedOptimizer, EmulatedSGD
-from numerics import LNS, Binary, Fixed, Ternary
-from numerics import testing as lt
+from lowbit.integrations.torch.functions import BIAS, CAST_G, FORWARD, GRAD_B, GRAD_W, GRAD_X, op_seed
+from lowbit.integrations.torch.optim import EmulatedOptimizer, EmulatedSGD
+from lowbit.numerics import LNS, Binary, Fixed, Ternary
+from lowbit.numerics import testing as lt
 
 SPECS = ["fixed16.8", "w=fixed8.4,a=fixed8.4,acc=fixed16.4,gi=fixed16.8,gw=fixed16.8,kahan",
          "lns5.10", "lns5.7,kahan", "w=lns5.10:interp6,a=lns5.10:interp6,gi=lns5.10,gw=lns5.10"]
@@ -162,7 +162,7 @@ class TestSwapLayers:
         assert set(b.weight.detach().abs().flatten().tolist()) == {1.0}
         t = TernaryLinear.from_module(lin, None)
         assert t.spec.weight == Ternary() and t.spec.ste == "clipped"
-        from integrations.torch import BinaryConv2d
+        from lowbit.integrations.torch import BinaryConv2d
         c = BinaryConv2d.from_module(conv, None, seed=2)
         assert c.seed == 2 and c(torch.randn(1, 2, 5, 5)).shape == (1, 3, 3, 3)
 

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-import emulators
-from integrations.train_qnn import RECIPES, TrainConfig, build, train
-from integrations.data import load_digits
-from integrations.torch import from_carrier, to_carrier
-from numerics import LNS
+import lowbit.emulators
+from lowbit.integrations.train_qnn import RECIPES, TrainConfig, build, train
+from lowbit.integrations.data import load_digits
+from lowbit.integrations.torch import from_carrier, to_carrier
+from lowbit.numerics import LNS
 
 
 def small(recipe: str, out, epochs: int = 3, **kw) -> TrainConfig:
@@ -50,7 +50,7 @@ def test_lns_everywhere_runs_in_the_emulator(tmp_path, monkeypatch):
     cfg = small("lns-everywhere", tmp_path).resolved(load_digits())
     model, opt, after = build(cfg, load_digits())
     counts = {"matmul": 0, "add": 0}
-    real_matmul, real_add = emulators.matmul, emulators.add
+    real_matmul, real_add = lowbit.emulators.matmul, lowbit.emulators.add
 
     def matmul(*a, **k):
         counts["matmul"] += 1
@@ -60,8 +60,8 @@ def test_lns_everywhere_runs_in_the_emulator(tmp_path, monkeypatch):
         counts["add"] += 1
         return real_add(*a, **k)
 
-    monkeypatch.setattr(emulators, "matmul", matmul)
-    monkeypatch.setattr(emulators, "add", add)
+    monkeypatch.setattr(lowbit.emulators, "matmul", matmul)
+    monkeypatch.setattr(lowbit.emulators, "add", add)
     d = load_digits()
     x, y = torch.from_numpy(d.x_train[:50]), torch.from_numpy(d.y_train[:50])
     opt.zero_grad()
@@ -78,7 +78,7 @@ def test_lns_everywhere_runs_in_the_emulator(tmp_path, monkeypatch):
 
 
 def cfg_fmt(cfg):
-    from numerics import parse_format
+    from lowbit.numerics import parse_format
 
     return parse_format(cfg.lns)
 
@@ -104,8 +104,8 @@ def test_lns_matmul_parts_grid_changes_one_thing_of_lns_matmul(tmp_path):
     unchanged spec as a recipe trains bit for bit as lns-matmul does."""
     from dataclasses import fields
 
-    from integrations.experiments import grid
-    from integrations.torch import EmulationSpec
+    from lowbit.integrations.experiments import grid
+    from lowbit.integrations.torch import EmulationSpec
 
     def asdict(spec):
         return {f.name: getattr(spec, f.name) for f in fields(spec)}

@@ -8,8 +8,8 @@ from fractions import Fraction
 import pytest
 from hypothesis import given
 
-from numerics import Binary, Fixed, Overflow, Rounding, Ternary, parse_format
-from numerics import testing as lt
+from lowbit.numerics import Binary, Fixed, Overflow, Rounding, Ternary, parse_format
+from lowbit.numerics import testing as lt
 
 
 class TestFixed:

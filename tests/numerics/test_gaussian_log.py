@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from numerics import LNS, Exact, Interp, Rounding, Table
-from numerics import gaussian_log as gl
-from numerics import testing as lt
+from lowbit.numerics import LNS, Exact, Interp, Rounding, Table
+from lowbit.numerics import gaussian_log as gl
+from lowbit.numerics import testing as lt
 
 
 def lookup(t: gl.AdderTables, which: int, zabs: int) -> int:

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numerics import Fixed, Overflow, Rounding, rng
-from numerics import testing as lt
-from numerics.reference import binary as rb
-from numerics.reference import fixed as rf
-from numerics.reference.rounding import apply_overflow, quantize, round_to_integer
+from lowbit.numerics import Fixed, Overflow, Rounding, rng
+from lowbit.numerics import testing as lt
+from lowbit.numerics.reference import binary as rb
+from lowbit.numerics.reference import fixed as rf
+from lowbit.numerics.reference.rounding import apply_overflow, quantize, round_to_integer
 
 fractions = st.fractions(min_value=-1000, max_value=1000, max_denominator=2**20)
 
@@ -107,7 +107,7 @@ def test_binary_and_ternary_reference():
                                   __import__("numerics").Binary("per_channel"))
     assert codes.tolist() == [[1, 1, -1], [1, -1, 1]]
     assert scale.shape == (2, 1) and scale[0, 0] == 0.5 and scale[1, 0] == 2.0
-    from numerics import Ternary
+    from lowbit.numerics import Ternary
     codes, scale = rb.cast_ternary(np.array([0.1, -1.0, 1.0, 0.5]), Ternary())
     # TWN: threshold 0.7 * mean|x| = 0.7 * 0.65 = 0.455
     assert codes.tolist() == [0, -1, 1, 1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from numerics import rng
+from lowbit.numerics import rng
 
 
 def test_matches_published_splitmix64_outputs():

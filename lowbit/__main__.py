@@ -1,0 +1,7 @@
+"""``python -m lowbit``: the ``lowbit`` command line."""
+
+import sys
+
+from lowbit.integrations.cli import main
+
+sys.exit(main())
