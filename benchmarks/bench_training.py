@@ -40,8 +40,8 @@ def qnn_rows(ds, recipes, baseline: str, steps: int) -> list[tuple]:
     import torch
     import torch.nn.functional as F
 
-    from lowbit.integrations.experiments import lns_sgd
-    from lowbit.integrations.train_qnn import TrainConfig, build
+    from lowbit.integrations.programs.qnn.lns_grid import lns_sgd
+    from lowbit.integrations.programs.qnn.train import TrainConfig, build
 
     rows = []
     x, y = torch.from_numpy(ds.x_train[:100]), torch.from_numpy(ds.y_train[:100])
@@ -67,7 +67,7 @@ def eqprop_rows(ds, steps: int) -> list[tuple]:
     import torch.nn as nn
     import torch.nn.functional as F
 
-    from lowbit.integrations.eqprop import EPConfig, EPNet, _onehot, make_arith
+    from lowbit.integrations.programs.eqprop.train import EPConfig, EPNet, _onehot, make_arith
 
     xb, yb = ds.x_train[:20].astype(np.float64), ds.y_train[:20]
     torch.manual_seed(0)
@@ -98,8 +98,8 @@ def eqprop_rows(ds, steps: int) -> list[tuple]:
 def nodes_rows(ds, steps: int) -> list[tuple]:
     import torch
 
-    from lowbit.integrations.nodes.node import NodeConfig
-    from lowbit.integrations.nodes.simulated import build_nodes, run_rounds
+    from lowbit.integrations.programs.nodes.node import NodeConfig
+    from lowbit.integrations.programs.nodes.simulated import build_nodes, run_rounds
 
     rows = []
     for n in (1, 10, 20):
@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--only", default="qnn,lns,eqprop,nodes")
     args = ap.parse_args()
     from lowbit.integrations.data import load_fashion_mnist
-    from lowbit.integrations.train_qnn import LNS_RECIPES, QNN_RECIPES
+    from lowbit.integrations.programs.qnn.train import LNS_RECIPES, QNN_RECIPES
 
     ds = load_fashion_mnist()
     parts = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "

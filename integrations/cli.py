@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _report(args) -> Path:
-    from lowbit.integrations.report import ALL_FORMATS, run_report
+    from lowbit.integrations.reports.formats import ALL_FORMATS, run_report
 
     formats = list(args.formats)
     if args.all or not formats:
@@ -17,20 +17,20 @@ def _report(args) -> Path:
 
 
 def _lns_report(args) -> Path:
-    from lowbit.integrations.lns_report import run_report
+    from lowbit.integrations.reports.lns import run_report
 
     return run_report(args.out, args.seed)
 
 
 def _compare(args) -> Path:
-    from lowbit.integrations.compare import DEFAULT_SPECS, run_compare
+    from lowbit.integrations.programs.compare import DEFAULT_SPECS, run_compare
 
     return run_compare(args.out, args.specs or DEFAULT_SPECS, args.epochs, args.seed)
 
 
 def _demo(args) -> Path:
-    from lowbit.integrations.compare import run_compare
-    from lowbit.integrations.report import ALL_FORMATS, run_report
+    from lowbit.integrations.programs.compare import run_compare
+    from lowbit.integrations.reports.formats import ALL_FORMATS, run_report
 
     report = run_report(ALL_FORMATS, args.out / "report", args.seed)
     print(f"per-format report:   {report.resolve()}")
@@ -41,7 +41,7 @@ def _demo(args) -> Path:
 
 
 def _train_qnn(args) -> Path:
-    from lowbit.integrations.train_qnn import TrainConfig, train
+    from lowbit.integrations.programs.qnn.train import TrainConfig, train
 
     hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else ()
     data = args.data
@@ -53,7 +53,7 @@ def _train_qnn(args) -> Path:
 
 
 def _experiment(args) -> Path:
-    from lowbit.integrations import experiments
+    from lowbit.integrations.programs import experiments
 
     if args.action == "run":
         experiments.run_grid(args.grid, args.data, args.seeds, args.epochs, args.root,
@@ -63,7 +63,7 @@ def _experiment(args) -> Path:
 
 
 def _train_eqprop(args) -> Path:
-    from lowbit.integrations.eqprop import EPConfig, train
+    from lowbit.integrations.programs.eqprop.train import EPConfig, train
 
     cfg = EPConfig(arch=tuple(int(v) for v in args.arch.split("-")), free_steps=args.free_steps,
                    nudged_steps=args.nudged_steps, epsilon=args.epsilon, beta=args.beta,
@@ -86,8 +86,8 @@ def _kill_spec(text: str) -> tuple[int, int]:
 
 
 def _train_nodes(args) -> Path:
-    from lowbit.integrations.nodes.node import NodeConfig
-    from lowbit.integrations.nodes.train import train
+    from lowbit.integrations.programs.nodes.node import NodeConfig
+    from lowbit.integrations.programs.nodes.train import train
 
     neighbours = args.nodes - 1 if args.neighbours < 0 else args.neighbours
     cfg = NodeConfig(nodes=args.nodes, neighbours=neighbours, share=args.share,
@@ -108,7 +108,7 @@ def _train_nodes(args) -> Path:
 
 
 def _train_teacher(args) -> Path:
-    from lowbit.integrations.teacher import TeacherConfig, train
+    from lowbit.integrations.programs.teacher.train import TeacherConfig, train
 
     cfg = TeacherConfig(select=args.select, stack=args.stack, targets=args.targets,
                         temperature=args.temperature, format=args.format, batch=args.batch,
@@ -125,7 +125,7 @@ def _train_teacher(args) -> Path:
 
 
 def _train_language(args) -> Path:
-    from lowbit.integrations.language import LanguageConfig, train
+    from lowbit.integrations.programs.language.train import LanguageConfig, train
 
     cfg = LanguageConfig(level=args.level, length=args.length, weight=args.weight,
                          noise=args.noise, hidden=args.hidden, tau_start=args.tau_start,
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="training programs",
                            description="Training programs at emulated precision.")
     tsub = train.add_subparsers(dest="program", required=True)
-    p = tsub.add_parser("qnn", help="quantized networks and the LNS table (lowbit.integrations.train_qnn)",
+    p = tsub.add_parser("qnn", help="quantized networks and the LNS table (lowbit.integrations.programs.qnn.train)",
                         description="Train a QNN recipe (float, binaryconnect, binarynet, ternary, "
                                     "fixed2/4/8, lns-float, lns-matmul, lns-everywhere, lns-kahan) "
                                     "or an emulation spec; resumes from OUT/checkpoint.pt.")
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=_train_qnn)
 
-    p = tsub.add_parser("eqprop", help="equilibrium propagation (lowbit.integrations.eqprop)",
+    p = tsub.add_parser("eqprop", help="equilibrium propagation (lowbit.integrations.programs.eqprop.train)",
                         description="Train a layered Hopfield network with equilibrium "
                                     "propagation, in float or at emulated precision; 'bp' trains "
                                     "the same network with backprop. Resumes from OUT.")
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_train_eqprop)
 
-    p = tsub.add_parser("nodes", help="communicating nodes (lowbit.integrations.nodes)",
+    p = tsub.add_parser("nodes", help="communicating nodes (lowbit.integrations.programs.nodes)",
                         description="N nodes train on private shards and share labels, logits "
                         "or features with their ring neighbours (Lacaille 2018); or the "
                         "data-parallel baselines: sync (float32 all-reduce) and qsgd.")
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_train_nodes)
 
-    p = tsub.add_parser("teacher", help="a teacher selects the student's data (lowbit.integrations.teacher)",
+    p = tsub.add_parser("teacher", help="a teacher selects the student's data (lowbit.integrations.programs.teacher.train)",
                         description="A trained 1200-1200 teacher picks the hardest samples of a "
                         "stack of the student's minibatches (Lacaille 2018, chapter 3).")
     p.add_argument("--select", default="ce", choices=("none", "ce", "euclidean", "random"),
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_train_teacher)
 
-    p = tsub.add_parser("language", help="two agents learn a bit language (lowbit.integrations.language)",
+    p = tsub.add_parser("language", help="two agents learn a bit language (lowbit.integrations.programs.language.train)",
                         description="Two agents see an image through different inverting masks "
                         "and exchange L-bit Gumbel-softmax messages (Lacaille 2018, chapter 4).")
     p.add_argument("--level", default="none", choices=("none", "receive", "feedback", "both"),

@@ -25,10 +25,14 @@ def test_layout_table_matches_the_tree():
     """Each folder the layout table names exists, and each top-level package folder is in it."""
     text = README.read_text()
     layout = text.split("## Layout", 1)[1]
-    named = set(re.findall(r"^\| `([\w/.]+)` \|", layout, flags=re.M))
+    named = {n for cell in re.findall(r"^\| (`[^|]+`) \|", layout, flags=re.M)
+             for n in re.findall(r"`([\w/.]+)`", cell)}
     root = README.parent
     for path in named:
         assert (root / path).exists(), f"README's layout names {path}, which does not exist"
     for folder in ("lowbit/", "numerics/", "emulators/", "integrations/", "csrc/", "tests/",
                    "docs/", "benchmarks/"):
         assert any(n.rstrip("/") == folder.rstrip("/") for n in named), f"{folder} missing"
+    for sub in sorted((root / "integrations").iterdir()):
+        if sub.is_dir() and (sub / "__init__.py").exists():
+            assert f"integrations/{sub.name}/" in named, f"integrations/{sub.name}/ missing"

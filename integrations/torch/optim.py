@@ -9,7 +9,7 @@ float update and applies it with the format's own rounding:
   y = d - c; t = round(w + y); c = (t - w) - y; w = t (Zamirai et al. 2020, the
   weight-update form of Kahan summation).
 
-How d meets the format, exactly, is :mod:`lowbit.integrations.updates`. Binary and
+How d meets the format, exactly, is :mod:`lowbit.integrations.torch.updates`. Binary and
 ternary weights cannot take small updates: train them with latent float
 weights (``BinaryLinear``) instead.
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
-from lowbit.integrations.updates import COMPENSATIONS, MasterWeights, update_format
+from lowbit.integrations.torch.updates import COMPENSATIONS, MasterWeights, update_format
 from lowbit.numerics import Binary, Format, Ternary, parse_format, rng
 
 def _master(p: torch.Tensor, fmt: Format, compensation: str | None) -> MasterWeights:

@@ -1,0 +1,16 @@
+"""The training programs built with lowbit's torch library, each with its result grid:
+
+- :mod:`.qnn`: quantized networks (``lowbit train qnn``) and the LNS table (its
+  ``lns-*`` recipes); grids ``qnn`` and ``lns``, ``lns-sweep``, ``lns-matmul-parts``;
+- :mod:`.eqprop`: equilibrium propagation (``lowbit train eqprop``); grids ``eqprop``,
+  ``eqprop-sweep``;
+- :mod:`.nodes`: communicating nodes, simulated or over torch.distributed
+  (``lowbit train nodes``); grids ``nodes``, ``nodes-cnn``;
+- :mod:`.teacher`: a teacher selects the student's data (``lowbit train teacher``);
+- :mod:`.language`: two agents learn a bit language (``lowbit train language``);
+- :mod:`.compare`: the demo's short float-vs-emulated comparison (``lowbit compare``);
+- :mod:`.experiments`: runs a grid by name and writes every table of docs/results
+  (``lowbit experiment run|tables``).
+
+Each program is a function of a config dataclass (``train(cfg)``), callable without the CLI.
+"""

@@ -1,0 +1,1 @@
+"""Equilibrium propagation: the trainer (:mod:`.train`) and its grids (:mod:`.grid`)."""

@@ -1,0 +1,1 @@
+"""Two agents learn a bit language: the trainer (:mod:`.train`) and its grid (:mod:`.grid`)."""

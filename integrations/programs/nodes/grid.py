@@ -1,0 +1,180 @@
+"""The grid behind docs/results/nodes.md: the thesis' Table 2.2 on our data.
+
+``lowbit experiment run nodes --data fashion-mnist --seeds S`` trains every run
+into ``ROOT/nodes/DATA/NAME/seedS`` (resuming); ``lowbit experiment tables``
+writes ``nodes_table.md`` (accuracy after the same number of steps per node),
+``nodes_speedup.md`` (steps to reach fixed accuracies), ``nodes_bytes.md`` and
+``nodes_bytes.png`` (accuracy against bytes sent).
+
+All runs: MLP nodes (two hidden layers of 256), Adam at 1e-3, minibatches of
+32, 5000 steps per node, fully connected neighbourhoods, consumption
+probability 1/2 and the broadcast probability that keeps the inboxes stable
+(Q / K), as in the thesis (chapter 2.3).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lowbit.integrations.programs.nodes.node import NodeConfig
+from lowbit.integrations.runs import finished, mean_std, read_metrics
+
+ROUNDS = 5000
+EVAL_EVERY = 100
+# name: (nodes, share, extra config)
+RUNS = {
+    "1-all-data": (1, "none", {}),
+    "10-none": (10, "none", {}),
+    "10-logits": (10, "logits", {}),
+    "10-labels": (10, "labels", {}),
+    "10-features": (10, "features", {}),
+    "20-labels": (20, "labels", {}),
+    "10-logits-fixed8": (10, "logits", {"message_format": "fixed8.3"}),
+    "10-logits-lns8": (10, "logits", {"message_format": "lns3.3"}),
+    "10-sync": (10, "sync", {}),
+    "10-qsgd": (10, "qsgd", {}),
+    "10-qsgd-4bit": (10, "qsgd", {"qsgd_levels": 7}),
+    "10-qsgd-2bit": (10, "qsgd", {"qsgd_levels": 1}),
+}
+THESIS = {  # CIFAR-10, 5000 steps per node (Lacaille 2018, Table 2.2)
+    "1-all-data": ("84.5", "N.A."), "10-none": ("71.1", "72.9"), "10-logits": ("79.0", "84.8"),
+    "10-labels": ("81.8", "86.8"), "10-features": ("72.0", "80.1"), "20-labels": ("–", "87.7"),
+}
+LABELS = {
+    "1-all-data": "1 node – all data", "10-none": "10 nodes – no sharing",
+    "10-logits": "10 nodes – sharing logits", "10-labels": "10 nodes – sharing true labels",
+    "10-features": "10 nodes – sharing features", "20-labels": "20 nodes – sharing true labels",
+    "10-logits-fixed8": "10 nodes – logits as Fixed(8, 3)",
+    "10-logits-lns8": "10 nodes – logits as LNS(3, 3) (8 bits)",
+    "10-sync": "10 nodes – sync SGD (float32 all-reduce)",
+    "10-qsgd": "10 nodes – QSGD (8-bit, s = 127)",
+    "10-qsgd-4bit": "10 nodes – QSGD (4-bit, s = 7)",
+    "10-qsgd-2bit": "10 nodes – QSGD (2-bit, s = 1)",
+}
+THRESHOLDS = (0.80, 0.85, 0.88)
+CNN_RUNS = ("1-all-data", "10-none", "10-logits", "10-labels", "10-features", "20-labels")
+
+
+def nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
+               model: str = "mlp") -> list[NodeConfig]:
+    """The MLP grid (``RUNS``), or with ``model="cnn"`` the Table 2.2 rows with the
+    thesis' kind of network, under ``ROOT/nodes-cnn``."""
+    out = []
+    names = RUNS if model == "mlp" else CNN_RUNS
+    folder = "nodes" if model == "mlp" else "nodes-cnn"
+    for seed in range(seeds):
+        for name in names:
+            n, share, extra = RUNS[name]
+            out.append(NodeConfig(nodes=n, neighbours=n - 1, share=share, rounds=rounds,
+                                  eval_every=EVAL_EVERY if model == "mlp" else 2 * EVAL_EVERY,
+                                  data=data, seed=seed, model=model,
+                                  out=str(root / folder / data / name / f"seed{seed}"), **extra))
+    return out
+
+
+def run_nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
+                   model: str = "mlp") -> None:
+    """Train every run of the nodes grid whose summary.json does not say done (a rerun resumes
+    the grid)."""
+    from lowbit.integrations.programs.nodes.train import train
+
+    for cfg in nodes_grid(data, seeds, root, rounds, model):
+        s = Path(cfg.out) / "summary.json"
+        if s.exists() and json.loads(s.read_text()).get("done"):
+            continue
+        train(cfg, progress=True)
+
+
+def steps_to(rows: list[dict], threshold: float, key: str = "coll_acc") -> int | None:
+    """The first evaluated step count at which ``key`` reaches ``threshold``."""
+    for r in rows:
+        if r[key] >= threshold:
+            return int(r["round"])
+    return None
+
+
+def _runs(root: Path, data: str, folder: str) -> dict[str, list[tuple[dict, list[dict]]]]:
+    out: dict = {}
+    for s in sorted((root / folder / data).glob("*/seed*/summary.json")):
+        summ = json.loads(s.read_text())
+        if not finished(summ):
+            continue
+        out.setdefault(s.parent.parent.name, []).append((summ, read_metrics(s.parent)))
+    return out
+
+
+def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist",
+                       model: str = "mlp") -> None:
+    """Write the nodes tables and the accuracy-vs-bytes plot (if any run exists);
+    files are suffixed ``_cnn`` for the CNN grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder, sfx = ("nodes", "") if model == "mlp" else ("nodes-cnn", "_cnn")
+    runs = _runs(root, data, folder)
+    if not runs:
+        return
+    net = "MLP nodes (784-256-256-10)" if model == "mlp" else \
+        "CNN nodes (strided 3x3 convolutions 32-64, 256 features)"
+    lines = [f"Data: {data}; {net}, Adam 1e-3, batch 32; n = number of seeds.", "",
+             "| configuration | steps per node | avg acc. % | coll. decision % | n | "
+             "thesis CIFAR-10 avg / coll. % |", "|---|---|---|---|---|---|"]
+    for name in RUNS:
+        if name not in runs:
+            continue
+        sel = runs[name]
+        steps = min(s["rounds_done"] for s, _ in sel)
+        coll = "N.A." if RUNS[name][0] == 1 else mean_std((s["coll_acc"] for s, _ in sel), 100)
+        th = " / ".join(THESIS.get(name, ("", ""))) if name in THESIS else ""
+        lines.append(f"| {LABELS[name]} | {steps} | {mean_std((s['avg_acc'] for s, _ in sel), 100)} | "
+                     f"{coll} | {len(sel)} | {th} |")
+    (docs / f"nodes_table{sfx}.md").write_text("\n".join(lines) + "\n")
+
+    head = " | ".join(f"{t:.0%} (avg) | {t:.0%} (coll.)" for t in THRESHOLDS)
+    lines = [f"Steps per node until the accuracy first reaches the threshold ({data}, "
+             f"evaluated every {int(runs[next(iter(runs))][0][1][0]['round'])} steps; "
+             "mean over seeds that reached it; "
+             "'-' = not reached).", "", f"| configuration | {head} |",
+             "|---|" + "---|" * (2 * len(THRESHOLDS))]
+    for name in RUNS:
+        if name not in runs:
+            continue
+        cells = []
+        for t in THRESHOLDS:
+            for key in ("avg_acc", "coll_acc"):
+                st = [steps_to(m, t, key) for _, m in runs[name]]
+                st = [s for s in st if s is not None]
+                cells.append(f"{np.mean(st):.0f}" if st else "-")
+        lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    (docs / f"nodes_speedup{sfx}.md").write_text("\n".join(lines) + "\n")
+
+    if model != "mlp":
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    lines = ["| configuration | payload MB | image MB | total MB | coll. decision % |",
+             "|---|---|---|---|---|"]
+    for name in RUNS:
+        if name not in runs or RUNS[name][0] == 1 or RUNS[name][1] == "none":
+            continue
+        _, m = runs[name][0]
+        total = np.array([r["bytes_payload"] + r["bytes_images"] for r in m]) / 1e6
+        ax.plot(total, [r["coll_acc"] * 100 for r in m], marker=".", ms=3, label=LABELS[name])
+        s = runs[name][0][0]
+        lines.append(f"| {LABELS[name]} | {s['bytes_payload'] / 1e6:.2f} | "
+                     f"{s['bytes_images'] / 1e6:.2f} | "
+                     f"{(s['bytes_payload'] + s['bytes_images']) / 1e6:.2f} | "
+                     f"{mean_std((x['coll_acc'] for x, _ in runs[name]), 100)} |")
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes sent by all nodes (MB, payload + images; log scale)")
+    ax.set_ylabel("collective-decision test accuracy %")
+    ax.set_title(f"accuracy against communication ({data}, seed 0)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(docs / "nodes_bytes.png", dpi=110)
+    plt.close(fig)
+    (docs / "nodes_bytes.md").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,114 @@
+"""``lowbit train nodes``: a network of communicating nodes, and its results.
+
+Writes ``metrics.csv`` (every ``eval_every`` rounds: the nodes' mean test
+accuracy, the collective decision's, and the bytes sent so far), ``curve.png``,
+``summary.json`` and ``checkpoint.pkl`` (every node's state and the messages in
+flight) into ``out``; a rerun resumes from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+
+from lowbit.integrations.data import load_dataset
+from lowbit.integrations.runs import write_run
+from lowbit.integrations.programs.nodes.collective import accuracies
+from lowbit.integrations.programs.nodes.node import NodeConfig
+from lowbit.integrations.programs.nodes.simulated import build_nodes, node_probs, run_rounds
+
+
+def evaluate(nodes, ds, alive=None) -> dict:
+    """Average accuracy over the nodes (those in ``alive``, default all) and the entropy-
+    weighted collective decision's accuracy on the test set."""
+    probs = node_probs(nodes, ds.x_test)
+    avg, coll = accuracies(probs, ds.y_test, alive)
+    return {"avg_acc": avg, "coll_acc": coll}
+
+
+def totals(nodes) -> dict:
+    """Every counter of the nodes (rounds, broadcasts, bytes sent, minibatches drawn from
+    inbox or shard, ...) summed over the nodes."""
+    keys = nodes[0].counts.keys()
+    return {k: int(sum(n.counts[k] for n in nodes)) for k in keys}
+
+
+def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
+          timeout: float = 60.0, kill: dict[int, int] | None = None,
+          restart: bool = False) -> dict:
+    """Run the network and write its results into ``cfg.out``; returns the summary.
+
+    ``runtime="simulated"``: all nodes in this process, resuming from
+    ``checkpoint.pkl``. ``runtime="gloo"``: one process per node
+    (:func:`lowbit.integrations.programs.nodes.distributed.run_distributed`, with its fault
+    injection ``kill`` / ``restart`` and message ``timeout``), from scratch.
+    """
+    if runtime == "gloo":
+        from lowbit.integrations.programs.nodes.distributed import run_distributed
+
+        metrics = run_distributed(cfg, timeout=timeout, kill=kill, restart=restart)
+        out = Path(cfg.out)
+        if metrics:
+            _write(cfg, metrics, out)
+        return summary(cfg, metrics)
+    if runtime != "simulated":
+        raise ValueError(f"runtime must be 'simulated' or 'gloo', got {runtime!r}")
+    from tqdm import tqdm
+
+    cfg.check()
+    ds = load_dataset(cfg.data, cfg.data_dir)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    nodes = build_nodes(cfg, ds)
+    ckpt = out / "checkpoint.pkl"
+    start, sent, metrics, seconds = 0, [], [], 0.0
+    if ckpt.exists():
+        st = pickle.loads(ckpt.read_bytes())
+        if st["config"] != cfg.key():
+            raise ValueError(f"{ckpt} belongs to another run; use another --out")
+        for node, ns in zip(nodes, st["nodes"]):
+            node.load(ns)
+        start, sent, metrics, seconds = st["round"], st["sent"], st["metrics"], st["seconds"]
+    bar = tqdm(total=cfg.rounds, initial=start, disable=not progress, unit="round",
+               desc=f"{cfg.nodes} nodes, share {cfg.share}")
+    t0 = time.perf_counter()
+
+    def on_round(r, last_sent):
+        nonlocal seconds, t0
+        bar.update(1)
+        if r % cfg.eval_every == 0 or r == cfg.rounds:
+            seconds += time.perf_counter() - t0
+            row = {"round": r, **evaluate(nodes, ds), **totals(nodes), "seconds": seconds,
+                   "alive": cfg.nodes}
+            metrics.append(row)
+            bar.set_postfix(avg=f"{row['avg_acc']:.3f}", coll=f"{row['coll_acc']:.3f}")
+            ckpt.write_bytes(pickle.dumps({"config": cfg.key(), "nodes": [n.state() for n in nodes],
+                                           "round": r, "sent": last_sent, "metrics": metrics,
+                                           "seconds": seconds}))
+            _write(cfg, metrics, out)
+            t0 = time.perf_counter()
+
+    run_rounds(nodes, start, cfg.rounds, sent, on_round)
+    bar.close()
+    return summary(cfg, metrics)
+
+
+def summary(cfg: NodeConfig, metrics: list[dict]) -> dict:
+    """The run's summary from its last evaluation: rounds done, accuracies, bytes sent, wall
+    time, nodes alive, and whether all rounds were done."""
+    last = metrics[-1] if metrics else {}
+    return {"config": asdict(cfg), "done": last.get("round", 0) == cfg.rounds,
+            "rounds_done": last.get("round", 0),
+            "avg_acc": last.get("avg_acc"), "coll_acc": last.get("coll_acc"),
+            "bytes_payload": last.get("bytes_payload"), "bytes_images": last.get("bytes_images"),
+            "seconds": last.get("seconds"), "alive": last.get("alive", cfg.nodes)}
+
+
+def _write(cfg: NodeConfig, metrics: list[dict], out: Path) -> None:
+    write_run(out, metrics, summary(cfg, metrics), "round",
+              {"mean of nodes": "avg_acc", "collective decision": "coll_acc"},
+              f"{cfg.nodes} nodes, share {cfg.share} ({cfg.data})", "training steps per node",
+              "test accuracy")

@@ -1,0 +1,2 @@
+"""A teacher selects the student's data: the trainer (:mod:`.train`) and its grid
+(:mod:`.grid`)."""
