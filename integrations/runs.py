@@ -1,33 +1,163 @@
-"""The files every training program writes into its ``--out`` folder.
+"""The files a run writes, written so that a kill at any moment loses nothing.
 
-``metrics.csv`` (one row per evaluation, columns in the order of the first
-row), ``summary.json`` and ``curve.png`` (the chosen metric columns against the
-step column).
+Every file (checkpoints, ``metrics.csv``, ``summary.json``, plots, tables) is written
+to a temporary file in the same folder, flushed to disk and moved into place with
+``os.replace``, which is atomic: a reader, or a run resumed after a kill, sees the
+old file or the new one, never a torn one. A checkpoint also keeps its predecessor
+(``checkpoint.prev.pt`` beside ``checkpoint.pt``) until the new one is complete, and
+:func:`load_checkpoint` falls back to it, saying so in one line, when the newest
+cannot be read.
+
+A training program's ``--out`` folder holds ``metrics.csv`` (one row per
+evaluation, columns in the order of the first row), ``summary.json`` and
+``curve.png`` (the chosen metric columns against the step column), written by
+:func:`write_run`, and its checkpoint.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+TMP_MARK = ".tmp-"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path | str, write: Callable) -> Path:
+    """Create or replace ``path`` atomically: ``write(fh)`` fills a temporary binary file
+    in the same folder, which is flushed, fsynced and renamed over ``path``. On an error
+    the temporary file is removed and ``path`` is left as it was. Returns ``path``."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}{TMP_MARK}*"):  # left by a killed writer
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_bytes(path: Path | str, data: bytes) -> Path:
+    """``path.write_bytes(data)``, atomically (:func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    """``path.write_text(text)`` (UTF-8), atomically (:func:`atomic_write`)."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(fig, path: Path | str, **kwargs) -> Path:
+    """``fig.savefig(path, **kwargs)``, atomically; the format comes from the suffix."""
+    path = Path(path)
+    kwargs.setdefault("format", path.suffix.lstrip("."))
+    return atomic_write(path, lambda fh: fig.savefig(fh, **kwargs))
+
+
+def write_csv(path: Path | str, rows: list, header: list[str] | None = None) -> Path:
+    """Rows as CSV under a header line, atomically. Rows are dicts (columns: ``header``,
+    default the first row's keys) or sequences (then ``header`` is required)."""
+    buf = io.StringIO(newline="")
+    if rows and isinstance(rows[0], dict):
+        w = csv.DictWriter(buf, fieldnames=header or list(rows[0]))
+        w.writeheader()
+    else:
+        if header is None:
+            raise ValueError("write_csv: rows that are not dicts need a header")
+        w = csv.writer(buf)
+        w.writerow(header)
+    w.writerows(rows)
+    return write_text(path, buf.getvalue())
+
+
+def previous(path: Path | str) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint before ``path``:
+    ``checkpoint.pt`` -> ``checkpoint.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(path: Path | str, dump: Callable) -> Path:
+    """Write a checkpoint with ``dump(fh)`` so that a kill at any moment leaves a readable
+    one: the new checkpoint is completed in a temporary file first; then the current one
+    becomes :func:`previous` and the new one takes its place (two atomic renames; a kill
+    between them leaves the previous one, which :func:`load_checkpoint` finds)."""
+    path = Path(path)
+    new = path.with_name(f"{path.stem}.new{path.suffix}")
+    atomic_write(new, dump)
+    if path.exists():
+        os.replace(path, previous(path))
+    os.replace(new, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def load_checkpoint(path: Path | str, load: Callable, log=None):
+    """The newest readable checkpoint at ``path`` (``load(fh)`` of it), else of
+    :func:`previous` (``path`` damaged or missing), else None (no checkpoint: start
+    afresh). A checkpoint that cannot be read is reported in one line on ``log``
+    (default stderr), naming the file, the error and what the run does instead."""
+    path = Path(path)
+    log = sys.stderr if log is None else log
+    problems = []
+    for candidate in (path, previous(path)):
+        if not candidate.exists():
+            continue
+        try:
+            with open(candidate, "rb") as fh:
+                state = load(fh)
+        except Exception as exc:  # a torn or corrupt file: any reader error
+            problems.append(f"{candidate.name} is damaged ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})")
+            continue
+        if problems or candidate != path:
+            why = "; ".join(problems) or f"{path.name} is missing"
+            print(f"lowbit: {path.parent}: {why}; resuming from {candidate.name}", file=log)
+        return state
+    if problems:
+        print(f"lowbit: {path.parent}: {'; '.join(problems)}; no readable checkpoint, "
+              "starting from scratch", file=log)
+    return None
 
 
 def write_run(out: Path, metrics: list[dict], summary: dict, x: str, curves: dict[str, str],
               title: str, xlabel: str, ylabel: str = "accuracy") -> None:
-    """Write metrics.csv, summary.json and curve.png (``curves``: legend -> column)."""
+    """Write metrics.csv, summary.json and curve.png (``curves``: legend -> column), each
+    atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(out)
-    with open(out / "metrics.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(metrics[0]))
-        w.writeheader()
-        w.writerows(metrics)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_csv(out / "metrics.csv", metrics)
+    write_text(out / "summary.json", json.dumps(summary, indent=1))
     fig, ax = plt.subplots(figsize=(6, 3.6))
     steps = [m[x] for m in metrics]
     for (label, column), marker in zip(curves.items(), "ox.s^v"):
@@ -37,7 +167,7 @@ def write_run(out: Path, metrics: list[dict], summary: dict, x: str, curves: dic
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "curve.png", dpi=100)
+    save_figure(fig, out / "curve.png", dpi=100)
     plt.close(fig)
 
 

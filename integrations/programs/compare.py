@@ -10,11 +10,12 @@ specs, every forward, backward and weight update at the emulated precision
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
+
+from lowbit.integrations.runs import save_figure, write_csv, write_text
 
 DEFAULT_SPECS = ("float",
                  "w=fixed16.10,a=fixed16.10,gi=fixed16.14,gw=fixed16.12",
@@ -74,12 +75,9 @@ def run_compare(out_dir: Path, specs=DEFAULT_SPECS, epochs: int = 8, seed: int =
     results = {}
     for s in tqdm(specs, desc="training", unit="spec"):
         results[s] = train(s, epochs, seed)
-    with open(out_dir / "training.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["spec", "epoch", "test_accuracy"])
-        for s, (accs, _) in results.items():
-            for e, a in enumerate(accs, 1):
-                w.writerow([s, e, a])
+    write_csv(out_dir / "training.csv", [[s, e, a] for s, (accs, _) in results.items()
+                                         for e, a in enumerate(accs, 1)],
+              ["spec", "epoch", "test_accuracy"])
     fig, ax = plt.subplots(figsize=(7, 4))
     for s, (accs, _) in results.items():
         ax.plot(range(1, epochs + 1), accs, marker="o", ms=3, label=s)
@@ -87,7 +85,7 @@ def run_compare(out_dir: Path, specs=DEFAULT_SPECS, epochs: int = 8, seed: int =
     ax.set_ylabel("test accuracy (digits)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "training.png", dpi=110)
+    save_figure(fig, out_dir / "training.png", dpi=110)
     plt.close(fig)
     lines = ["# Training on digits: float against emulated precision", "",
              f"64-64-10 tanh MLP, SGD (lr 0.1, momentum 0.9, batch 64), {epochs} epochs, seed "
@@ -98,5 +96,5 @@ def run_compare(out_dir: Path, specs=DEFAULT_SPECS, epochs: int = 8, seed: int =
         lines.append(f"| {s} | {accs[-1]:.4f} | {max(accs):.4f} | {t:.1f} s |")
     lines += ["", "![training](training.png)", ""]
     path = out_dir / "training.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path

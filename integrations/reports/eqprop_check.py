@@ -26,6 +26,7 @@ from lowbit.integrations.data import load_dataset
 from lowbit.integrations.programs.eqprop.train import (EmuArith, EPConfig, EPNet, FloatArith, bptt_gradient, cosine,
                                  ep_estimate)
 from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.integrations.runs import write_text
 
 CHECK_FORMATS = ("float", "fixed16.14", "fixed12.10", "fixed8.6", "lns5.10")
 CHECK_BETAS = (0.5, 0.1, 0.01, 0.001)
@@ -87,8 +88,8 @@ def run_check(data: str, seeds: int, root: Path, formats=CHECK_FORMATS) -> Path:
     jobs = [(f, s) for f in formats for s in range(seeds) if f"{f}/seed{s}" not in results]
     for fmt, seed in tqdm(jobs, desc="EP gradient check", unit="net"):
         results[f"{fmt}/seed{seed}"] = gradient_cosines(fmt, data, seed)
-        path.write_text(json.dumps(done, indent=1))
-    path.write_text(json.dumps(done, indent=1))
+        write_text(path, json.dumps(done, indent=1))
+    write_text(path, json.dumps(done, indent=1))
     return path
 
 
@@ -117,4 +118,4 @@ def write_check_table(root: Path, docs: Path) -> None:
                   "backprop through the free relaxation (float64, same weights).", ""]
     if lines:
         docs.mkdir(parents=True, exist_ok=True)
-        (docs / "eqprop_check.md").write_text("\n".join(lines))
+        write_text(docs / "eqprop_check.md", "\n".join(lines))

@@ -21,7 +21,6 @@ and ``report.csv`` into DIR.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import lowbit.emulators as E
 from lowbit.integrations.data import load_digits
 from lowbit.integrations.reports.lns import adder_errors
 from lowbit.numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
+from lowbit.integrations.runs import save_figure, write_csv, write_text
 
 ALL_FORMATS = ("fixed4.2", "fixed8.5", "fixed12.8", "fixed16.12", "binary:mean_abs", "ternary",
                "lns5.10", "lns5.10:table8", "lns5.10:interp6", "lns5.7", "lns5.7:table8",
@@ -168,11 +168,8 @@ def run_report(formats, out_dir: Path, seed: int = 0) -> Path:
         if isinstance(fmt, LNS):
             adders += adder_errors(fmt)[0]
 
-    with open(out_dir / "report.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(asdict(casts[0])) + ["mlp_accuracy"])
-        w.writeheader()
-        for c in casts:
-            w.writerow({**asdict(c), "mlp_accuracy": accs[c.format]})
+    write_csv(out_dir / "report.csv", [{**asdict(c), "mlp_accuracy": accs[c.format]}
+                                       for c in casts])
     _plots(plt, fmts, casts, dots, out_dir)
 
     lines = ["# lowbit per-format error report", "",
@@ -206,7 +203,7 @@ def run_report(formats, out_dir: Path, seed: int = 0) -> Path:
                   for a in adders]
         lines += ["", "![LNS adder error](lns_adder_error.png)"]
     path = out_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -224,7 +221,7 @@ def _plots(plt, fmts, casts, dots, out_dir: Path) -> None:
     ax.set_ylabel("RMS cast error")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / "cast_error.png", dpi=110)
+    save_figure(fig, out_dir / "cast_error.png", dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -236,7 +233,7 @@ def _plots(plt, fmts, casts, dots, out_dir: Path) -> None:
     ax.set_ylabel("|emulated - float64| / sum |x y|")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out_dir / "dot_error.png", dpi=110)
+    save_figure(fig, out_dir / "dot_error.png", dpi=110)
     plt.close(fig)
 
     lns = [f for f in fmts if isinstance(f, LNS)]
@@ -254,5 +251,5 @@ def _plots(plt, fmts, casts, dots, out_dir: Path) -> None:
         for ax in axes:
             ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out_dir / "lns_adder_error.png", dpi=110)
+        save_figure(fig, out_dir / "lns_adder_error.png", dpi=110)
         plt.close(fig)

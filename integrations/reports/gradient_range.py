@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> str:
     """Measure a stored run's model (trained and at initialization); print and return the
     markdown tables."""
     from lowbit.integrations.data import load_dataset
+    from lowbit.integrations.runs import load_checkpoint
     from lowbit.integrations.programs.qnn.train import TrainConfig, build
 
     p = argparse.ArgumentParser(prog="python -m lowbit.integrations.reports.gradient_range",
@@ -98,7 +99,10 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--batch", type=int, default=100)
     args = p.parse_args(argv)
     fmt = parse_format(args.format)
-    ck = torch.load(args.run / "checkpoint.pt", weights_only=False)
+    ck = load_checkpoint(args.run / "checkpoint.pt", lambda fh: torch.load(fh, weights_only=False))
+    if ck is None:
+        p.error(f"RUN: {args.run} holds no readable checkpoint.pt (a `lowbit train qnn --out` "
+                "folder is expected)")
     cfg = TrainConfig(**{**ck["config"], "hidden": tuple(ck["config"]["hidden"]),
                          "out": str(args.run)})
     ds = load_dataset(cfg.data, cfg.data_dir)

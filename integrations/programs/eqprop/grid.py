@@ -18,6 +18,7 @@ import numpy as np
 
 from lowbit.integrations.programs import tables
 from lowbit.integrations.programs.eqprop.train import EPConfig
+from lowbit.integrations.runs import save_figure, write_text
 
 GRIDS = ("eqprop", "eqprop-sweep")
 EP_FORMATS = ("float", "bp", "fixed16.14", "fixed12.10", "fixed8.6", "lns5.10")
@@ -100,7 +101,7 @@ def write_tables(runs: list[dict], docs: Path, plt) -> None:
                   tuple(EP_VARIANTS) + EP_FORMATS[1:] if k in g]
         lines.append("")
     if lines:
-        (docs / "eqprop_table.md").write_text("\n".join(lines))
+        write_text(docs / "eqprop_table.md", "\n".join(lines))
     sweep = [r for r in runs if "/eqprop-sweep/" in r["config"]["out"]]
     if not sweep:
         return
@@ -135,6 +136,6 @@ def write_tables(runs: list[dict], docs: Path, plt) -> None:
             if any(c != "-" for c in cells):
                 rows.append(f"| {data} | {b} | " + " | ".join(cells) + " |")
     fig.tight_layout()
-    fig.savefig(docs / "eqprop_bits_sweep.png", dpi=110)
+    save_figure(fig, docs / "eqprop_bits_sweep.png", dpi=110)
     plt.close(fig)
-    (docs / "eqprop_sweep_table.md").write_text("\n".join(rows) + "\n")
+    write_text(docs / "eqprop_sweep_table.md", "\n".join(rows) + "\n")

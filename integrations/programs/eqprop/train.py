@@ -48,7 +48,7 @@ import numpy as np
 import lowbit.emulators as E
 from lowbit.emulators import EmuArray
 from lowbit.integrations.data import Dataset, load_dataset
-from lowbit.integrations.runs import write_run
+from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
 from lowbit.integrations.torch.spec import EmulationSpec
 from lowbit.integrations.torch.updates import MasterWeights, update_format
 from lowbit.numerics import LNS, Fixed, Format, rng
@@ -384,8 +384,8 @@ def train(cfg: EPConfig, progress: bool = True, max_epochs: int | None = None) -
     n_train = len(ds.y_train)
     memory = [np.zeros((n_train, n), np.float32) for n in cfg.arch[1:]] if cfg.persistent else None
     ckpt = out / "checkpoint.pkl"
-    if ckpt.exists():
-        state = pickle.loads(ckpt.read_bytes())
+    state = load_checkpoint(ckpt, pickle.load)
+    if state is not None:
         if state["config"] != _key(cfg):
             raise ValueError(f"{ckpt} belongs to another run; use another --out")
         net.W = [_restore(arith, w) for w in state["W"]]
@@ -395,6 +395,8 @@ def train(cfg: EPConfig, progress: bool = True, max_epochs: int | None = None) -
         memory = state.get("memory", memory)
     targets = _onehot(ds.y_train, ds.n_classes)
     stop = cfg.epochs if max_epochs is None else min(cfg.epochs, start + max_epochs)
+    if metrics and start >= stop:  # resumed after the last checkpoint: the outputs may lag
+        _write(cfg, metrics, out)
     for epoch in range(start, stop):
         t0 = time.perf_counter()
         r = np.random.default_rng([cfg.seed, epoch])
@@ -421,7 +423,7 @@ def train(cfg: EPConfig, progress: bool = True, max_epochs: int | None = None) -
         state = {"config": _key(cfg), "W": [_save(arith, w) for w in net.W],
                  "b": [_save(arith, b) for b in net.b], "arith": arith.state_dict(),
                  "metrics": metrics, "epoch": epoch + 1, "memory": memory}
-        ckpt.write_bytes(pickle.dumps(state))
+        save_checkpoint(ckpt, lambda fh: pickle.dump(state, fh))
         _write(cfg, metrics, out)
         if progress:
             print(f"EP {cfg.format} {cfg.data} seed {cfg.seed} epoch {epoch + 1}: train acc "
@@ -540,8 +542,10 @@ def _train_backprop(cfg: EPConfig, ds: Dataset, out: Path, progress: bool,
 
     ckpt = out / "checkpoint.pt"
     metrics, start = [], 0
-    if ckpt.exists():
-        st = torch.load(ckpt, weights_only=False)
+    st = load_checkpoint(ckpt, lambda fh: torch.load(fh, weights_only=False))
+    if st is not None:
+        if st.get("config", _key(cfg)) != _key(cfg):  # (older checkpoints hold no config)
+            raise ValueError(f"{ckpt} belongs to another run; use another --out")
         with torch.no_grad():
             for p, q in zip(W + b, st["params"]):
                 p.copy_(q)
@@ -550,6 +554,8 @@ def _train_backprop(cfg: EPConfig, ds: Dataset, out: Path, progress: bool,
     x_all = torch.from_numpy(ds.x_train)
     t_all = torch.from_numpy(_onehot(ds.y_train, ds.n_classes).astype(np.float32))
     stop = cfg.epochs if max_epochs is None else min(cfg.epochs, start + max_epochs)
+    if metrics and start >= stop:  # resumed after the last checkpoint: the outputs may lag
+        _write(cfg, metrics, out)
     for epoch in range(start, stop):
         t0 = time.perf_counter()
         order = torch.from_numpy(np.random.default_rng([cfg.seed, epoch]).permutation(len(ds.y_train)))
@@ -567,8 +573,9 @@ def _train_backprop(cfg: EPConfig, ds: Dataset, out: Path, progress: bool,
         n_seen = (len(order) // cfg.batch) * cfg.batch
         metrics.append({"epoch": epoch + 1, "train_acc": correct / n_seen, "test_acc": test_acc,
                         "seconds": time.perf_counter() - t0})
-        torch.save({"params": [p.detach() for p in W + b], "opt": opt.state_dict(),
-                    "metrics": metrics, "epoch": epoch + 1}, ckpt)
+        state = {"config": _key(cfg), "params": [p.detach() for p in W + b],
+                 "opt": opt.state_dict(), "metrics": metrics, "epoch": epoch + 1}
+        save_checkpoint(ckpt, lambda fh: torch.save(state, fh))
         _write(cfg, metrics, out)
         if progress:
             print(f"BP {cfg.data} seed {cfg.seed} epoch {epoch + 1}: test acc {test_acc:.4f}")

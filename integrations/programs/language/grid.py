@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lowbit.integrations.programs.language.train import LEVELS, LanguageConfig
-from lowbit.integrations.runs import finished, mean_std, read_metrics
+from lowbit.integrations.runs import finished, mean_std, read_metrics, save_figure, write_text
 
 # Weights, activations and gradients in Fixed(16, 10), without and with static loss
 # scaling (without it, the communication loss's gradients round to zero).
@@ -113,7 +113,7 @@ def write_language_tables(root: Path, docs: Path) -> None:
     if not panels:
         return
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "language_table.md").write_text("\n".join(lines))
+    write_text(docs / "language_table.md", "\n".join(lines))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for ax, (title, runs) in zip(axes[0], panels):
         for level in ROWS:
@@ -129,5 +129,5 @@ def write_language_tables(root: Path, docs: Path) -> None:
         ax.set_title(title)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(docs / "language_curves.png", dpi=110)
+    save_figure(fig, docs / "language_curves.png", dpi=110)
     plt.close(fig)

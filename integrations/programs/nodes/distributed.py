@@ -35,6 +35,7 @@ from lowbit.integrations.programs.nodes.collective import accuracies
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig
 from lowbit.integrations.programs.nodes.protocol import BASELINES, shards
 from lowbit.integrations.programs.nodes.sync import SyncNode
+from lowbit.integrations.runs import atomic_write, load_checkpoint, save_checkpoint, write_text
 
 NOTHING = b"-"
 
@@ -75,8 +76,8 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
     d = _node_dir(cfg, i)
     d.mkdir(parents=True, exist_ok=True)
     start = 0
-    if restarted and (d / "checkpoint.pkl").exists():
-        st = pickle.loads((d / "checkpoint.pkl").read_bytes())
+    st = load_checkpoint(d / "checkpoint.pkl", pickle.load) if restarted else None
+    if st is not None:
         node.load(st["node"])
         start = st["round"]
     else:
@@ -118,9 +119,11 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
 
 def _save(node, ds, d: Path, done: int, seconds: float, dead=(), restarted=False) -> None:
     """Node i's test predictions, checkpoint and counters after round ``done``."""
-    np.save(d / f"probs_r{done}.npy", node.predict_proba(ds.x_test))
-    (d / "checkpoint.pkl").write_bytes(pickle.dumps({"node": node.state(), "round": done}))
-    (d / f"counts_r{done}.json").write_text(json.dumps(
+    probs = node.predict_proba(ds.x_test)
+    atomic_write(d / f"probs_r{done}.npy", lambda fh: np.save(fh, probs))
+    state = {"node": node.state(), "round": done}
+    save_checkpoint(d / "checkpoint.pkl", lambda fh: pickle.dump(state, fh))
+    write_text(d / f"counts_r{done}.json", json.dumps(
         {"round": done, **node.counts, "seconds": seconds, "dead_neighbours": sorted(dead),
          "restarted": restarted}))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lowbit.integrations.programs.nodes.node import NodeConfig
-from lowbit.integrations.runs import finished, mean_std, read_metrics
+from lowbit.integrations.runs import finished, mean_std, read_metrics, save_figure, write_text
 
 ROUNDS = 5000
 EVAL_EVERY = 100
@@ -133,7 +133,7 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist",
         th = " / ".join(THESIS.get(name, ("", ""))) if name in THESIS else ""
         lines.append(f"| {LABELS[name]} | {steps} | {mean_std((s['avg_acc'] for s, _ in sel), 100)} | "
                      f"{coll} | {len(sel)} | {th} |")
-    (docs / f"nodes_table{sfx}.md").write_text("\n".join(lines) + "\n")
+    write_text(docs / f"nodes_table{sfx}.md", "\n".join(lines) + "\n")
 
     head = " | ".join(f"{t:.0%} (avg) | {t:.0%} (coll.)" for t in THRESHOLDS)
     lines = [f"Steps per node until the accuracy first reaches the threshold ({data}, "
@@ -151,7 +151,7 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist",
                 st = [s for s in st if s is not None]
                 cells.append(f"{np.mean(st):.0f}" if st else "-")
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
-    (docs / f"nodes_speedup{sfx}.md").write_text("\n".join(lines) + "\n")
+    write_text(docs / f"nodes_speedup{sfx}.md", "\n".join(lines) + "\n")
 
     if model != "mlp":
         return
@@ -175,6 +175,6 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist",
     ax.set_title(f"accuracy against communication ({data}, seed 0)")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(docs / "nodes_bytes.png", dpi=110)
+    save_figure(fig, docs / "nodes_bytes.png", dpi=110)
     plt.close(fig)
-    (docs / "nodes_bytes.md").write_text("\n".join(lines) + "\n")
+    write_text(docs / "nodes_bytes.md", "\n".join(lines) + "\n")

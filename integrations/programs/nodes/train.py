@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 from lowbit.integrations.data import load_dataset
-from lowbit.integrations.runs import write_run
+from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
 from lowbit.integrations.programs.nodes.collective import accuracies
 from lowbit.integrations.programs.nodes.node import NodeConfig
 from lowbit.integrations.programs.nodes.simulated import build_nodes, node_probs, run_rounds
@@ -65,8 +65,8 @@ def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
     nodes = build_nodes(cfg, ds)
     ckpt = out / "checkpoint.pkl"
     start, sent, metrics, seconds = 0, [], [], 0.0
-    if ckpt.exists():
-        st = pickle.loads(ckpt.read_bytes())
+    st = load_checkpoint(ckpt, pickle.load)
+    if st is not None:
         if st["config"] != cfg.key():
             raise ValueError(f"{ckpt} belongs to another run; use another --out")
         for node, ns in zip(nodes, st["nodes"]):
@@ -85,12 +85,14 @@ def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
                    "alive": cfg.nodes}
             metrics.append(row)
             bar.set_postfix(avg=f"{row['avg_acc']:.3f}", coll=f"{row['coll_acc']:.3f}")
-            ckpt.write_bytes(pickle.dumps({"config": cfg.key(), "nodes": [n.state() for n in nodes],
-                                           "round": r, "sent": last_sent, "metrics": metrics,
-                                           "seconds": seconds}))
+            state = {"config": cfg.key(), "nodes": [n.state() for n in nodes], "round": r,
+                     "sent": last_sent, "metrics": metrics, "seconds": seconds}
+            save_checkpoint(ckpt, lambda fh: pickle.dump(state, fh))
             _write(cfg, metrics, out)
             t0 = time.perf_counter()
 
+    if metrics and start >= cfg.rounds:  # resumed after the last checkpoint: outputs may lag
+        _write(cfg, metrics, out)
     run_rounds(nodes, start, cfg.rounds, sent, on_round)
     bar.close()
     return summary(cfg, metrics)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lowbit.integrations.programs import tables
 from lowbit.integrations.programs.qnn.train import QNN_RECIPES, TrainConfig, train
+from lowbit.integrations.runs import write_text
 
 # Adam at a constant 1e-3 left the last-epoch Fashion-MNIST accuracy of one recipe
 # 1-3 points apart between seeds (float32: 86.6 vs 89.2), more than the gaps under
@@ -75,4 +76,4 @@ def write_tables(runs: list[dict], docs: Path) -> None:
         lines += [f"### {data}", "", head]
         lines += [tables.row(QNN_LABELS[k], g[k]) for k in QNN_RECIPES if k in g]
         lines.append("")
-    (docs / "qnn_table.md").write_text("\n".join(lines))
+    write_text(docs / "qnn_table.md", "\n".join(lines))

@@ -22,6 +22,7 @@ import numpy as np
 
 from lowbit.integrations.programs import tables
 from lowbit.integrations.programs.qnn.train import LNS_RECIPES, TrainConfig
+from lowbit.integrations.runs import save_figure, write_text
 
 GRIDS = ("lns", "lns-sweep", "lns-matmul-parts")
 SWEEP_FRAC_BITS = (2, 4, 6, 8, 10, 12)
@@ -115,7 +116,7 @@ def _matmul_parts_table(runs: list[dict], docs: Path) -> None:
                   f"{', '.join(str(r['config']['seed']) for r in rs)} |" for label, rs in rows]
         lines.append("")
     if lines:
-        (docs / "lns_matmul_parts_table.md").write_text("\n".join(lines))
+        write_text(docs / "lns_matmul_parts_table.md", "\n".join(lines))
 
 
 def _sweep(runs: list[dict], docs: Path, plt) -> None:
@@ -158,7 +159,7 @@ def _sweep(runs: list[dict], docs: Path, plt) -> None:
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(docs / "lns_frac_bits_sweep.png", dpi=110)
+    save_figure(fig, docs / "lns_frac_bits_sweep.png", dpi=110)
     plt.close(fig)
     lines = ["| data | frac_bits | LNS everywhere (acc %) | with Kahan (acc %) | "
              "LNS everywhere (final train loss) | with Kahan (final train loss) |",
@@ -174,7 +175,7 @@ def _sweep(runs: list[dict], docs: Path, plt) -> None:
             if any(c != "-" for c in cells):
                 lines.append(f"| {data} | {f} | {cells[0]} | {cells[1]} | {losses[0]} | "
                              f"{losses[1]} |")
-    (docs / "lns_sweep_table.md").write_text("\n".join(lines) + "\n")
+    write_text(docs / "lns_sweep_table.md", "\n".join(lines) + "\n")
 
 
 def write_tables(runs: list[dict], docs: Path, plt) -> None:
@@ -195,6 +196,6 @@ def write_tables(runs: list[dict], docs: Path, plt) -> None:
         lines += [tables.row(LNS_LABELS[k], g[k]) + f" {tables.final_train_loss(g[k])} | "
                   f"{TALK[k]:.2f} |" for k in LNS_RECIPES if k in g]
         lines.append("")
-    (docs / "lns_table.md").write_text("\n".join(lines))
+    write_text(docs / "lns_table.md", "\n".join(lines))
     _matmul_parts_table(runs, docs)
     _sweep(runs, docs, plt)

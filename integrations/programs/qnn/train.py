@@ -44,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lowbit.integrations.data import Dataset, load_dataset
-from lowbit.integrations.runs import write_run
+from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
 from lowbit.integrations.torch import EmulationSpec, QuantAct, swap_layers
 from lowbit.integrations.torch.optim import EmulatedSGD
 from lowbit.integrations.torch.spec import ROLES
@@ -257,8 +257,8 @@ def train(cfg: TrainConfig, progress: bool = True, max_epochs: int | None = None
     ckpt_path = out / "checkpoint.pt"
     metrics: list[dict] = []
     start = 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt = load_checkpoint(ckpt_path, lambda fh: torch.load(fh, weights_only=False))
+    if ckpt is not None:
         if ckpt["config"] != _config_key(cfg):
             raise ValueError(f"{ckpt_path} belongs to another run ({ckpt['config']}); "
                              "use another --out")
@@ -268,6 +268,8 @@ def train(cfg: TrainConfig, progress: bool = True, max_epochs: int | None = None
     x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
     xt = torch.from_numpy(ds.x_test)
     stop = cfg.epochs if max_epochs is None else min(cfg.epochs, start + max_epochs)
+    if metrics and start >= stop:  # resumed after the last checkpoint: the outputs may lag
+        _write_outputs(cfg, metrics, out)
     for epoch in range(start, stop):
         for group in opt.param_groups:  # lr * lr_decay**epoch: a pure function of the epoch
             group["lr"] = cfg.lr * cfg.lr_decay**epoch
@@ -294,9 +296,9 @@ def train(cfg: TrainConfig, progress: bool = True, max_epochs: int | None = None
         test_acc = evaluate(model, xt, ds.y_test)
         metrics.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
                         "train_acc": correct / seen, "test_acc": test_acc, "seconds": seconds})
-        torch.save({"config": _config_key(cfg), "model": model.state_dict(),
-                    "optimizer": opt.state_dict(), "epoch": epoch + 1, "metrics": metrics},
-                   ckpt_path)
+        state = {"config": _config_key(cfg), "model": model.state_dict(),
+                 "optimizer": opt.state_dict(), "epoch": epoch + 1, "metrics": metrics}
+        save_checkpoint(ckpt_path, lambda fh: torch.save(state, fh))
         _write_outputs(cfg, metrics, out)
         if progress:
             print(f"{cfg.recipe} {cfg.data} seed {cfg.seed} epoch {epoch + 1}: "

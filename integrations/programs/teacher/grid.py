@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowbit.integrations.runs import mean_std, read_metrics
+from lowbit.integrations.runs import mean_std, read_metrics, save_figure, write_text
 from lowbit.integrations.programs.teacher.train import TeacherConfig
 
 EMULATED = "fixed16.10"  # the student's weights, activations and gradients
@@ -138,7 +138,7 @@ def write_teacher_tables(root: Path, docs: Path) -> None:
         panels.append((data, runs))
     if not panels:
         return
-    (docs / "teacher_table.md").write_text("\n".join(lines))
+    write_text(docs / "teacher_table.md", "\n".join(lines))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (data, runs) in zip(axes[0], panels):
         for name in RUNS:
@@ -153,5 +153,5 @@ def write_teacher_tables(root: Path, docs: Path) -> None:
         ax.set_ylim(max(lo, 70), None)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(docs / "teacher_curves.png", dpi=110)
+    save_figure(fig, docs / "teacher_curves.png", dpi=110)
     plt.close(fig)

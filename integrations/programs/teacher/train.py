@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lowbit.integrations.data import Dataset, load_dataset
-from lowbit.integrations.runs import write_run
+from lowbit.integrations.runs import load_checkpoint, previous, save_checkpoint, write_run, write_text
 from lowbit.integrations.torch import EmulationSpec, swap_layers
 
 SELECTIONS = ("none", "ce", "euclidean", "random")
@@ -166,8 +166,8 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
     d = Path(cfg.teacher_dir) / f"{cfg.data}-seed{cfg.seed}"
     model = mlp([ds.n_features, cfg.teacher_hidden, cfg.teacher_hidden, ds.n_classes],
                 cfg.teacher_dropout)
-    if (d / "teacher.pt").exists():
-        st = torch.load(d / "teacher.pt", weights_only=False)
+    st = load_checkpoint(d / "teacher.pt", lambda fh: torch.load(fh, weights_only=False))
+    if st is not None:
         if st["key"] == key:
             model.load_state_dict(st["model"])
             return model
@@ -180,8 +180,8 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
     state = {"epoch": 0, "best": -1.0, "best_state": None, "since": 0, "drops": 0, "log": [],
              "done": False}
     ckpt = d / "teacher-checkpoint.pt"
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
+    saved = load_checkpoint(ckpt, lambda fh: torch.load(fh, weights_only=False))
+    if saved is not None:
         if saved["key"] == key:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["opt"])
@@ -206,18 +206,21 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
         _early_stopping_step(state, model, opt, cfg, accuracy(model, data.x_val, data.y_val))
         state["epoch"] = epoch + 1
         bar.set_postfix(val=f"{state['log'][-1]['val_acc']:.4f}", best=f"{state['best']:.4f}")
-        torch.save({"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "state": state}, ckpt)
+        saved = {"key": key, "model": model.state_dict(), "opt": opt.state_dict(),
+                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "state": state}
+        save_checkpoint(ckpt, lambda fh: torch.save(saved, fh))
     if not state["done"] and state["epoch"] < cfg.teacher_max_epochs:
         return None
     model.load_state_dict(state["best_state"])
     test = accuracy(model, data.x_test, data.y_test)
-    torch.save({"key": key, "model": state["best_state"]}, d / "teacher.pt")
-    (d / "teacher.json").write_text(json.dumps({"key": key, "best_val_acc": state["best"],
-                                                "test_acc": test, "epochs": state["log"]},
-                                               indent=1))
-    ckpt.unlink()
+    best = {"key": key, "model": state["best_state"]}
+    save_checkpoint(d / "teacher.pt", lambda fh: torch.save(best, fh))
+    write_text(d / "teacher.json", json.dumps({"key": key, "best_val_acc": state["best"],
+                                               "test_acc": test, "epochs": state["log"]},
+                                              indent=1))
+    for done in (ckpt, previous(ckpt)):
+        done.unlink(missing_ok=True)
     return model
 
 
