@@ -47,17 +47,17 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_training.py --out docs/performance/training.md
 
 # Every result grid of docs/results (hours on 2 cores; resumable: rerun to
-# continue), then the tables. Fashion-MNIST: apt-get install dataset-fashion-mnist.
+# continue), then the tables. GRID:DATA:SEEDS:EPOCHS (no epochs: the grid fixes its length). Fashion-MNIST: apt-get install dataset-fashion-mnist.
 GRIDS := lns-sweep:digits:3:30 lns:digits:3:30 qnn:digits:3:30 eqprop:digits:3:10 \
 	qnn:fashion-mnist:3:10 lns:fashion-mnist:3:3 eqprop:fashion-mnist:3:5 \
 	lns-matmul-parts:fashion-mnist:2:3 \
 	eqprop-sweep:digits:3:10 lns-sweep:fashion-mnist:1:3 eqprop-sweep:fashion-mnist:1:3 \
-	nodes:fashion-mnist:2:0 teacher:digits:3:0 teacher:fashion-mnist:2:0 \
-	language:digits:3:0 language:fashion-mnist:3:0 nodes-cnn:fashion-mnist:1:0
+	nodes:fashion-mnist:2: teacher:digits:3: teacher:fashion-mnist:2: \
+	language:digits:3: language:fashion-mnist:3: nodes-cnn:fashion-mnist:1:
 experiments: $(STAMP)
 	for g in $(GRIDS); do IFS=: read grid data seeds epochs <<< "$$g"; \
 	  OMP_NUM_THREADS=1 $(BIN)/lowbit experiment run $$grid --data $$data --seeds $$seeds \
-	    --epochs $$epochs || exit 1; done
+	    $${epochs:+--epochs $$epochs} || exit 1; done
 	$(BIN)/lowbit experiment tables --docs docs/results
 
 clean:

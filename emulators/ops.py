@@ -27,11 +27,16 @@ from typing import Optional
 import numpy as np
 
 from lowbit.emulators import _lns_ops
-from lowbit.emulators.array import (EmuArray, as_format, check_scale, contiguous, is_integer_format,
-                             kernel_codes)
+from lowbit.emulators.array import (
+    EmuArray,
+    as_format,
+    check_scale,
+    contiguous,
+    is_integer_format,
+    kernel_codes,
+)
 from lowbit.emulators.backends import get_backend
-from lowbit.numerics import rng
-from lowbit.numerics import scales
+from lowbit.numerics import rng, scales
 from lowbit.numerics.formats import LNS, Binary, Fixed, Format
 
 ORDERS = ("sequential", "pairwise")

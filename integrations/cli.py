@@ -1,11 +1,210 @@
-"""The ``lowbit`` command line (``lowbit --help``, ``lowbit COMMAND --help``)."""
+"""The ``lowbit`` command line (``lowbit --help``, ``lowbit COMMAND --help``).
+
+A front door to the reports, programs and grids of :mod:`lowbit.integrations`, and a
+boundary: every value is checked where it is parsed (counts are positive, probabilities
+in [0, 1], formats and specs parse, data folders exist, choices are known), and a
+user's mistake ends in one line, ``lowbit: error: …``, naming the argument and what it
+accepts, with exit status 2 — never a traceback (``--debug`` or ``LOWBIT_DEBUG=1``
+shows one). The same meaning has the same flag everywhere: ``--format`` (an emulation
+spec or a program's recipe), ``--data``, ``--seed``, ``--out``, ``--quiet``, and one way
+to say how long to train: ``--epochs`` where a program counts epochs, ``--steps`` where
+its natural unit is one minibatch step (each program's help says how they convert).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+
+class CliError(Exception):
+    """A user's mistake on the command line: reported in one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are :class:`CliError` (one line, no usage dump)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("lowbit").strip()
+        hint = f" (see `{self.prog} --help`)"
+        raise CliError(f"{command}: {message}{hint}" if command else message + hint)
+
+
+# ------------------------------------------------------------ value types ---
+# argparse calls these on the raw strings; an ArgumentTypeError becomes
+# "argument --flag: <message>".
+
+def count(minimum: int = 1):
+    """An int >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+    parse.__name__ = "count"
+    return parse
+
+
+def real(low: float | None = None, high: float | None = None, low_open: bool = False,
+         allow: tuple[float, ...] = ()):
+    """A finite float in [low, high] ((low, high] with ``low_open``), or one of ``allow``."""
+    if low is None:
+        what = "a number"
+    elif high is None:
+        what = f"a number {'>' if low_open else '>='} {low:g}"
+    else:
+        what = f"a number in {'(' if low_open else '['}{low:g}, {high:g}]"
+    if allow:
+        what += " or " + " or ".join(f"{a:g}" for a in allow)
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if value in allow:
+            return value
+        ok = value == value and abs(value) != float("inf")
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value <= high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    parse.__name__ = "real"
+    return parse
+
+
+def int_list(sep: str, minimum_length: int = 1):
+    """Positive ints joined by ``sep`` (e.g. 784-500-10)."""
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(sep))
+        except ValueError:
+            values = ()
+        if len(values) < minimum_length or any(v < 1 for v in values):
+            raise argparse.ArgumentTypeError(
+                f"must be at least {minimum_length} positive integers joined by {sep!r}, "
+                f"got {text!r}")
+        return values
+    parse.__name__ = "list"
+    return parse
+
+
+def real_list(text: str) -> tuple[float, ...]:
+    """Positive floats joined by commas (one learning rate per layer)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not 0 < v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"must be positive numbers joined by ',', got {text!r}")
+    return values
+
+
+def fmt(text: str) -> str:
+    """A number format string (lowbit.numerics.FORMAT_GRAMMAR); returned as given."""
+    from lowbit.numerics import parse_format
+
+    try:
+        parse_format(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"{_one_line(exc)} (grammar: lowbit.FORMAT_GRAMMAR)") from None
+    return text
+
+
+def lns_format(text: str) -> str:
+    """An LNS format string, e.g. lns5.10."""
+    from lowbit.numerics import LNS, parse_format
+
+    fmt(text)
+    if not isinstance(parse_format(text), LNS):
+        raise argparse.ArgumentTypeError(f"must be an LNS format (e.g. lns5.10), got {text!r}")
+    return text
+
+
+def spec(*names: str):
+    """An emulation spec (lowbit.integrations.torch.SPEC_GRAMMAR), "float", or one of the
+    program's recipe ``names``; returned as given."""
+    def parse(text: str) -> str:
+        if text == "float" or text in names:
+            return text
+        from lowbit.integrations.torch.spec import EmulationSpec
+
+        try:
+            EmulationSpec.parse(text)
+        except (ValueError, TypeError) as exc:
+            accepted = ", ".join(dict.fromkeys(("float",) + names))
+            raise argparse.ArgumentTypeError(
+                f"{_one_line(exc)}; accepted: {accepted}, or an emulation spec such as fixed16.8 "
+                "or w=fixed8.6,a=fixed8.4,acc=fixed16.8 (grammar: lowbit.SPEC_GRAMMAR)") from None
+        return text
+    parse.__name__ = "spec"
+    return parse
+
+
+def message_format(text: str) -> str:
+    """float32, or a fixed or LNS format for logits/features on the wire."""
+    from lowbit.numerics import LNS, Fixed, parse_format
+
+    if text == "float32":
+        return text
+    fmt(text)
+    if not isinstance(parse_format(text), (Fixed, LNS)):
+        raise argparse.ArgumentTypeError(f"must be float32, a fixed or an LNS format, got {text!r}")
+    return text
+
+
+def dataset_name(text: str) -> str:
+    """digits, fashion-mnist, or an existing folder (its files are checked with --data-dir)."""
+    if text in ("digits", "fashion-mnist") or Path(text).is_dir():
+        return text
+    raise argparse.ArgumentTypeError(
+        f"must be digits, fashion-mnist or a folder of the four IDX files; {text!r} is "
+        "neither a known name nor a folder")
+
+
+def folder(text: str) -> str:
+    """An existing folder."""
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"must be an existing folder, got {text!r}")
+    return text
+
+
+def _kill_spec(text: str) -> tuple[int, int]:
+    try:
+        node, rnd = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes NODE:ROUND (two integers), got {text!r}") from None
+    if node < 0 or rnd < 0:
+        raise argparse.ArgumentTypeError(f"takes NODE:ROUND >= 0, got {text!r}")
+    return node, rnd
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a grammar may follow it), whitespace
+    collapsed; the exception's type if it has no message."""
+    lines = str(exc).strip().splitlines()
+    return " ".join(lines[0].split()) if lines else type(exc).__name__
+
+
+def _check_data(args) -> None:
+    """--data (and --data-dir) name a dataset that is on this machine."""
+    from lowbit.integrations.data import check_dataset
+
+    try:
+        check_dataset(args.data, args.data_dir)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(f"{args.command_name}: argument --data: {_one_line(exc)}") from None
+
+
+# ---------------------------------------------------------------- commands ---
 
 def _report(args) -> Path:
     from lowbit.integrations.reports.formats import ALL_FORMATS, run_report
@@ -43,10 +242,9 @@ def _demo(args) -> Path:
 def _train_qnn(args) -> Path:
     from lowbit.integrations.programs.qnn.train import TrainConfig, train
 
-    hidden = tuple(int(h) for h in args.hidden.split(",")) if args.hidden else ()
-    data = args.data
-    cfg = TrainConfig(recipe=args.format, data=data, data_dir=args.data_dir, arch=args.arch,
-                      hidden=hidden, epochs=args.epochs, batch=args.batch, lr=args.lr,
+    _check_data(args)
+    cfg = TrainConfig(recipe=args.format, data=args.data, data_dir=args.data_dir, arch=args.arch,
+                      hidden=args.hidden, epochs=args.epochs, batch=args.batch, lr=args.lr,
                       lr_decay=args.lr_decay, seed=args.seed, lns=args.lns, out=str(args.out))
     train(cfg, progress=not args.quiet)
     return args.out / "summary.json"
@@ -56,8 +254,9 @@ def _experiment(args) -> Path:
     from lowbit.integrations.programs import experiments
 
     if args.action == "run":
+        _check_data(args)
         experiments.run_grid(args.grid, args.data, args.seeds, args.epochs, args.root,
-                             rounds=args.rounds)
+                             rounds=args.steps)
         return args.root
     return experiments.write_tables(args.root, args.docs)
 
@@ -65,9 +264,14 @@ def _experiment(args) -> Path:
 def _train_eqprop(args) -> Path:
     from lowbit.integrations.programs.eqprop.train import EPConfig, train
 
-    cfg = EPConfig(arch=tuple(int(v) for v in args.arch.split("-")), free_steps=args.free_steps,
+    _check_data(args)
+    if len(args.lrs) != len(args.arch) - 1:
+        raise CliError(f"train eqprop: argument --lrs: needs one learning rate per layer of "
+                       f"--arch {'-'.join(map(str, args.arch))} ({len(args.arch) - 1}), got "
+                       f"{len(args.lrs)}")
+    cfg = EPConfig(arch=args.arch, free_steps=args.free_steps,
                    nudged_steps=args.nudged_steps, epsilon=args.epsilon, beta=args.beta,
-                   batch=args.batch, lrs=tuple(float(v) for v in args.lrs.split(",")),
+                   batch=args.batch, lrs=args.lrs,
                    random_sign=not args.fixed_sign, symmetric=args.symmetric,
                    persistent=args.persistent, format=args.format,
                    update=None if args.update == "plain" else args.update, data=args.data,
@@ -77,28 +281,28 @@ def _train_eqprop(args) -> Path:
     return args.out / "summary.json"
 
 
-def _kill_spec(text: str) -> tuple[int, int]:
-    try:
-        node, rnd = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--kill takes NODE:ROUND, got {text!r}") from None
-    return node, rnd
-
-
 def _train_nodes(args) -> Path:
     from lowbit.integrations.programs.nodes.node import NodeConfig
     from lowbit.integrations.programs.nodes.train import train
 
+    _check_data(args)
     neighbours = args.nodes - 1 if args.neighbours < 0 else args.neighbours
+    if neighbours > args.nodes - 1:
+        raise CliError(f"train nodes: argument --neighbours: at most --nodes - 1 = "
+                       f"{args.nodes - 1} (or -1 for all), got {args.neighbours}")
+    if args.runtime != "gloo" and (args.kill or args.restart):
+        raise CliError("train nodes: argument --kill/--restart: needs --runtime gloo")
+    for node, _ in args.kill:
+        if node >= args.nodes:
+            raise CliError(f"train nodes: argument --kill: node {node} does not exist "
+                           f"(--nodes {args.nodes}: 0..{args.nodes - 1})")
     cfg = NodeConfig(nodes=args.nodes, neighbours=neighbours, share=args.share,
                      temperature=args.temperature, broadcast_p=args.broadcast_p,
                      consume_p=args.consume_p, format=args.format,
                      message_format=args.message_format, model=args.model, hidden=args.hidden,
-                     batch=args.batch, lr=args.lr, rounds=args.rounds, eval_every=args.eval_every,
+                     batch=args.batch, lr=args.lr, rounds=args.steps, eval_every=args.eval_every,
                      inbox_cap=args.inbox_cap, qsgd_levels=args.qsgd_levels, data=args.data,
                      data_dir=args.data_dir, seed=args.seed, out=str(args.out))
-    if args.runtime != "gloo" and (args.kill or args.restart):
-        raise SystemExit("--kill and --restart need --runtime gloo")
     s = train(cfg, progress=not args.quiet, runtime=args.runtime, timeout=args.timeout,
               kill=dict(args.kill), restart=args.restart)
     print(f"after {s['rounds_done']} steps per node: mean accuracy {s['avg_acc']:.4f}, "
@@ -110,9 +314,10 @@ def _train_nodes(args) -> Path:
 def _train_teacher(args) -> Path:
     from lowbit.integrations.programs.teacher.train import TeacherConfig, train
 
+    _check_data(args)
     cfg = TeacherConfig(select=args.select, stack=args.stack, targets=args.targets,
                         temperature=args.temperature, format=args.format, batch=args.batch,
-                        max_backward=args.max_backward, eval_every=args.eval_every,
+                        max_backward=args.steps, eval_every=args.eval_every,
                         patience=args.patience, data=args.data, data_dir=args.data_dir,
                         seed=args.seed, teacher_dir=str(args.teacher_dir), out=str(args.out),
                         teacher_hidden=args.teacher_hidden,
@@ -127,6 +332,10 @@ def _train_teacher(args) -> Path:
 def _train_language(args) -> Path:
     from lowbit.integrations.programs.language.train import LanguageConfig, train
 
+    _check_data(args)
+    if args.tau_min > args.tau_start:
+        raise CliError(f"train language: argument --tau-min: must be <= --tau-start "
+                       f"({args.tau_start:g}), got {args.tau_min:g}")
     cfg = LanguageConfig(level=args.level, length=args.length, weight=args.weight,
                          noise=args.noise, hidden=args.hidden, tau_start=args.tau_start,
                          tau_decay=args.tau_decay, tau_every=args.tau_every,
@@ -141,208 +350,283 @@ def _train_language(args) -> Path:
     return args.out / "summary.json"
 
 
+# ------------------------------------------------------------------ parser ---
+
+def _common(p, out: str, with_data: bool = True, quiet: bool = True) -> None:
+    """The flags every program has: --data/--data-dir, --seed, --out, --quiet."""
+    if with_data:
+        p.add_argument("--data", type=dataset_name, default="digits",
+                       help="digits (bundled with scikit-learn), fashion-mnist (Debian's "
+                            "dataset-fashion-mnist) or a folder of the four IDX files")
+        p.add_argument("--data-dir", type=folder, default=None,
+                       help="the folder of the four IDX files of --data fashion-mnist")
+    p.add_argument("--seed", type=count(0), default=0, help="random seed (an integer >= 0)")
+    p.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default {out})")
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lowbit`` argument parser: report, lns-report, compare, train {qnn, eqprop, nodes,
     teacher, language}, experiment and demo, with their options."""
-    parser = argparse.ArgumentParser(
-        prog="lowbit", description="Bit-exact emulation of low-precision deep-learning arithmetic.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from lowbit import __version__
+
+    parser = Parser(prog="lowbit",
+                    description="Bit-exact emulation of low-precision deep-learning arithmetic.")
+    parser.add_argument("--version", action="version", version=f"lowbit {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also: LOWBIT_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("report", help="per-format error report (markdown + PNG)",
                        description="Cast, dot-product and MLP-accuracy error of each format.")
-    p.add_argument("formats", nargs="*", help="format strings, e.g. fixed16.8 lns5.10:interp6")
+    p.add_argument("formats", nargs="*", type=fmt,
+                   help="format strings, e.g. fixed16.8 lns5.10:interp6 (lowbit.FORMAT_GRAMMAR)")
     p.add_argument("--all", action="store_true", help="the default set of formats")
-    p.add_argument("--out", type=Path, default=Path("results/report"), help="output folder")
-    p.add_argument("--seed", type=int, default=0)
+    _common(p, "results/report", with_data=False, quiet=False)
     p.set_defaults(run=_report)
 
     p = sub.add_parser("lns-report", help="LNS adders and dot products in detail",
                        description="sb/db error per adder and K-term dot products, LNS(5,10)/(5,7).")
-    p.add_argument("--out", type=Path, default=Path("results/lns"), help="output folder")
-    p.add_argument("--seed", type=int, default=0)
+    _common(p, "results/lns", with_data=False, quiet=False)
     p.set_defaults(run=_lns_report)
 
     p = sub.add_parser("compare", help="short digits training: float vs emulated specs",
                        description="Train one MLP per spec on digits and compare test accuracy.")
-    p.add_argument("specs", nargs="*", help="emulation specs (see lowbit.integrations.torch.SPEC_GRAMMAR)")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--out", type=Path, default=Path("results/training"), help="output folder")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("specs", nargs="*", type=spec(),
+                   help="emulation specs (see lowbit.SPEC_GRAMMAR), e.g. float fixed16.12")
+    p.add_argument("--epochs", type=count(1), default=8, help="epochs of digits per spec")
+    _common(p, "results/training", with_data=False, quiet=False)
     p.set_defaults(run=_compare)
 
     train = sub.add_parser("train", help="training programs",
                            description="Training programs at emulated precision.")
-    tsub = train.add_subparsers(dest="program", required=True)
-    p = tsub.add_parser("qnn", help="quantized networks and the LNS table (lowbit.integrations.programs.qnn.train)",
+    tsub = train.add_subparsers(dest="program", required=True, metavar="PROGRAM")
+    from lowbit.integrations.programs.qnn import RECIPES
+
+    p = tsub.add_parser("qnn", help="quantized networks and the LNS table",
                         description="Train a QNN recipe (float, binaryconnect, binarynet, ternary, "
-                                    "fixed2/4/8, lns-float, lns-matmul, lns-everywhere, lns-kahan) "
-                                    "or an emulation spec; resumes from OUT/checkpoint.pt.")
-    p.add_argument("--format", default="float", help="recipe name or emulation spec")
-    p.add_argument("--data", default="digits",
-                   help="digits, fashion-mnist, or a folder of IDX files")
-    p.add_argument("--data-dir", default=None, help="folder of the four IDX files")
+                                    "fixed2/4/8, kbit-float, lns-float, lns-matmul, "
+                                    "lns-everywhere, lns-kahan) or an emulation spec; resumes "
+                                    "from OUT/checkpoint.pt.")
+    p.add_argument("--format", type=spec(*RECIPES), default="float",
+                   help="a recipe name or an emulation spec")
     p.add_argument("--arch", default="mlp", choices=("mlp", "cnn"))
-    p.add_argument("--hidden", default="", help="hidden sizes of the MLP, e.g. 1024,1024")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--lr", type=float, default=0.0, help="0: the recipe's default")
-    p.add_argument("--lr-decay", type=float, default=1.0, help="lr * decay**epoch")
-    p.add_argument("--lns", default="lns5.10", help="the LNS format of the lns-* recipes")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results/qnn"), help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--hidden", type=int_list(","), default=(),
+                   help="hidden sizes of the MLP, e.g. 1024,1024 (default: the recipe's)")
+    p.add_argument("--epochs", type=count(1), default=10,
+                   help="passes over the training set (one step per --batch images)")
+    p.add_argument("--batch", type=count(1), default=100)
+    p.add_argument("--lr", type=real(0.0), default=0.0, help="learning rate; 0: the recipe's")
+    p.add_argument("--lr-decay", type=real(0.0, 1.0, low_open=True), default=1.0,
+                   help="lr * decay**epoch, decay in (0, 1]")
+    p.add_argument("--lns", type=lns_format, default="lns5.10",
+                   help="the LNS format of the lns-* recipes")
+    _common(p, "results/qnn")
     p.set_defaults(run=_train_qnn)
 
-    p = tsub.add_parser("eqprop", help="equilibrium propagation (lowbit.integrations.programs.eqprop.train)",
+    p = tsub.add_parser("eqprop", help="equilibrium propagation",
                         description="Train a layered Hopfield network with equilibrium "
                                     "propagation, in float or at emulated precision; 'bp' trains "
                                     "the same network with backprop. Resumes from OUT.")
-    p.add_argument("--format", default="float",
+    p.add_argument("--format", type=spec("bp"), default="float",
                    help="float, bp, or an emulation spec (w: weights, a: states, o: drives, "
                         "acc, gw: updates), e.g. fixed16.14 or lns5.10")
-    p.add_argument("--arch", default="784-500-10", help="layer sizes (input and output adapt)")
-    p.add_argument("--free-steps", type=int, default=20)
-    p.add_argument("--nudged-steps", type=int, default=4)
-    p.add_argument("--epsilon", type=float, default=0.5)
-    p.add_argument("--beta", type=float, default=0.5)
-    p.add_argument("--batch", type=int, default=20)
-    p.add_argument("--lrs", default="0.1,0.05", help="one learning rate per layer")
+    p.add_argument("--arch", type=int_list("-", 2), default=(784, 500, 10),
+                   help="layer sizes (input and output adapt to the data)")
+    p.add_argument("--free-steps", type=count(1), default=20)
+    p.add_argument("--nudged-steps", type=count(1), default=4)
+    p.add_argument("--epsilon", type=real(0.0, 1.0, low_open=True), default=0.5,
+                   help="relaxation step, in (0, 1]")
+    p.add_argument("--beta", type=real(0.0, low_open=True), default=0.5, help="nudging, > 0")
+    p.add_argument("--batch", type=count(1), default=20)
+    p.add_argument("--lrs", type=real_list, default=(0.1, 0.05), help="one learning rate per layer")
     p.add_argument("--fixed-sign", action="store_true", help="no random sign of beta")
     p.add_argument("--symmetric", action="store_true", help="the +-beta estimate")
     p.add_argument("--persistent", action="store_true", help="persistent particles")
     p.add_argument("--update", default="plain", choices=("plain", "stochastic", "kahan"))
-    p.add_argument("--data", default="digits")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default=None, choices=(None, "numba", "c"))
-    p.add_argument("--out", type=Path, default=Path("results/eqprop"))
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--epochs", type=count(1), default=5,
+                   help="passes over the training set (one step per --batch images)")
+    p.add_argument("--backend", default=None, choices=("numba", "c"))
+    _common(p, "results/eqprop")
     p.set_defaults(run=_train_eqprop)
 
-    p = tsub.add_parser("nodes", help="communicating nodes (lowbit.integrations.programs.nodes)",
+    p = tsub.add_parser("nodes", help="communicating nodes",
                         description="N nodes train on private shards and share labels, logits "
                         "or features with their ring neighbours (Lacaille 2018); or the "
                         "data-parallel baselines: sync (float32 all-reduce) and qsgd.")
-    p.add_argument("--nodes", type=int, default=10)
-    p.add_argument("--neighbours", type=int, default=-1, help="K nearest on the ring; -1: N-1")
+    p.add_argument("--nodes", type=count(1), default=10)
+    p.add_argument("--neighbours", type=count(-1), default=-1,
+                   help="K nearest on the ring (0..nodes-1); -1: all others")
     p.add_argument("--share", default="labels",
                    choices=("none", "labels", "logits", "features", "sync", "qsgd"))
-    p.add_argument("--temperature", type=float, default=1.0, help="softens received logits")
-    p.add_argument("--broadcast-p", type=float, default=-1.0,
-                   help="per-minibatch broadcast probability; -1: consume-p / neighbours")
-    p.add_argument("--consume-p", type=float, default=0.5,
-                   help="probability of training on the inbox rather than the shard")
-    p.add_argument("--format", default="float", help="the node models' emulation spec")
-    p.add_argument("--message-format", default="float32",
+    p.add_argument("--temperature", type=real(0.0, low_open=True), default=1.0,
+                   help="softens received logits (> 0)")
+    p.add_argument("--broadcast-p", type=real(0.0, 1.0, allow=(-1.0,)), default=-1.0,
+                   help="per-minibatch broadcast probability in [0, 1]; -1: consume-p / neighbours")
+    p.add_argument("--consume-p", type=real(0.0, 1.0), default=0.5,
+                   help="probability of training on the inbox rather than the shard, in [0, 1]")
+    p.add_argument("--format", type=spec(), default="float", help="the node models' emulation spec")
+    p.add_argument("--message-format", type=message_format, default="float32",
                    help="logits/features on the wire: float32, fixedB.F or lnsI.F")
     p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
-    p.add_argument("--hidden", type=int, default=256, help="units of the feature layer(s)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
-    p.add_argument("--rounds", type=int, default=1000, help="training steps per node")
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--inbox-cap", type=int, default=64, help="messages an inbox holds")
-    p.add_argument("--qsgd-levels", type=int, default=127, help="QSGD levels s (1..127)")
-    p.add_argument("--data", default="digits")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", type=count(1), default=256, help="units of the feature layer(s)")
+    p.add_argument("--batch", type=count(1), default=32)
+    p.add_argument("--lr", type=real(0.0, low_open=True), default=1e-3, help="Adam's learning rate")
+    p.add_argument("--steps", "--rounds", dest="steps", type=count(1), default=1000,
+                   help="training steps per node, one minibatch of --batch each (an epoch of a "
+                        "node's shard is shard size / batch steps); --rounds is the old name")
+    p.add_argument("--eval-every", type=count(1), default=250, help="in steps")
+    p.add_argument("--inbox-cap", type=count(1), default=64, help="messages an inbox holds")
+    p.add_argument("--qsgd-levels", type=int_range(1, 127), default=127,
+                   help="QSGD levels s (1..127)")
     p.add_argument("--runtime", default="simulated", choices=("simulated", "gloo"))
-    p.add_argument("--timeout", type=float, default=60.0,
+    p.add_argument("--timeout", type=real(0.0, low_open=True), default=60.0,
                    help="gloo: seconds before a silent neighbour is declared dead")
     p.add_argument("--kill", type=_kill_spec, action="append", default=[],
                    metavar="NODE:ROUND", help="gloo: crash NODE's process at ROUND")
     p.add_argument("--restart", action="store_true", help="gloo: restart crashed nodes")
-    p.add_argument("--out", type=Path, default=Path("results/nodes"))
-    p.add_argument("--quiet", action="store_true")
+    _common(p, "results/nodes")
     p.set_defaults(run=_train_nodes)
 
-    p = tsub.add_parser("teacher", help="a teacher selects the student's data (lowbit.integrations.programs.teacher.train)",
+    p = tsub.add_parser("teacher", help="a teacher selects the student's data",
                         description="A trained 1200-1200 teacher picks the hardest samples of a "
                         "stack of the student's minibatches (Lacaille 2018, chapter 3).")
     p.add_argument("--select", default="ce", choices=("none", "ce", "euclidean", "random"),
                    help="none: the student alone; ce/euclidean: difficulty measure; random")
-    p.add_argument("--stack", type=int, default=2, help="minibatches on the teacher's stack")
+    p.add_argument("--stack", type=count(1), default=2, help="minibatches on the teacher's stack")
     p.add_argument("--targets", default="soft", choices=("soft", "true"))
-    p.add_argument("--temperature", type=float, default=1.0, help="of the teacher's soft labels")
-    p.add_argument("--format", default="float", help="the student's emulation spec")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--max-backward", type=int, default=40_000)
-    p.add_argument("--eval-every", type=int, default=250, help="in backward passes")
-    p.add_argument("--patience", type=int, default=40, help="evaluations without improvement")
-    p.add_argument("--data", default="digits")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--teacher-hidden", type=int, default=1200, help="units per teacher layer")
-    p.add_argument("--teacher-max-epochs", type=int, default=60,
+    p.add_argument("--temperature", type=real(0.0, low_open=True), default=1.0,
+                   help="of the teacher's soft labels (> 0)")
+    p.add_argument("--format", type=spec(), default="float", help="the student's emulation spec")
+    p.add_argument("--batch", type=count(1), default=32)
+    p.add_argument("--steps", "--max-backward", dest="steps", type=count(1), default=40_000,
+                   help="student training steps (backward passes, one minibatch of --batch "
+                        "each) at most, before early stopping; --max-backward is the old name")
+    p.add_argument("--eval-every", type=count(1), default=250, help="in steps")
+    p.add_argument("--patience", type=count(1), default=40, help="evaluations without improvement")
+    p.add_argument("--teacher-hidden", type=count(1), default=1200, help="units per teacher layer")
+    p.add_argument("--teacher-max-epochs", type=count(1), default=60,
                    help="teacher epochs at most (early stopping on validation)")
-    p.add_argument("--teacher-lr-drops", type=int, default=2,
+    p.add_argument("--teacher-lr-drops", type=count(0), default=2,
                    help="times the teacher's learning rate is divided by 10 on a plateau")
     p.add_argument("--teacher-dir", type=Path, default=Path("results/teacher-models"),
                    help="where trained teachers are cached")
-    p.add_argument("--out", type=Path, default=Path("results/teacher"))
-    p.add_argument("--quiet", action="store_true")
+    _common(p, "results/teacher")
     p.set_defaults(run=_train_teacher)
 
-    p = tsub.add_parser("language", help="two agents learn a bit language (lowbit.integrations.programs.language.train)",
+    p = tsub.add_parser("language", help="two agents learn a bit language",
                         description="Two agents see an image through different inverting masks "
                         "and exchange L-bit Gumbel-softmax messages (Lacaille 2018, chapter 4).")
     p.add_argument("--level", default="none", choices=("none", "receive", "feedback", "both"),
                    help="communication level")
-    p.add_argument("--length", type=int, default=32, help="message length L in bits")
+    p.add_argument("--length", type=count(1), default=32, help="message length L in bits")
     p.add_argument("--frozen", action="store_true",
                    help="control: keep the agents at their initial weights (only the probe trains)")
-    p.add_argument("--weight", type=float, default=-1.0,
-                   help="weight of the message cross-entropy; -1: 0.01 one-way, 0.005 two-way")
-    p.add_argument("--noise", type=float, default=0.2, help="probability of inverting a pixel")
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--tau-start", type=float, default=1.0)
-    p.add_argument("--tau-decay", type=float, default=0.9)
-    p.add_argument("--tau-every", type=int, default=500)
-    p.add_argument("--tau-min", type=float, default=0.5)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--steps", type=int, default=10_000)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--format", default="float", help="the agents' emulation spec")
-    p.add_argument("--loss-scale", type=float, default=1.0,
+    p.add_argument("--weight", type=real(0.0, allow=(-1.0,)), default=-1.0,
+                   help="weight of the message cross-entropy (>= 0); -1: 0.01 one-way, "
+                        "0.005 two-way")
+    p.add_argument("--noise", type=real(0.0, 1.0), default=0.2,
+                   help="probability of inverting a pixel, in [0, 1]")
+    p.add_argument("--hidden", type=count(1), default=256)
+    p.add_argument("--tau-start", type=real(0.0, low_open=True), default=1.0)
+    p.add_argument("--tau-decay", type=real(0.0, 1.0, low_open=True), default=0.9,
+                   help="in (0, 1]")
+    p.add_argument("--tau-every", type=count(1), default=500, help="in steps")
+    p.add_argument("--tau-min", type=real(0.0, low_open=True), default=0.5)
+    p.add_argument("--batch", type=count(1), default=64)
+    p.add_argument("--lr", type=real(0.0, low_open=True), default=1e-3)
+    p.add_argument("--steps", type=count(1), default=10_000,
+                   help="training steps, one minibatch of --batch images each (an epoch is "
+                        "training-set size / batch steps)")
+    p.add_argument("--eval-every", type=count(1), default=250, help="in steps")
+    p.add_argument("--format", type=spec(), default="float", help="the agents' emulation spec")
+    p.add_argument("--loss-scale", type=real(0.0, low_open=True), default=1.0,
                    help="static loss scale (emulated gradients; gradients are divided by it "
                         "before the optimizer step)")
-    p.add_argument("--data", default="digits")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("results/language"))
-    p.add_argument("--quiet", action="store_true")
+    _common(p, "results/language")
     p.set_defaults(run=_train_language)
+
+    from lowbit.integrations.programs import GRIDS
 
     p = sub.add_parser("experiment", help="the result grids of docs/results (long runs)",
                        description="Run a grid of training runs (resumable) or write the tables.")
     p.add_argument("action", choices=("run", "tables"))
-    p.add_argument("grid", nargs="?", default="qnn",
-                   choices=("qnn", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep", "eqprop-check",
-                            "nodes", "nodes-cnn", "teacher", "language"))
-    p.add_argument("--data", default="digits")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=5000, help="nodes grid: steps per node")
+    p.add_argument("grid", nargs="?", default="qnn", choices=GRIDS)
+    p.add_argument("--data", type=dataset_name, default="digits",
+                   help="digits, fashion-mnist or a folder of the four IDX files")
+    p.add_argument("--data-dir", type=folder, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--seeds", type=count(1), default=3, help="seeds 0..N-1")
+    p.add_argument("--epochs", type=count(1), default=10,
+                   help="the qnn, lns* and eqprop* grids: epochs per run")
+    p.add_argument("--steps", "--rounds", dest="steps", type=count(1), default=5000,
+                   help="the nodes grids: training steps per node (--rounds: the old name)")
     p.add_argument("--root", type=Path, default=Path("results/experiments"))
     p.add_argument("--docs", type=Path, default=Path("docs/results"))
     p.set_defaults(run=_experiment)
 
     p = sub.add_parser("demo", help="the main job: report --all and the training comparison",
                        description="Runs `lowbit report --all` and `lowbit compare`.")
-    p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=count(1), default=8)
+    _common(p, "results", with_data=False, quiet=False)
     p.set_defaults(run=_demo)
     return parser
 
 
+def int_range(low: int, high: int):
+    """An int in low..high."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be an integer in {low}..{high}, got {text!r}")
+        return value
+    parse.__name__ = "int_range"
+    return parse
+
+
+# the exceptions that mean "bad input", found once the values reach the library
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``lowbit`` command line ``argv`` (default: sys.argv); print where results went;
-    return the exit status 0 (errors raise SystemExit)."""
-    args = build_parser().parse_args(argv)
-    path = args.run(args)
+    """Run the ``lowbit`` command line ``argv`` (default: sys.argv); print where results went.
+
+    Returns the exit status: 0, or 2 after one ``lowbit: error: …`` line on stderr for a
+    user's mistake (1 for another failure of the system, 130 when interrupted); with
+    ``--debug`` or ``LOWBIT_DEBUG=1`` errors propagate with their traceback.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("LOWBIT_DEBUG", "") not in ("", "0")
+    try:
+        args = build_parser().parse_args(argv)
+        args.command_name = " ".join(x for x in (args.command, getattr(args, "program", None))
+                                     if x)
+        path = args.run(args)
+    except CliError as exc:
+        if debug:
+            raise
+        print(f"lowbit: error: {exc}", file=sys.stderr)
+        return 2
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"lowbit: error: {_one_line(exc)} (LOWBIT_DEBUG=1 shows where)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"lowbit: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("lowbit: interrupted", file=sys.stderr)
+        return 130
     if args.command not in ("demo", "train", "experiment"):
         print(path.read_text())
     print(f"results written to {Path(path if args.command in ('demo', 'experiment') else path.parent).resolve()}")

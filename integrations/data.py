@@ -5,8 +5,10 @@
 - :func:`load_idx`: any folder holding the four standard IDX files (MNIST,
   Fashion-MNIST, ...), gzipped or not.
 - :func:`load_fashion_mnist`: Fashion-MNIST from Debian's ``dataset-fashion-mnist``
-  package (``/usr/share/datasets/fashion-mnist``) unless a folder is given.
-- :func:`load_dataset`: by name ("digits", "fashion-mnist") or folder.
+  package (``/usr/share/datasets/fashion-mnist``, or wherever ``dpkg -L`` says it put
+  the files) unless a folder is given.
+- :func:`load_dataset`: by name ("digits", "fashion-mnist") or folder;
+  :func:`check_dataset` says, without loading, whether it is on this machine.
 
 Pixels are scaled to [0, 1] (float32), labels are int64, images are flattened
 rows; ``Dataset.image_shape`` gives (channels, height, width) for CNNs.
@@ -15,7 +17,9 @@ rows; ``Dataset.image_shape`` gives (channels, height, width) for CNNs.
 from __future__ import annotations
 
 import gzip
+import shutil
 import struct
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,18 +106,60 @@ def load_idx(folder: str | Path, name: str | None = None) -> Dataset:
                    arrays["y_test"].astype(np.int64), (1, h, w))
 
 
+def _missing(folder: Path) -> list[str]:
+    """The standard IDX files (plain or .gz) that ``folder`` lacks."""
+    return [stem for stem in IDX_FILES.values()
+            if not any((folder / n).exists() for n in (stem, stem + ".gz"))]
+
+
+def fashion_mnist_dir() -> Path:
+    """Where Debian's ``dataset-fashion-mnist`` put the IDX files: the usual folder, else
+    the folder ``dpkg -L dataset-fashion-mnist`` lists them in (the usual one if neither)."""
+    if not _missing(FASHION_MNIST_DIR) or shutil.which("dpkg") is None:
+        return FASHION_MNIST_DIR
+    try:
+        listed = subprocess.run(["dpkg", "-L", "dataset-fashion-mnist"], capture_output=True,
+                                text=True, timeout=30).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return FASHION_MNIST_DIR
+    for path in listed:
+        if Path(path).name.startswith(IDX_FILES["x_train"]) and not _missing(Path(path).parent):
+            return Path(path).parent
+    return FASHION_MNIST_DIR
+
+
+FASHION_MNIST_HELP = ("install Debian's package (`apt-get install dataset-fashion-mnist`) or "
+                      "give --data-dir a folder of the four IDX files (train-images-idx3-ubyte, "
+                      "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, "
+                      "each optionally .gz)")
+
+
+def check_dataset(name: str, data_dir: str | Path | None = None) -> None:
+    """Raise FileNotFoundError, saying what is missing and how to get it, unless
+    :func:`load_dataset` would find the data (the files are not read)."""
+    if name == "digits":
+        return
+    if name == "fashion-mnist":
+        folder = Path(data_dir) if data_dir is not None else fashion_mnist_dir()
+        if not folder.is_dir() or _missing(folder):
+            raise FileNotFoundError(f"Fashion-MNIST is not in {folder}: {FASHION_MNIST_HELP}")
+        return
+    folder = Path(data_dir or name)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"dataset folder {folder} does not exist")
+    missing = _missing(folder)
+    if missing:
+        raise FileNotFoundError(f"dataset folder {folder} lacks {', '.join(missing)} (.gz or "
+                                "plain): a folder of the four standard IDX files is expected")
+
+
 def load_fashion_mnist(folder: str | Path | None = None) -> Dataset:
     """Fashion-MNIST (60,000 + 10,000 images, 28x28) from IDX files."""
-    folder = Path(folder) if folder is not None else FASHION_MNIST_DIR
+    folder = Path(folder) if folder is not None else fashion_mnist_dir()
     try:
         return load_idx(folder, "fashion-mnist")
     except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            f"Fashion-MNIST not found ({exc}). Install Debian's package "
-            "(`sudo apt install dataset-fashion-mnist`, files in "
-            f"{FASHION_MNIST_DIR}) or pass --data-dir with the four IDX files "
-            "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-            "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)") from None
+        raise FileNotFoundError(f"Fashion-MNIST not found ({exc}): {FASHION_MNIST_HELP}") from None
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:

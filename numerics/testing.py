@@ -34,8 +34,19 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from lowbit.numerics.formats import (LNS, LNS_ROUNDINGS, MAX_BITS, UNDERFLOWS, Binary, Exact, Fixed,
-                              Format, Interp, Table, Ternary)
+from lowbit.numerics.formats import (
+    LNS,
+    LNS_ROUNDINGS,
+    MAX_BITS,
+    UNDERFLOWS,
+    Binary,
+    Exact,
+    Fixed,
+    Format,
+    Interp,
+    Table,
+    Ternary,
+)
 from lowbit.numerics.modes import Overflow, Rounding
 
 data = st.data

@@ -15,15 +15,15 @@ from numba import prange
 from lowbit.emulators._numba.jit import jit, pjit
 from lowbit.emulators._numba.rounding import (
     CEIL,
-    accumulate_row,
-    accumulate_step,
-    accumulation_path,
     FLOOR,
     NEAREST_AWAY,
     NEAREST_EVEN,
     TOWARD_ZERO,
     TWO53,
     U64,
+    accumulate_row,
+    accumulate_step,
+    accumulation_path,
     final_counter,
     overflow,
     quantize,

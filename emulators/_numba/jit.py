@@ -21,13 +21,12 @@ instead of returning 0.
 from __future__ import annotations
 
 import functools
+import types as pytypes
 
 import numba
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
-
-import types as pytypes
 
 jit = functools.partial(numba.njit, cache=True, nogil=True)
 inline = functools.partial(numba.njit, cache=True, nogil=True, inline="always")

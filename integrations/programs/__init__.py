@@ -14,3 +14,7 @@
 
 Each program is a function of a config dataclass (``train(cfg)``), callable without the CLI.
 """
+
+GRIDS = ("qnn", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep",
+         "eqprop-check", "nodes", "nodes-cnn", "teacher", "language")
+"""The grids ``lowbit experiment run`` knows (:mod:`.experiments` runs them)."""

@@ -19,17 +19,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lowbit.integrations.programs import GRIDS  # noqa: F401 - the names, for callers
 from lowbit.integrations.programs.qnn import grid as qnn_grid
 from lowbit.integrations.programs.qnn import lns_grid
 from lowbit.integrations.programs.qnn.train import TrainConfig
 from lowbit.integrations.runs import finished
-
-GRIDS = ("qnn", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep",
-         "eqprop-check", "nodes", "nodes-cnn", "teacher", "language")
-# grids whose length is counted in steps (--steps), not epochs
-STEP_GRIDS = ("nodes", "nodes-cnn")
-# grids whose runs fix their own length (--epochs and --steps do not apply)
-FIXED_LENGTH_GRIDS = ("eqprop-check", "teacher", "language")
 
 
 def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[TrainConfig]:

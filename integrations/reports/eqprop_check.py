@@ -23,10 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from lowbit.integrations.data import load_dataset
-from lowbit.integrations.programs.eqprop.train import (EmuArith, EPConfig, EPNet, FloatArith, bptt_gradient, cosine,
-                                 ep_estimate)
-from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.integrations.programs.eqprop.train import (
+    EmuArith,
+    EPConfig,
+    EPNet,
+    FloatArith,
+    bptt_gradient,
+    cosine,
+    ep_estimate,
+)
 from lowbit.integrations.runs import write_text
+from lowbit.integrations.torch.spec import EmulationSpec
 
 CHECK_FORMATS = ("float", "fixed16.14", "fixed12.10", "fixed8.6", "lns5.10")
 CHECK_BETAS = (0.5, 0.1, 0.01, 0.001)

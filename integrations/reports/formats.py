@@ -30,8 +30,8 @@ import numpy as np
 import lowbit.emulators as E
 from lowbit.integrations.data import load_digits
 from lowbit.integrations.reports.lns import adder_errors
-from lowbit.numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
 from lowbit.integrations.runs import save_figure, write_csv, write_text
+from lowbit.numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
 
 ALL_FORMATS = ("fixed4.2", "fixed8.5", "fixed12.8", "fixed16.12", "binary:mean_abs", "ternary",
                "lns5.10", "lns5.10:table8", "lns5.10:interp6", "lns5.7", "lns5.7:table8",

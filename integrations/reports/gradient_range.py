@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> str:
     """Measure a stored run's model (trained and at initialization); print and return the
     markdown tables."""
     from lowbit.integrations.data import load_dataset
-    from lowbit.integrations.runs import load_checkpoint
     from lowbit.integrations.programs.qnn.train import TrainConfig, build
+    from lowbit.integrations.runs import load_checkpoint
 
     p = argparse.ArgumentParser(prog="python -m lowbit.integrations.reports.gradient_range",
                                 description=__doc__.split("\n\n")[0])

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 import lowbit.emulators as E
+from lowbit.integrations.runs import save_figure, write_csv, write_text
 from lowbit.numerics import LNS, Exact, Interp, Table
 from lowbit.numerics import gaussian_log as gl
-from lowbit.integrations.runs import save_figure, write_csv, write_text
 
 FORMATS = (LNS(5, 10), LNS(5, 7))
 ADDERS = (Exact(), Table(8), Interp(6))

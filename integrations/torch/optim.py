@@ -28,6 +28,7 @@ from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.updates import COMPENSATIONS, MasterWeights, update_format
 from lowbit.numerics import Binary, Format, Ternary, parse_format, rng
 
+
 def _master(p: torch.Tensor, fmt: Format, compensation: str | None) -> MasterWeights:
     return MasterWeights(from_carrier(p.detach(), fmt), compensation)
 

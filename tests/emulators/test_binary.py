@@ -12,8 +12,8 @@ from lowbit.numerics import Binary, Fixed, Ternary
 from lowbit.numerics import testing as lt
 from lowbit.numerics.reference import binary as rb
 from lowbit.numerics.reference import fixed as rf
-from tests.emulators.helpers import assert_every_backend_gives
 from tests.conftest import BACKENDS
+from tests.emulators.helpers import assert_every_backend_gives
 
 
 def _reference_or_error(cast, x, fmt):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lowbit.integrations.cli import build_parser, main
+from lowbit.integrations.cli import CliError, build_parser, main
 
 
 @pytest.mark.parametrize("command", ["report", "lns-report", "compare", "demo"])
@@ -40,5 +40,5 @@ def test_compare(tmp_path):
 
 
 def test_parser_rejects_unknown_commands():
-    with pytest.raises(SystemExit):
+    with pytest.raises(CliError, match="invalid choice: 'train-everything'"):
         build_parser().parse_args(["train-everything"])

@@ -11,10 +11,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowbit.emulators as E
-from lowbit.integrations.torch import (BinaryLinear, EmulatedConv2d, EmulatedLinear, EmulationSpec,
-                                QuantAct, TernaryLinear, carrier_dtype, from_carrier, quantize,
-                                swap_layers, to_carrier)
-from lowbit.integrations.torch.functions import BIAS, CAST_G, FORWARD, GRAD_B, GRAD_W, GRAD_X, op_seed
+from lowbit.integrations.torch import (
+    BinaryLinear,
+    EmulatedConv2d,
+    EmulatedLinear,
+    EmulationSpec,
+    QuantAct,
+    TernaryLinear,
+    carrier_dtype,
+    from_carrier,
+    quantize,
+    swap_layers,
+    to_carrier,
+)
+from lowbit.integrations.torch.functions import (
+    BIAS,
+    CAST_G,
+    FORWARD,
+    GRAD_B,
+    GRAD_W,
+    GRAD_X,
+    op_seed,
+)
 from lowbit.integrations.torch.optim import EmulatedOptimizer, EmulatedSGD
 from lowbit.numerics import LNS, Binary, Fixed, Ternary
 from lowbit.numerics import testing as lt

@@ -53,7 +53,6 @@ from lowbit.integrations.torch.spec import EmulationSpec
 from lowbit.integrations.torch.updates import MasterWeights, update_format
 from lowbit.numerics import LNS, Fixed, Format, rng
 
-
 # ------------------------------------------------------------ arithmetic ---
 
 class FloatArith:

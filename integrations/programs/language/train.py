@@ -54,8 +54,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lowbit.integrations.data import load_dataset
-from lowbit.integrations.runs import write_run
 from lowbit.integrations.programs.teacher.train import split
+from lowbit.integrations.runs import write_run
 from lowbit.integrations.torch import EmulationSpec, swap_layers
 
 LEVELS = ("none", "receive", "feedback", "both")

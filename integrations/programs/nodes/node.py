@@ -27,7 +27,13 @@ import torch.nn.functional as F
 
 import lowbit.emulators as E
 from lowbit.integrations.data import Dataset
-from lowbit.integrations.programs.nodes.protocol import BASELINES, SHARES, Message, message_bytes, ring_neighbours
+from lowbit.integrations.programs.nodes.protocol import (
+    BASELINES,
+    SHARES,
+    Message,
+    message_bytes,
+    ring_neighbours,
+)
 from lowbit.integrations.torch import EmulationSpec, swap_layers
 from lowbit.numerics import LNS, Fixed, parse_format
 

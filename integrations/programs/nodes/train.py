@@ -13,12 +13,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-
 from lowbit.integrations.data import load_dataset
-from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
 from lowbit.integrations.programs.nodes.collective import accuracies
 from lowbit.integrations.programs.nodes.node import NodeConfig
 from lowbit.integrations.programs.nodes.simulated import build_nodes, node_probs, run_rounds
+from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
 
 
 def evaluate(nodes, ds, alive=None) -> dict:

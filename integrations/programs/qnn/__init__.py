@@ -1,2 +1,9 @@
 """Quantized networks and the LNS table: the trainer (:mod:`.train`), the ``qnn`` grid
 (:mod:`.grid`) and the LNS table's grids (:mod:`.lns_grid`)."""
+
+QNN_RECIPES = ("float", "binaryconnect", "binarynet", "ternary", "fixed2", "fixed4", "fixed8",
+               "kbit-float")
+"""The QNN recipes of ``lowbit train qnn --format`` (:mod:`.train` says what each is)."""
+LNS_RECIPES = ("lns-float", "lns-matmul", "lns-everywhere", "lns-kahan")
+"""The LNS table's recipes."""
+RECIPES = QNN_RECIPES + LNS_RECIPES

@@ -44,16 +44,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lowbit.integrations.data import Dataset, load_dataset
+from lowbit.integrations.programs.qnn import LNS_RECIPES, QNN_RECIPES, RECIPES  # noqa: F401
 from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
 from lowbit.integrations.torch import EmulationSpec, QuantAct, swap_layers
 from lowbit.integrations.torch.optim import EmulatedSGD
 from lowbit.integrations.torch.spec import ROLES
 from lowbit.numerics import LNS, parse_format
-
-QNN_RECIPES = ("float", "binaryconnect", "binarynet", "ternary", "fixed2", "fixed4", "fixed8",
-               "kbit-float")
-LNS_RECIPES = ("lns-float", "lns-matmul", "lns-everywhere", "lns-kahan")
-RECIPES = QNN_RECIPES + LNS_RECIPES
 
 
 @dataclass

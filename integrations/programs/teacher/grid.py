@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lowbit.integrations.runs import mean_std, read_metrics, save_figure, write_text
 from lowbit.integrations.programs.teacher.train import TeacherConfig
+from lowbit.integrations.runs import mean_std, read_metrics, save_figure, write_text
 
 EMULATED = "fixed16.10"  # the student's weights, activations and gradients
 # name: (select, stack, targets, student format)

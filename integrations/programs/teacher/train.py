@@ -48,7 +48,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lowbit.integrations.data import Dataset, load_dataset
-from lowbit.integrations.runs import load_checkpoint, previous, save_checkpoint, write_run, write_text
+from lowbit.integrations.runs import (
+    load_checkpoint,
+    previous,
+    save_checkpoint,
+    write_run,
+    write_text,
+)
 from lowbit.integrations.torch import EmulationSpec, swap_layers
 
 SELECTIONS = ("none", "ce", "euclidean", "random")

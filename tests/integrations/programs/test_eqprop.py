@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 
 from lowbit.integrations.data import load_digits
-from lowbit.integrations.programs.eqprop.train import (EmuArith, EPConfig, EPNet, FloatArith, bptt_gradient, cosine,
-                                 make_arith,
-                                 ep_estimate, train)
+from lowbit.integrations.programs.eqprop.train import (
+    EmuArith,
+    EPConfig,
+    EPNet,
+    FloatArith,
+    bptt_gradient,
+    cosine,
+    ep_estimate,
+    make_arith,
+    train,
+)
 from lowbit.integrations.torch.spec import EmulationSpec
 
 

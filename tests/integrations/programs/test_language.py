@@ -8,8 +8,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from lowbit.integrations.programs.language.train import (Agent, LanguageConfig, communication_loss, gumbel_bits,
-                                   mask, mi_loss, observe, train)
+from lowbit.integrations.programs.language.train import (
+    Agent,
+    LanguageConfig,
+    communication_loss,
+    gumbel_bits,
+    mask,
+    mi_loss,
+    observe,
+    train,
+)
 
 
 def test_masks_invert_the_chosen_pixels():

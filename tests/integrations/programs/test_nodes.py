@@ -17,7 +17,12 @@ import lowbit.emulators as E
 from lowbit.integrations.data import load_digits
 from lowbit.integrations.programs.nodes.collective import accuracies, collective, weights
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig, value_bits
-from lowbit.integrations.programs.nodes.protocol import Message, message_bytes, ring_neighbours, shards
+from lowbit.integrations.programs.nodes.protocol import (
+    Message,
+    message_bytes,
+    ring_neighbours,
+    shards,
+)
 from lowbit.integrations.programs.nodes.sync import qsgd_decode, qsgd_encode
 from lowbit.integrations.programs.nodes.train import train
 from lowbit.numerics import parse_format
@@ -287,8 +292,8 @@ def test_cli_runs_nodes(tmp_path, capsys):
     assert "collective decision" in capsys.readouterr().out
     assert json.loads((tmp_path / "summary.json").read_text())["done"]
     assert (tmp_path / "curve.png").stat().st_size > 0
-    with pytest.raises(SystemExit):
-        main(["train", "nodes", "--kill", "1:5"])
+    assert main(["train", "nodes", "--kill", "1:5"]) == 2  # --kill needs --runtime gloo
+    assert "needs --runtime gloo" in capsys.readouterr().err
 
 
 def test_node_tables_leave_out_runs_still_training(tmp_path):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import lowbit.emulators
-from lowbit.integrations.programs.qnn.train import RECIPES, TrainConfig, build, train
 from lowbit.integrations.data import load_digits
+from lowbit.integrations.programs.qnn.train import RECIPES, TrainConfig, build, train
 from lowbit.integrations.torch import from_carrier, to_carrier
 from lowbit.numerics import LNS
 

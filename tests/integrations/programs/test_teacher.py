@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from lowbit.integrations.programs.teacher.train import TeacherConfig, difficulty, select_hardest, train
+from lowbit.integrations.programs.teacher.train import (
+    TeacherConfig,
+    difficulty,
+    select_hardest,
+    train,
+)
 
 
 @settings(max_examples=100, deadline=None)
