@@ -105,3 +105,17 @@ def test_runs_still_training_are_left_out(tmp_path):
     write_tables(root, docs)
     table = (docs / "qnn_table.md").read_text()
     assert "| float32 | 90.00 ± 0.00 (n=1) | 10.00 | 3 |" in table  # seed 1 is at epoch 1 of 3
+
+
+def test_the_stored_runs_regenerate_the_published_tables(tmp_path):
+    """`lowbit experiment tables` on the committed runs (results/experiments) rewrites every
+    table of docs/results byte for byte (the plots are drawn; their bytes depend on the
+    matplotlib release, so only the tables are compared)."""
+    root = Path(__file__).resolve().parents[3]
+    write_tables(root / "results" / "experiments", tmp_path)
+    written = sorted(p.name for p in tmp_path.glob("*.md"))
+    assert len(written) >= 12, written
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (root / "docs" / "results" / name).read_bytes(), name
+    for png in ("lns_frac_bits_sweep.png", "eqprop_bits_sweep.png", "nodes_bytes.png"):
+        assert (tmp_path / png).stat().st_size > 10_000
