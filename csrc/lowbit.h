@@ -24,12 +24,14 @@ enum lowbit_rounding {
     LOWBIT_TOWARD_ZERO = 2,
     LOWBIT_FLOOR = 3,
     LOWBIT_CEIL = 4,
-    LOWBIT_STOCHASTIC = 5
+    LOWBIT_STOCHASTIC = 5,
+    LOWBIT_ODD = 6          /* float formats only */
 };
 
 enum lowbit_overflow {
     LOWBIT_SATURATE = 0,
-    LOWBIT_WRAP = 1
+    LOWBIT_WRAP = 1,
+    LOWBIT_INFINITY = 2     /* float formats only */
 };
 
 enum lowbit_order {

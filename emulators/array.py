@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lowbit.numerics.formats import FORMAT_TYPES, LNS, Binary, Fixed, Format, Ternary, parse_format
+from lowbit.numerics.formats import (FORMAT_TYPES, LNS, Binary, Fixed, Float, Format, Ternary,
+                                     parse_format)
 from lowbit.numerics.gaussian_log import mantissa_table
 
 
@@ -149,11 +150,16 @@ def contiguous(a: np.ndarray) -> np.ndarray:
 
 
 def as_format(fmt: object, name: str = "fmt") -> Format:
-    """A format object from a format or its short string; TypeError otherwise."""
+    """A format object from a format or its short string; TypeError otherwise.
+    Float formats raise NotImplementedError: their kernels are not in the emulator yet."""
+    if isinstance(fmt, str):
+        fmt = parse_format(fmt)
+    if isinstance(fmt, Float):
+        raise NotImplementedError(
+            f"{name}: {fmt} is a Float format; the emulator's float kernels are not built yet "
+            "(the exact reference is lowbit.numerics.reference.floating)")
     if isinstance(fmt, FORMAT_TYPES):
         return fmt  # type: ignore[return-value]
-    if isinstance(fmt, str):
-        return parse_format(fmt)
     raise TypeError(f"{name} must be a format (Fixed, Binary, Ternary) or its string, "
                     f"got {type(fmt).__name__} {fmt!r}")
 

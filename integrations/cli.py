@@ -139,7 +139,7 @@ def spec(*names: str):
 
         try:
             EmulationSpec.parse(text)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, NotImplementedError) as exc:
             accepted = ", ".join(dict.fromkeys(("float",) + names))
             raise argparse.ArgumentTypeError(
                 f"{_one_line(exc)}; accepted: {accepted}, or an emulation spec such as fixed16.8 "
@@ -590,7 +590,7 @@ def int_range(low: int, high: int):
 
 # the exceptions that mean "bad input", found once the values reach the library
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
+               PermissionError, NotImplementedError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 The names a user needs first, from the three layers of the package:
 
 - :mod:`lowbit.numerics`: formats as frozen data (``Fixed``, ``Binary``, ``Ternary``,
-  ``LNS`` with its ``Exact``/``Table``/``Interp`` adders), the ``Rounding`` and
+  ``LNS`` with its ``Exact``/``Table``/``Interp`` adders, ``Float`` and its presets
+  ``FLOAT_PRESETS``: e4m3, e5m2, fp16, bf16, the MX elements, ...), the ``Rounding`` and
   ``Overflow`` modes, and the exact reference arithmetic that defines every result;
 - :mod:`lowbit.emulators`: the array API over integer codes (``cast``, ``from_codes``,
   ``add``, ``sub``, ``mul``, ``div``, ``matmul``, ``sum``) and the backends
@@ -42,11 +43,13 @@ from lowbit.emulators import (
     sum,  # noqa: A004
 )
 from lowbit.numerics import (
+    FLOAT_PRESETS,
     FORMAT_GRAMMAR,
     LNS,
     Binary,
     Exact,
     Fixed,
+    Float,
     Format,
     Interp,
     Overflow,
@@ -78,8 +81,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "BACKENDS", "FORMAT_GRAMMAR", "LNS", "ORDERS", "Binary", "EmuArray", "Exact", "Fixed",
-    "Format", "Interp", "Overflow", "Rounding", "Table", "Ternary", "add", "cast",
+    "BACKENDS", "FLOAT_PRESETS", "FORMAT_GRAMMAR", "LNS", "ORDERS", "Binary", "EmuArray",
+    "Exact", "Fixed", "Float", "Format", "Interp", "Overflow", "Rounding", "Table", "Ternary", "add", "cast",
     "default_backend", "div", "from_codes", "get_backend", "matmul", "mul", "parse_format",
     "set_backend", "sub", "sum", "__version__", *_LAZY,
 ]

@@ -4,6 +4,8 @@ Imports neither numba nor torch. See ``docs/formats.md`` for the semantics.
 """
 
 from lowbit.numerics.formats import (
+    FLOAT_PRESETS,
+    FLOAT_SPECIALS,
     FORMAT_GRAMMAR,
     LNS,
     MAX_BITS,
@@ -11,6 +13,7 @@ from lowbit.numerics.formats import (
     Binary,
     Exact,
     Fixed,
+    Float,
     Format,
     Interp,
     Table,
@@ -20,6 +23,8 @@ from lowbit.numerics.formats import (
 from lowbit.numerics.modes import Overflow, Rounding
 
 __all__ = [
+    "FLOAT_PRESETS",
+    "FLOAT_SPECIALS",
     "FORMAT_GRAMMAR",
     "MAX_BITS",
     "MAX_FRAC",
@@ -27,6 +32,7 @@ __all__ = [
     "Binary",
     "Exact",
     "Fixed",
+    "Float",
     "Interp",
     "Table",
     "Format",

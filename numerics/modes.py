@@ -24,6 +24,8 @@ class Rounding(enum.IntEnum):
     """Round toward plus infinity."""
     STOCHASTIC = 5
     """Round up with probability equal to the dropped fraction (see docs/rng.md)."""
+    ODD = 6
+    """Round to odd: truncate, then set the last bit if anything was dropped (Float only)."""
 
     def __repr__(self) -> str:
         return f"Rounding.{self.name}"
@@ -41,6 +43,8 @@ class Overflow(enum.IntEnum):
     """Clamp to the largest or smallest code."""
     WRAP = 1
     """Keep the low ``bits`` bits (two's-complement wrap-around)."""
+    INFINITY = 2
+    """Become +-inf, or NaN in a float format without infinities (Float only)."""
 
     def __repr__(self) -> str:
         return f"Overflow.{self.name}"
@@ -58,8 +62,9 @@ _ROUNDING_SHORT = {
     Rounding.FLOOR: "floor",
     Rounding.CEIL: "ceil",
     Rounding.STOCHASTIC: "sr",
+    Rounding.ODD: "odd",
 }
-_OVERFLOW_SHORT = {Overflow.SATURATE: "sat", Overflow.WRAP: "wrap"}
+_OVERFLOW_SHORT = {Overflow.SATURATE: "sat", Overflow.WRAP: "wrap", Overflow.INFINITY: "inf"}
 
 ROUNDING_BY_SHORT = {v: k for k, v in _ROUNDING_SHORT.items()}
 OVERFLOW_BY_SHORT = {v: k for k, v in _OVERFLOW_SHORT.items()}

@@ -15,7 +15,8 @@ Strategies:
 
 - :func:`fixed_formats`, :func:`binary_formats`, :func:`ternary_formats`,
   :func:`lns_formats` (with :func:`adders`), :func:`formats` -- valid formats,
-  every rounding, overflow and underflow mode;
+  every rounding, overflow and underflow mode; :func:`float_formats` -- every float
+  layout, mode and preset;
 - :func:`codes` -- int64 code arrays of a format, biased to the extreme codes;
 - :func:`values` / :func:`float_arrays` -- floats that stress a format: exact
   ties, values a hair off a tie, the edges of the range and just beyond them,
@@ -27,6 +28,7 @@ Strategies:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from fractions import Fraction
 
@@ -35,6 +37,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lowbit.numerics.formats import (
+    FIXED_OVERFLOWS,
+    FLOAT_PRESETS,
+    FLOAT_SPECIALS,
+    MAX_FLOAT_EXP_BITS,
+    MAX_SR_BITS,
+    FIXED_ROUNDINGS,
     LNS,
     LNS_ROUNDINGS,
     MAX_BITS,
@@ -42,6 +50,7 @@ from lowbit.numerics.formats import (
     Binary,
     Exact,
     Fixed,
+    Float,
     Format,
     Interp,
     Table,
@@ -56,7 +65,7 @@ SPECIAL_FLOATS = (0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1e-300, -
 
 
 def fixed_formats(min_bits: int = 1, max_bits: int = MAX_BITS, min_frac: int = -8,
-                  max_frac: int = 70, roundings=tuple(Rounding), overflows=tuple(Overflow),
+                  max_frac: int = 70, roundings=FIXED_ROUNDINGS, overflows=FIXED_OVERFLOWS,
                   signed=(True, False)) -> st.SearchStrategy[Fixed]:
     """Valid :class:`Fixed` formats within the given bounds."""
     return st.builds(
@@ -92,6 +101,48 @@ def lns_formats(max_int_bits: int = 6, min_frac_bits: int = 0, max_frac_bits: in
     return st.builds(LNS, int_bits=st.integers(1, max_int_bits),
                      frac_bits=st.integers(min_frac_bits, max_frac_bits), adder=adders(),
                      rounding=st.sampled_from(roundings), underflow=st.sampled_from(underflows))
+
+
+def float_formats(max_exp_bits: int = MAX_FLOAT_EXP_BITS, max_man_bits: int = 10,
+                  specials=FLOAT_SPECIALS, roundings=tuple(Rounding),
+                  presets: bool = True) -> st.SearchStrategy[Float]:
+    """Valid :class:`Float` formats: every layout, bias near its default, FTZ and DAZ,
+    both overflow modes, every inf policy and rounding mode (k-bit SR included); with
+    ``presets`` also the named formats and their variants."""
+    @st.composite
+    def build(draw) -> Float:
+        while True:
+            e = draw(st.integers(1, max_exp_bits))
+            m = draw(st.integers(0, max_man_bits))
+            sp = draw(st.sampled_from(specials))
+            signed = draw(st.booleans()) if sp not in ("fnuz", "p3109") else True
+            zero = draw(st.booleans()) if not signed and draw(st.integers(0, 4)) == 0 else True
+            half = 1 << (e - 1)
+            bias = draw(st.one_of(st.none(), st.integers(half - 3, half + 3)))
+            rounding = draw(st.sampled_from(roundings))
+            sr_bits = (draw(st.one_of(st.none(), st.integers(1, MAX_SR_BITS)))
+                       if rounding is Rounding.STOCHASTIC else None)
+            kw = dict(exp_bits=e, man_bits=m, bias=bias, specials=sp, signed=signed, zero=zero,
+                      subnormals=draw(st.booleans()) if zero else False,
+                      daz=draw(st.booleans()), rounding=rounding, sr_bits=sr_bits,
+                      overflow=draw(st.sampled_from([None, Overflow.SATURATE,
+                                                     Overflow.INFINITY])),
+                      inf=draw(st.sampled_from([None, "max", "inf", "nan"])))
+            if sp == "none":
+                kw["overflow"], kw["inf"] = Overflow.SATURATE, "max"
+            try:
+                return Float(**kw)
+            except ValueError:
+                continue  # e.g. a layout with no finite value: draw again
+
+    out = build()
+    if presets:
+        names = sorted(FLOAT_PRESETS)
+        preset = st.builds(lambda n, r: dataclasses.replace(FLOAT_PRESETS[n], rounding=r),
+                           st.sampled_from(names),
+                           st.sampled_from([r for r in roundings]))
+        out = st.one_of(out, preset)
+    return out
 
 
 def formats(max_bits: int = MAX_BITS) -> st.SearchStrategy[Format]:

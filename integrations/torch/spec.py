@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from lowbit.numerics import LNS, Binary, Fixed, Format, Ternary, parse_format
+from lowbit.numerics import LNS, Binary, Fixed, Float, Format, Ternary, parse_format
 
 ROLES = {"w": "weight", "a": "activation", "o": "output", "acc": "accumulator",
          "gi": "grad_input", "gw": "grad_weight"}
@@ -69,6 +69,9 @@ class EmulationSpec:
             if isinstance(v, str):
                 v = None if v == "float" else parse_format(v)
                 object.__setattr__(self, f, v)
+            if isinstance(v, Float):
+                raise NotImplementedError(f"EmulationSpec.{f}: {v} is a Float format; float "
+                                          "formats are not emulated in torch layers yet")
             if v is not None and not isinstance(v, (Fixed, Binary, Ternary, LNS)):
                 raise TypeError(f"EmulationSpec.{f} must be a format or None, got {v!r}")
         if self.order not in ORDERS:

@@ -7,9 +7,11 @@ at a time: use them as the oracle in tests, on small arrays.
 - :mod:`lowbit.numerics.reference.rounding` rounds one exact rational into a format;
 - :mod:`lowbit.numerics.reference.fixed` casts, adds, multiplies, sums and multiplies
   matrices of fixed-point (and binary/ternary) codes;
-- :mod:`lowbit.numerics.reference.binary` casts floats to binary and ternary codes.
+- :mod:`lowbit.numerics.reference.binary` casts floats to binary and ternary codes;
+- :mod:`lowbit.numerics.reference.floating` rounds into, decodes and computes with
+  floating-point formats (IEEE specials, signed zeros, every rounding mode).
 """
 
-from lowbit.numerics.reference import binary, fixed, rounding
+from lowbit.numerics.reference import binary, fixed, floating, rounding
 
-__all__ = ["binary", "fixed", "rounding"]
+__all__ = ["binary", "fixed", "floating", "rounding"]
