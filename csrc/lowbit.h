@@ -174,6 +174,34 @@ int lowbit_lns_matmul(int64_t *out, const int64_t *a, const int64_t *b, int64_t 
 int lowbit_lns_sum(int64_t *out, const int64_t *a, int64_t M, int64_t K, int64_t emin_a,
                    int32_t widen, const lowbit_lns *acc, const lowbit_adder *adder,
                    int32_t order, int32_t compensated, const lowbit_lns *fmt, uint64_t seed);
+/* ---- Float (csrc/floating.c) --------------------------------------------
+ * Codes are bit patterns. Semantics: numerics/reference/floating.py and
+ * docs/floats.md. The format as the kernels see it (lowbit.emulators._numba
+ * .floating.fmt_tuple, field for field): */
+
+typedef struct lowbit_float {
+    int64_t man_bits;       /* M, 0..23 */
+    int64_t min_exponent;   /* of the smallest normal binade */
+    int64_t zero;           /* 0: no zero, the field 0 is a normal binade (E8M0) */
+    int64_t max_field;      /* magnitude bits of the largest finite value */
+    int64_t sign_bit;       /* 0 when unsigned */
+    int64_t negative_zero;  /* 1 if -0 has a code */
+    int64_t subnormals;     /* 0: flush subnormal results to zero */
+    int64_t overflow;       /* LOWBIT_SATURATE or LOWBIT_INFINITY */
+    int64_t nan_code;       /* -1: no NaN */
+    int64_t inf_code;       /* -1: no inf */
+    int64_t inf_policy;     /* 0 max, 1 inf, 2 nan: what an infinite input becomes */
+    int64_t rounding;       /* enum lowbit_rounding */
+    int64_t sr_bits;        /* 0: exact stochastic rounding (53 bits), else k random bits */
+    int64_t is_signed;
+} lowbit_float;
+
+/* Cast n float64 (float32) values to codes of fmt; stochastic counter = element index.
+ * Returns LOWBIT_ERR_NAN (LOWBIT_ERR_INF) if a NaN (inf) cannot be represented. */
+int lowbit_float_cast_f64(int64_t *out, const double *x, int64_t n, const lowbit_float *fmt,
+                          uint64_t seed);
+int lowbit_float_cast_f32(int64_t *out, const float *x, int64_t n, const lowbit_float *fmt,
+                          uint64_t seed);
 /* cffi:end */
 
 /* ------------------------------------------------------------------------
@@ -187,13 +215,19 @@ int lowbit_lns_sum(int64_t *out, const int64_t *a, int64_t M, int64_t K, int64_t
 #define LOWBIT_FINAL_STEP UINT64_C(0xFFFFFFFF)
 #define LOWBIT_TWO53 UINT64_C(0x20000000000000)
 
-/* splitmix64: the counter-th output from state seed, top 53 bits (numerics/rng.py). */
-static inline uint64_t lowbit_u53(uint64_t seed, uint64_t counter)
+/* splitmix64: the counter-th output from state seed, all 64 bits (numerics/rng.py). */
+static inline uint64_t lowbit_u64(uint64_t seed, uint64_t counter)
 {
     uint64_t z = seed + (counter + 1) * LOWBIT_GAMMA;
     z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
     z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return (z ^ (z >> 31)) >> 11;
+    return z ^ (z >> 31);
+}
+
+/* Its top 53 bits. */
+static inline uint64_t lowbit_u53(uint64_t seed, uint64_t counter)
+{
+    return lowbit_u64(seed, counter) >> 11;
 }
 
 /* A fixed-point format prepared for the element loops. */

@@ -78,6 +78,11 @@ class EmuArray:
         """
         if isinstance(self._fmt, LNS):
             return _lns_to_float(self._codes, self._fmt)
+        if isinstance(self._fmt, Float):
+            from lowbit.emulators._float_ops import to_float
+
+            vals = to_float(self._codes, self._fmt)
+            return vals if self._scale is None else vals * self._scale
         vals = self._codes.astype(np.float64)
         if isinstance(self._fmt, Fixed) and self._fmt.frac:
             vals *= 2.0 ** -self._fmt.frac
@@ -151,13 +156,9 @@ def contiguous(a: np.ndarray) -> np.ndarray:
 
 def as_format(fmt: object, name: str = "fmt") -> Format:
     """A format object from a format or its short string; TypeError otherwise.
-    Float formats raise NotImplementedError: their kernels are not in the emulator yet."""
+    """
     if isinstance(fmt, str):
         fmt = parse_format(fmt)
-    if isinstance(fmt, Float):
-        raise NotImplementedError(
-            f"{name}: {fmt} is a Float format; the emulator's float kernels are not built yet "
-            "(the exact reference is lowbit.numerics.reference.floating)")
     if isinstance(fmt, FORMAT_TYPES):
         return fmt  # type: ignore[return-value]
     raise TypeError(f"{name} must be a format (Fixed, Binary, Ternary) or its string, "

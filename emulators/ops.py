@@ -37,7 +37,7 @@ from lowbit.emulators.array import (
 )
 from lowbit.emulators.backends import get_backend
 from lowbit.numerics import rng, scales
-from lowbit.numerics.formats import LNS, Binary, Fixed, Format
+from lowbit.numerics.formats import LNS, Binary, Fixed, Float, Format
 
 ORDERS = ("sequential", "pairwise")
 EXACT_BLAS_LIMIT = 1 << 53
@@ -106,6 +106,18 @@ def _check_acc_alignment(acc: Fixed, term_mag: int, tfrac: int, op: str) -> None
             f"needs more than {ALIGN_LIMIT + 1} aligned bits; use a narrower acc or operands")
 
 
+def _no_float(op: str, *xs) -> None:
+    """NotImplementedError if a Float format takes part in ``op`` (its kernels come later)."""
+    for x in xs:
+        f = x.fmt if isinstance(x, EmuArray) else x
+        if isinstance(f, str):
+            f = as_format(f)
+        if isinstance(f, Float):
+            raise NotImplementedError(
+                f"{op} of Float formats ({f}) is not in the emulator yet: cast and to_float are; "
+                "the exact reference is lowbit.numerics.reference.floating")
+
+
 def _first_index(mask: np.ndarray) -> list[int]:
     return [int(v) for v in np.unravel_index(int(np.argmax(mask)), mask.shape)]
 
@@ -126,6 +138,15 @@ def _float_input(x: object) -> np.ndarray:
     else:
         raise TypeError(f"x must be a real float or integer array, got dtype {arr.dtype}")
     return contiguous(arr)
+
+
+def _raise_unrepresentable(x: np.ndarray, fmt: Float) -> None:
+    """ValueError naming the first NaN or inf that ``fmt`` cannot hold."""
+    nan = np.isnan(x)
+    if nan.any() and fmt.nan_code is None:
+        raise ValueError(f"x{_first_index(nan)} is NaN, which {fmt} cannot represent (no NaN)")
+    inf = np.isinf(x)
+    raise ValueError(f"x{_first_index(inf)} is {x[inf][0]}, which {fmt} cannot represent")
 
 
 def _raise_bad_float(x: np.ndarray, status: int, fmt: Format) -> None:
@@ -153,8 +174,16 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
     seed = rng.check_seed(seed)
     be = get_backend(backend)
     if isinstance(x, EmuArray):
+        _no_float("cast from an EmuArray", x, fmt)
         return _convert(x, fmt, seed, be)
     arr = _float_input(x)
+    if isinstance(fmt, Float):
+        if arr.size == 0:
+            return EmuArray(np.zeros(arr.shape, np.int64), fmt)
+        codes, status = be.float_cast(arr, fmt, seed)
+        if status:
+            _raise_unrepresentable(arr, fmt)
+        return EmuArray(codes, fmt)
     if isinstance(fmt, LNS):
         _lns_ops.check_castable(fmt)
         if arr.size == 0:
@@ -231,6 +260,7 @@ def _is_lns(*xs) -> bool:
 
 
 def _add(a, b, out, seed, backend, negate_b: bool, op: str) -> EmuArray:
+    _no_float(op, a, b, *([out] if out is not None else []))
     if _is_lns(a, b):
         return _lns_elementwise(a, b, out, seed, backend, op)
     a, b, ca, cb, shape = _elementwise_operands(a, b, op)
@@ -270,6 +300,7 @@ def mul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None, *, seed: int =
     The product must fit 62 magnitude bits: signed operands up to bits_a + bits_b <= 64
     (e.g. 32 x 32 bits), unsigned up to 31 x 31 bits.
     """
+    _no_float("mul", a, b, *([out] if out is not None else []))
     if _is_lns(a, b):
         return _lns_elementwise(a, b, out, seed, backend, "mul")
     a, b, ca, cb, shape = _elementwise_operands(a, b, "mul")
@@ -288,6 +319,7 @@ def div(a: EmuArray, b: EmuArray, out: LNS | str | None = None, *, seed: int = 0
         backend: str | None = None) -> EmuArray:
     """Element-wise a / b of LNS values: exact exponent subtraction, then ``out``'s
     range policy. A zero divisor raises ``ValueError`` naming its index."""
+    _no_float("div", a, b, *([out] if out is not None else []))
     if not _is_lns(a, b):
         raise ValueError("div is defined for LNS operands (fixed-point division is not emulated)")
     return _lns_elementwise(a, b, out, seed, backend, "div")
@@ -332,6 +364,7 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
     """
     a = _check_emu(a, "a")
     b = _check_emu(b, "b")
+    _no_float("matmul", a, b, *[f for f in (out, acc) if f is not None])
     if a.ndim not in (1, 2) or b.ndim not in (1, 2):
         raise ValueError(f"matmul takes 1-D or 2-D operands, got shapes {a.shape} and {b.shape}")
     if _is_lns(a, b):
@@ -447,6 +480,7 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
     are not supported.
     """
     a = _check_emu(a, "a")
+    _no_float("sum", a, *[f for f in (out, acc) if f is not None])
     lns = isinstance(a.fmt, LNS)
     if lns:
         out_f, acc_f = _lns_ops.accumulation_formats(

@@ -225,3 +225,17 @@ def lns_sum(a, fa, acc, out_fmt, order, compensated, seed):
                               _lns(acc), _adder(acc), ORDERS[order], int(compensated),
                               _lns(out_fmt), seed))
     return out
+
+
+# ---------------------------------------------------------------- Float ---
+
+def _float_fmt(fmt):
+    from lowbit.emulators._float_ops import kernel_fields
+
+    return ffi.new("lowbit_float *", kernel_fields(fmt))
+
+
+def float_cast(x, fmt, seed):
+    out = np.empty(x.shape, np.int64)
+    fn = lib.lowbit_float_cast_f32 if x.dtype == np.float32 else lib.lowbit_float_cast_f64
+    return out, fn(_p(out), _p(x), x.size, _float_fmt(fmt), seed)

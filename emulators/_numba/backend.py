@@ -159,3 +159,19 @@ def lns_sum(a, fa, acc, out_fmt, order, compensated, seed):
                                lns.fmt_tuple(out_fmt), sub, tab, tp, LNS_ORDERS[order],
                                bool(compensated), np.uint64(seed), out)
     return out
+
+
+# ---------------------------------------------------------------- Float ---
+
+from lowbit.emulators._float_ops import kernel_fields  # noqa: E402
+from lowbit.emulators._numba import floating  # noqa: E402
+
+
+def float_cast(x, fmt, seed):
+    out = np.empty(x.shape, np.int64)
+    if x.dtype == np.float32:
+        kernel, bits = floating.float_cast_f32, x.reshape(-1).view(np.uint32)
+    else:
+        kernel, bits = floating.float_cast_f64, x.reshape(-1).view(np.uint64)
+    status = sized(kernel, x.size)(bits, kernel_fields(fmt), np.uint64(seed), out.reshape(-1))
+    return out, int(status)

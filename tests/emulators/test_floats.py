@@ -1,0 +1,126 @@
+"""Numba == C == reference for every Float cast: any layout, mode and policy, float64
+and float32 inputs, every float32 bit pattern on a stride (the full 2^32 sweep is
+tests/exhaustive/float_casts.py, its result committed in docs/results/float_casts.md)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lowbit.emulators as E
+from lowbit.numerics import FLOAT_PRESETS, Float, Rounding, parse_format
+from lowbit.numerics import rng
+from lowbit.numerics import testing as lt
+from lowbit.numerics.reference import floating as ref
+from tests.emulators.helpers import assert_every_backend_gives
+
+
+def _finite_if_needed(x: np.ndarray, fmt: Float) -> np.ndarray:
+    """x without NaN when fmt has no NaN (a NaN there is an error, tested apart)."""
+    if fmt.nan_code is None:
+        x = np.where(np.isnan(x), 0.0, x).astype(x.dtype)
+        if fmt.inf != "max":
+            x = np.where(np.isinf(x), 1.0, x).astype(x.dtype)
+    return x
+
+
+def _float_values(fmt: Float):
+    """Values that stress fmt: its grid points and their midpoints (ties), a hair off
+    them, the edges of the range and beyond, subnormals, specials."""
+    grid = ref.to_float(np.arange(min(fmt.max_code + 1, 1 << 12)), fmt)
+    grid = grid[np.isfinite(grid)]
+    pts = st.sampled_from(sorted(set(grid.tolist())))
+    def around(v, k):
+        return v * (1 + k * 2.0**-30)
+    ties = st.builds(lambda a, b: (a + b) / 2, pts, pts)
+    return st.one_of(lt.values(None, allow_infinity=True), pts, ties,
+                     st.builds(around, pts, st.sampled_from([-1, 1])),
+                     st.builds(around, ties, st.sampled_from([-1, 1])),
+                     st.sampled_from([float(fmt.max_value) * k for k in (1.01, 1.5, 2, 1e3)]),
+                     st.just(math.nan))
+
+
+class TestCast:
+    """Floats -> Float codes, rounded once, exactly as the reference."""
+
+    @settings(max_examples=300)
+    @given(lt.float_formats(max_man_bits=23), st.data())
+    def test_cast(self, fmt, data):
+        dtype = data.draw(st.sampled_from([np.float64, np.float32]))
+        shape = data.draw(lt.shapes(max_dims=2, max_side=6))
+        x = np.array(data.draw(st.lists(_float_values(fmt), min_size=int(np.prod(shape)),
+                                        max_size=int(np.prod(shape)))), dtype=np.float64)
+        with np.errstate(over="ignore"):
+            x = _finite_if_needed(x.astype(dtype).reshape(shape), fmt)
+        seed = data.draw(lt.seeds())
+        assert_every_backend_gives(lambda be: E.cast(x, fmt, seed=seed, backend=be),
+                                   ref.cast(x, fmt, seed), str(fmt))
+
+    @pytest.mark.parametrize("name", sorted(FLOAT_PRESETS))
+    def test_to_float_is_exact_for_every_code(self, name):
+        """EmuArray.to_float of every code equals the reference's value (NaN where NaN,
+        -0.0 where -0), and casting it back gives the code again (NaN: the canonical one)."""
+        fmt = FLOAT_PRESETS[name]
+        stride = max(1, (fmt.max_code + 1) >> 16) | 1  # every code up to 16 bits, else a stride
+        codes = np.arange(0, fmt.max_code + 1, stride, dtype=np.int64)
+        got = E.from_codes(codes, fmt).to_float()
+        want = ref.to_float(codes, fmt)
+        assert np.array_equal(got, want, equal_nan=True)
+        real = ~np.isnan(want)
+        assert np.array_equal(np.signbit(got[real]), np.signbit(want[real]))
+        back = E.cast(got, fmt).codes
+        assert np.array_equal(back[real], codes[real])
+        if fmt.nan_code is not None:
+            assert np.all(back[~real] == fmt.nan_code)
+
+    @pytest.mark.parametrize("name", ["e4m3", "e4m3:inf", "e5m2", "e2m1", "e3m2", "e2m3",
+                                      "fp16:rtz", "bf16:odd", "e4m3fnuz:inf", "e8m0",
+                                      "binary8p3:floor", "e5m2:sr", "e4m3:sr8"])
+    def test_every_float32_pattern_on_a_stride(self, name):
+        """float32 bit patterns 0, 65537, 2*65537, ... (65,536 of them, specials included):
+        Numba == C == reference."""
+        fmt = parse_format(name)
+        bits = (np.arange(0, 1 << 32, 65537, dtype=np.uint64)).astype(np.uint32)
+        x = _finite_if_needed(bits.view(np.float32), fmt)
+        # the reference on every 64th of them, with the same stochastic counters
+        want = np.array([ref.quantize(float(x[i]), fmt, rng.random_u64(5, i))
+                         for i in range(0, len(x), 64)], dtype=np.int64)
+        outs = {be: E.cast(x, fmt, seed=5, backend=be).codes for be in ("numba", "c")}
+        assert np.array_equal(outs["numba"], outs["c"])
+        assert np.array_equal(outs["numba"][::64], want)
+
+    def test_unrepresentable_nan_and_inf_name_their_index(self, backend):
+        with pytest.raises(ValueError, match=r"x\[1\] is NaN, which e2m1 cannot represent"):
+            E.cast(np.array([1.0, np.nan]), "e2m1", backend=backend)
+        # inf into E2M1 saturates (its inf policy is max); NaN into E4M3 is its NaN
+        assert E.cast(np.array([np.inf, -np.inf]), "e2m1", backend=backend).codes.tolist() == [7, 15]
+        assert E.cast(np.array([np.nan]), "e4m3", backend=backend).codes.tolist() == [0x7F]
+
+    def test_stochastic_rounding_is_the_same_on_every_backend_and_thread_count(self):
+        """The draw of element i depends on (seed, i) only: a large array (parallel loops)
+        equals its pieces cast one by one (serial loops) with the same counters."""
+        x = np.random.default_rng(0).normal(size=200_000) * 3
+        fmt = parse_format("e4m3:sr")
+        whole = {be: E.cast(x, fmt, seed=11, backend=be).codes for be in ("numba", "c")}
+        assert np.array_equal(whole["numba"], whole["c"])
+        head = ref.cast(x[:300], fmt, seed=11)
+        assert np.array_equal(whole["c"][:300], head)
+
+    def test_float16_inputs_are_taken_exactly(self, backend):
+        """float16 arrays are widened to float32 exactly, then cast once."""
+        x = np.array([1 + 2**-10, 65504, 2**-24], dtype=np.float16)
+        got = E.cast(x, "fp16", backend=backend).codes
+        assert got.tolist() == x.view(np.uint16).astype(np.int64).tolist()
+
+
+def test_float_arithmetic_is_refused_until_its_kernels_exist():
+    """add/mul/matmul/sum of Float arrays: a clear NotImplementedError, never a number."""
+    a = E.cast(np.array([1.0, 2.0]), "bf16")
+    for op in (lambda: E.add(a, a), lambda: E.mul(a, a), lambda: E.sum(a),
+               lambda: E.matmul(a, a), lambda: E.cast(a, "fp16"), lambda: E.div(a, a)):
+        with pytest.raises(NotImplementedError, match="Float formats"):
+            op()
