@@ -192,3 +192,325 @@ int lowbit_float_cast_f32(int64_t *out, const float *x, int64_t n, const lowbit_
 {
     FLOAT_CAST_BODY(bits32, 31, 23, 127, 0xFF)
 }
+
+
+/* ---- arithmetic ----------------------------------------------------------
+ * Operands are decoded into (class, sign, significand, exponent of its last bit);
+ * a product is exact in 64 bits (two significands of at most 24 bits); a sum is
+ * aligned in a 128-bit window reaching 110 bits below the top of the larger operand,
+ * the rest of the smaller one folded into a sticky bit: exact for every mode
+ * (stochastic rounding with 53 random bits needs about 80 bits below the top). */
+
+typedef unsigned __int128 u128;
+
+enum { CLS_ZERO = 0, CLS_FINITE = 1, CLS_INF = 2, CLS_NAN = 3 };
+
+typedef struct operand {
+    int cls;
+    int neg;
+    uint64_t sig;
+    int64_t e2;  /* value = sig * 2^e2 */
+} operand;
+
+static inline operand decode_code(int64_t code, const lowbit_float *f)
+{
+    const int64_t M = f->man_bits;
+    const int64_t ones = (INT64_C(1) << (f->exp_bits + M)) - 1;
+    const int64_t mag = code & ~f->sign_bit;
+    const int64_t field = mag >> M;
+    const uint64_t mant = (uint64_t)(mag & ((INT64_C(1) << M) - 1));
+    operand o = {CLS_FINITE, (code & f->sign_bit) != 0, 0, 0};
+    if (f->specials == 0 && field == (INT64_C(1) << f->exp_bits) - 1) {
+        o.cls = mant ? CLS_NAN : CLS_INF;
+        return o;
+    }
+    if ((f->specials == 1 && mag == ones) || ((f->specials == 2 || f->specials == 3) && o.neg
+                                              && mag == 0)) {
+        o.cls = CLS_NAN;
+        return o;
+    }
+    if (f->specials == 3 && mag == ones) {
+        o.cls = CLS_INF;
+        return o;
+    }
+    if (f->zero && field == 0) {
+        if (mant == 0 || f->daz) {
+            o.cls = CLS_ZERO;
+            return o;
+        }
+        o.sig = mant;
+        o.e2 = f->min_exponent - M;
+        return o;
+    }
+    o.sig = mant | (UINT64_C(1) << M);
+    o.e2 = field - f->bias - M;
+    return o;
+}
+
+static inline int bit_length128(u128 v)
+{
+    uint64_t hi = (uint64_t)(v >> 64);
+    return hi ? 64 + bit_length(hi) : bit_length((uint64_t)v);
+}
+
+/* Whether q + rem / 2^s (0 < rem < 2^s, s >= 1) rounds away from zero; 128-bit rem. */
+static inline int round_up128(uint64_t q, u128 rem, int64_t s, int negative,
+                              const lowbit_float *f, uint64_t u)
+{
+    u128 t, one = 1;
+    int64_t k;
+    switch (f->rounding) {
+    case LOWBIT_NEAREST_EVEN:
+        if (s > 127)
+            return 0;
+        return rem > (one << (s - 1)) || (rem == (one << (s - 1)) && (q & 1));
+    case LOWBIT_NEAREST_AWAY:
+        return s <= 127 && rem >= (one << (s - 1));
+    case LOWBIT_TOWARD_ZERO:
+        return 0;
+    case LOWBIT_FLOOR:
+        return negative;
+    case LOWBIT_CEIL:
+        return !negative;
+    case LOWBIT_ODD:
+        return (q & 1) == 0;
+    default:
+        if (f->sr_bits == 0) {
+            if (s <= 53)
+                t = rem << (53 - s);
+            else if (s - 53 >= 128)
+                t = 1;
+            else
+                t = (rem >> (s - 53)) + ((rem & ((one << (s - 53)) - 1)) != 0);
+            return (u128)(u >> 11) < t;
+        }
+        k = f->sr_bits;
+        if (s >= k)
+            t = s - k >= 128 ? 0 : rem >> (s - k);
+        else
+            t = rem << (k - s);
+        return t + (u >> (64 - k)) >= (one << k);
+    }
+}
+
+/* The code of (-1)^negative * sig * 2^e2 (0 < sig < 2^126), rounded once: the 128-bit
+ * twin of round_to_code (the same steps after the shift). */
+static inline int64_t round_to_code128(int negative, u128 sig, int64_t e2,
+                                       const lowbit_float *f, uint64_t u)
+{
+    const int64_t M = f->man_bits, emin = f->min_exponent;
+    const int64_t e = e2 + bit_length128(sig) - 1;
+    const int64_t ec = e > emin ? e : emin;
+    const int64_t s = ec - M - e2;
+    const int64_t sign = negative ? f->sign_bit : 0;
+    uint64_t n, q;
+    u128 rem;
+    int64_t mag;
+    int toward_zero;
+    if (s <= 0) {
+        n = (uint64_t)(sig << -s);
+    } else {
+        if (s >= 128) {
+            q = 0;
+            rem = sig;
+        } else {
+            q = (uint64_t)(sig >> s);
+            rem = sig & ((((u128)1) << s) - 1);
+        }
+        n = q + (rem != 0 && round_up128(q, rem, s, negative, f, u));
+    }
+    mag = (int64_t)n + ((ec - emin) << M);
+    if (!f->zero) {
+        if (mag < (INT64_C(1) << M))
+            mag = INT64_C(1) << M;
+        mag -= INT64_C(1) << M;
+    }
+    if (mag > f->max_field) {
+        toward_zero = f->rounding == LOWBIT_TOWARD_ZERO || f->rounding == LOWBIT_ODD
+                      || (f->rounding == LOWBIT_FLOOR && !negative)
+                      || (f->rounding == LOWBIT_CEIL && negative);
+        if (f->overflow == LOWBIT_SATURATE || toward_zero)
+            return f->max_field | sign;
+        if (f->inf_code >= 0)
+            return f->inf_code | sign;
+        return f->nan_code;
+    }
+    if (f->zero && !f->subnormals && mag < (INT64_C(1) << M))
+        mag = 0;
+    if (mag == 0 && f->zero)
+        return f->negative_zero ? sign : 0;
+    return mag | sign;
+}
+
+/* The code of a zero result of the given sign. */
+static inline int64_t zero_code(int negative, const lowbit_float *f)
+{
+    if (!f->zero || (negative && !f->is_signed))
+        return 0;
+    return negative && f->negative_zero ? f->sign_bit : 0;
+}
+
+/* The code of a finite nonzero exact value (-1)^neg * sig * 2^e2, 128-bit sig. */
+static inline int64_t finite_code(int negative, u128 sig, int64_t e2, const lowbit_float *f,
+                                  uint64_t u, int *status)
+{
+    if (negative && !f->is_signed) {
+        if (f->overflow == LOWBIT_SATURATE)
+            return 0;
+        if (f->nan_code < 0)
+            *status = LOWBIT_ERR_NAN;
+        return f->nan_code < 0 ? 0 : f->nan_code;
+    }
+    return round_to_code128(negative, sig, e2, f, u);
+}
+
+static inline int64_t nan_result(const lowbit_float *f, int *status)
+{
+    if (f->nan_code < 0)
+        *status = LOWBIT_ERR_NAN;
+    return f->nan_code < 0 ? 0 : f->nan_code;
+}
+
+/* a + b of two finite operands (zeros included): the aligned exact sum, rounded once. */
+static inline int64_t add_finite(operand a, operand b, const lowbit_float *f, uint64_t u,
+                                 int *status)
+{
+    int64_t top_a, top_b, T, L;
+    u128 wa, wb, S;
+    int sa = 0, sb = 0, neg, sticky;
+    if (a.cls == CLS_ZERO && b.cls == CLS_ZERO) {
+        if (a.neg == b.neg)
+            return zero_code(a.neg, f);
+        return zero_code(f->rounding == LOWBIT_FLOOR, f);
+    }
+    if (a.cls == CLS_ZERO)
+        return finite_code(b.neg, b.sig, b.e2, f, u, status);
+    if (b.cls == CLS_ZERO)
+        return finite_code(a.neg, a.sig, a.e2, f, u, status);
+    top_a = a.e2 + bit_length(a.sig);
+    top_b = b.e2 + bit_length(b.sig);
+    T = top_a > top_b ? top_a : top_b;
+    L = T - 110;
+    /* align: the operand reaching T has e2 > L; the other may fold into a sticky bit */
+    if (a.e2 >= L) {
+        wa = (u128)a.sig << (a.e2 - L);
+    } else if (L - a.e2 >= 64) {
+        wa = 0;
+        sa = a.sig != 0;
+    } else {
+        wa = a.sig >> (L - a.e2);
+        sa = (a.sig & ((UINT64_C(1) << (L - a.e2)) - 1)) != 0;
+    }
+    if (b.e2 >= L) {
+        wb = (u128)b.sig << (b.e2 - L);
+    } else if (L - b.e2 >= 64) {
+        wb = 0;
+        sb = b.sig != 0;
+    } else {
+        wb = b.sig >> (L - b.e2);
+        sb = (b.sig & ((UINT64_C(1) << (L - b.e2)) - 1)) != 0;
+    }
+    if (a.neg == b.neg) {
+        S = wa + wb;
+        sticky = sa | sb;
+        neg = a.neg;
+    } else if (wa > wb || (wa == wb && sa && !sb)) {
+        S = wa - wb - (u128)sb;  /* b's dropped bits: borrow one, keep the sticky */
+        sticky = sb;
+        neg = a.neg;
+    } else if (wb > wa || (wa == wb && sb && !sa)) {
+        S = wb - wa - (u128)sa;
+        sticky = sa;
+        neg = b.neg;
+    } else {
+        return zero_code(f->rounding == LOWBIT_FLOOR, f);  /* exact cancellation */
+    }
+    /* one more bit for the sticky: S + (sticky ? 1/2 : 0) in units of 2^(L - 1) */
+    return finite_code(neg, (S << 1) | (u128)sticky, L - 1, f, u, status);
+}
+
+static inline int64_t float_op(operand a, operand b, operand c, int op, const lowbit_float *f,
+                               uint64_t u, int *status)
+{
+    int neg;
+    uint64_t q;
+    if (op == LOWBIT_OP_SUB) {
+        b.neg = !b.neg;
+        op = LOWBIT_OP_ADD;
+    }
+    if (a.cls == CLS_NAN || b.cls == CLS_NAN || (op == LOWBIT_OP_FMA && c.cls == CLS_NAN))
+        return nan_result(f, status);
+    if (op == LOWBIT_OP_ADD) {
+        if (a.cls == CLS_INF || b.cls == CLS_INF) {
+            if (a.cls == CLS_INF && b.cls == CLS_INF && a.neg != b.neg)
+                return nan_result(f, status);
+            neg = a.cls == CLS_INF ? a.neg : b.neg;
+            return special_code(2, neg, f, status);
+        }
+        return add_finite(a, b, f, u, status);
+    }
+    neg = a.neg != b.neg;
+    if (op == LOWBIT_OP_DIV) {
+        if ((a.cls == CLS_INF && b.cls == CLS_INF) || (a.cls == CLS_ZERO && b.cls == CLS_ZERO))
+            return nan_result(f, status);
+        if (a.cls == CLS_INF || b.cls == CLS_ZERO)
+            return special_code(2, neg, f, status);
+        if (a.cls == CLS_ZERO || b.cls == CLS_INF)
+            return zero_code(neg, f);
+        /* the quotient to at least 80 bits (a's significand moved up to bit 103), the
+         * remainder as a sticky bit */
+        {
+            const int64_t sh = 104 - bit_length(a.sig);
+            const u128 num = (u128)a.sig << sh;
+            const u128 quo = num / b.sig;
+            const int sticky = (num % b.sig) != 0;
+            return finite_code(neg, (quo << 1) | (u128)sticky, a.e2 - b.e2 - sh - 1, f, u,
+                               status);
+        }
+    }
+    /* mul, and the product of fma */
+    if ((a.cls == CLS_INF && b.cls == CLS_ZERO) || (a.cls == CLS_ZERO && b.cls == CLS_INF))
+        return nan_result(f, status);
+    if (a.cls == CLS_INF || b.cls == CLS_INF) {
+        if (op == LOWBIT_OP_FMA && c.cls == CLS_INF && c.neg != neg)
+            return nan_result(f, status);
+        return special_code(2, neg, f, status);
+    }
+    if (op == LOWBIT_OP_MUL) {
+        if (a.cls == CLS_ZERO || b.cls == CLS_ZERO)
+            return zero_code(neg, f);
+        return finite_code(neg, (u128)(a.sig * b.sig), a.e2 + b.e2, f, u, status);
+    }
+    if (c.cls == CLS_INF)
+        return special_code(2, c.neg, f, status);
+    {
+        operand p = {CLS_ZERO, neg, 0, 0};
+        if (a.cls != CLS_ZERO && b.cls != CLS_ZERO) {
+            q = a.sig * b.sig;
+            p.cls = CLS_FINITE;
+            p.sig = q;
+            p.e2 = a.e2 + b.e2;
+        }
+        return add_finite(p, c, f, u, status);
+    }
+}
+
+int lowbit_float_elementwise(int64_t *out, const int64_t *a, const lowbit_float *fa,
+                             const int64_t *b, const lowbit_float *fb, const int64_t *c,
+                             const lowbit_float *fc, int64_t n, int32_t op,
+                             const lowbit_float *fmt, uint64_t seed)
+{
+    int status = LOWBIT_OK;
+    const int stochastic = fmt->rounding == LOWBIT_STOCHASTIC;
+    _Pragma("omp parallel for schedule(static) reduction(|:status) if(n > LOWBIT_PARALLEL_MIN)")
+    for (int64_t i = 0; i < n; i++) {
+        int st = LOWBIT_OK;
+        operand oc = {CLS_ZERO, 0, 0, 0};
+        uint64_t u = stochastic ? lowbit_u64(seed, (uint64_t)i) : 0;
+        if (op == LOWBIT_OP_FMA)
+            oc = decode_code(c[i], fc);
+        out[i] = float_op(decode_code(a[i], fa), decode_code(b[i], fb), oc, op, fmt, u, &st);
+        status |= st;
+    }
+    return status;
+}

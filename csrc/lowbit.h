@@ -194,6 +194,10 @@ typedef struct lowbit_float {
     int64_t rounding;       /* enum lowbit_rounding */
     int64_t sr_bits;        /* 0: exact stochastic rounding (53 bits), else k random bits */
     int64_t is_signed;
+    int64_t exp_bits;
+    int64_t bias;
+    int64_t specials;       /* 0 ieee, 1 fn, 2 fnuz, 3 p3109, 4 none */
+    int64_t daz;            /* 1: subnormal operands read as zero */
 } lowbit_float;
 
 /* Cast n float64 (float32) values to codes of fmt; stochastic counter = element index.
@@ -202,6 +206,21 @@ int lowbit_float_cast_f64(int64_t *out, const double *x, int64_t n, const lowbit
                           uint64_t seed);
 int lowbit_float_cast_f32(int64_t *out, const float *x, int64_t n, const lowbit_float *fmt,
                           uint64_t seed);
+
+/* Element-wise out[i] = a[i] op b[i] (op: LOWBIT_OP_ADD, _SUB, _MUL, _DIV) or, for
+ * LOWBIT_OP_FMA, a[i] * b[i] + c[i]: the exact result rounded once into fmt (IEEE
+ * specials; stochastic counter i). Returns LOWBIT_ERR_NAN if a NaN result has no code. */
+enum lowbit_float_op {
+    LOWBIT_OP_ADD = 0,
+    LOWBIT_OP_SUB = 1,
+    LOWBIT_OP_MUL = 2,
+    LOWBIT_OP_DIV = 3,
+    LOWBIT_OP_FMA = 4
+};
+int lowbit_float_elementwise(int64_t *out, const int64_t *a, const lowbit_float *fa,
+                             const int64_t *b, const lowbit_float *fb, const int64_t *c,
+                             const lowbit_float *fc, int64_t n, int32_t op,
+                             const lowbit_float *fmt, uint64_t seed);
 /* cffi:end */
 
 /* ------------------------------------------------------------------------

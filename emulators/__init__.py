@@ -13,7 +13,7 @@ array([1])
 
 from lowbit.emulators.array import EmuArray, from_codes
 from lowbit.emulators.backends import BACKENDS, default_backend, get_backend, set_backend
-from lowbit.emulators.ops import ORDERS, add, cast, div, matmul, mul, sub, sum  # noqa: A004
+from lowbit.emulators.ops import ORDERS, add, cast, div, fma, matmul, mul, sub, sum  # noqa: A004
 
 __all__ = [
     "BACKENDS",
@@ -23,6 +23,7 @@ __all__ = [
     "cast",
     "default_backend",
     "div",
+    "fma",
     "from_codes",
     "get_backend",
     "matmul",

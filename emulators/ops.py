@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from lowbit.emulators import _lns_ops
+from lowbit.emulators import _float_ops, _lns_ops
 from lowbit.emulators.array import (
     EmuArray,
     as_format,
@@ -174,7 +174,6 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
     seed = rng.check_seed(seed)
     be = get_backend(backend)
     if isinstance(x, EmuArray):
-        _no_float("cast from an EmuArray", x, fmt)
         return _convert(x, fmt, seed, be)
     arr = _float_input(x)
     if isinstance(fmt, Float):
@@ -213,6 +212,14 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
 
 def _convert(x: EmuArray, fmt: Format, seed: int, be) -> EmuArray:
     src = x.fmt
+    if isinstance(src, Float) or isinstance(fmt, Float):
+        if isinstance(src, LNS) or isinstance(fmt, LNS):
+            raise NotImplementedError(f"converting between {src} and {fmt} is not emulated "
+                                      "(LNS values are not float64 values)")
+        if isinstance(src, Float) and isinstance(fmt, Float):
+            return _float_ops.convert(x, fmt, seed, be)
+        if isinstance(src, Float) and x.scale is None:
+            return cast(x.to_float(), fmt, seed=seed, backend=be.name)  # exact values
     if isinstance(src, LNS) or isinstance(fmt, LNS):
         return _lns_ops.convert(x, fmt, seed, be,
                                 lambda floats, f: cast(floats, f, seed=seed, backend=be.name))
@@ -259,8 +266,28 @@ def _is_lns(*xs) -> bool:
     return any(isinstance(x, EmuArray) and isinstance(x.fmt, LNS) for x in xs)
 
 
+def _is_float(*xs) -> bool:
+    return any(isinstance(x, EmuArray) and isinstance(x.fmt, Float) for x in xs)
+
+
+def _float_elementwise(op: str, operands: list, out, seed, backend) -> EmuArray:
+    names = "abc"
+    ops = [_check_emu(x, names[i]) for i, x in enumerate(operands)]
+    for i, x in enumerate(ops):
+        _check_unscaled(x, names[i], op)
+    try:
+        shape = np.broadcast_shapes(*(x.shape for x in ops))
+    except ValueError:
+        raise ValueError(f"{op}: shapes {[x.shape for x in ops]} do not broadcast") from None
+    codes = [kernel_codes(x) if x.shape == shape else
+             np.array(np.broadcast_to(kernel_codes(x), shape), order="C") for x in ops]
+    return _float_ops.elementwise(op, ops, codes, shape, out, rng.check_seed(seed),
+                                  get_backend(backend))
+
+
 def _add(a, b, out, seed, backend, negate_b: bool, op: str) -> EmuArray:
-    _no_float(op, a, b, *([out] if out is not None else []))
+    if _is_float(a, b):
+        return _float_elementwise(op, [a, b], out, seed, backend)
     if _is_lns(a, b):
         return _lns_elementwise(a, b, out, seed, backend, op)
     a, b, ca, cb, shape = _elementwise_operands(a, b, op)
@@ -300,7 +327,8 @@ def mul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None, *, seed: int =
     The product must fit 62 magnitude bits: signed operands up to bits_a + bits_b <= 64
     (e.g. 32 x 32 bits), unsigned up to 31 x 31 bits.
     """
-    _no_float("mul", a, b, *([out] if out is not None else []))
+    if _is_float(a, b):
+        return _float_elementwise("mul", [a, b], out, seed, backend)
     if _is_lns(a, b):
         return _lns_elementwise(a, b, out, seed, backend, "mul")
     a, b, ca, cb, shape = _elementwise_operands(a, b, "mul")
@@ -319,10 +347,22 @@ def div(a: EmuArray, b: EmuArray, out: LNS | str | None = None, *, seed: int = 0
         backend: str | None = None) -> EmuArray:
     """Element-wise a / b of LNS values: exact exponent subtraction, then ``out``'s
     range policy. A zero divisor raises ``ValueError`` naming its index."""
-    _no_float("div", a, b, *([out] if out is not None else []))
+    if _is_float(a, b):
+        return _float_elementwise("div", [a, b], out, seed, backend)
     if not _is_lns(a, b):
-        raise ValueError("div is defined for LNS operands (fixed-point division is not emulated)")
+        raise ValueError("div is defined for LNS and Float operands (fixed-point division is "
+                         "not emulated)")
     return _lns_elementwise(a, b, out, seed, backend, "div")
+
+
+def fma(a: EmuArray, b: EmuArray, c: EmuArray, out: Float | str | None = None, *,
+        seed: int = 0, backend: str | None = None) -> EmuArray:
+    """Element-wise a * b + c of Float operands (numpy broadcasting) with one rounding into
+    ``out``: the product is exact, not rounded (IEEE 754 fusedMultiplyAdd)."""
+    if not _is_float(a, b, c) or not all(isinstance(x, EmuArray) and isinstance(x.fmt, Float)
+                                          for x in (a, b, c)):
+        raise ValueError("fma takes Float operands")
+    return _float_elementwise("fma", [a, b, c], out, seed, backend)
 
 
 # ------------------------------------------------------------ accumulation ---

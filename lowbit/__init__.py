@@ -34,6 +34,7 @@ from lowbit.emulators import (
     cast,
     default_backend,
     div,
+    fma,
     from_codes,
     get_backend,
     matmul,
@@ -83,7 +84,7 @@ _LAZY = {
 __all__ = [
     "BACKENDS", "FLOAT_PRESETS", "FORMAT_GRAMMAR", "LNS", "ORDERS", "Binary", "EmuArray",
     "Exact", "Fixed", "Float", "Format", "Interp", "Overflow", "Rounding", "Table", "Ternary", "add", "cast",
-    "default_backend", "div", "from_codes", "get_backend", "matmul", "mul", "parse_format",
+    "default_backend", "div", "fma", "from_codes", "get_backend", "matmul", "mul", "parse_format",
     "set_backend", "sub", "sum", "__version__", *_LAZY,
 ]
 

@@ -239,3 +239,15 @@ def float_cast(x, fmt, seed):
     out = np.empty(x.shape, np.int64)
     fn = lib.lowbit_float_cast_f32 if x.dtype == np.float32 else lib.lowbit_float_cast_f64
     return out, fn(_p(out), _p(x), x.size, _float_fmt(fmt), seed)
+
+
+FLOAT_OPS = {"add": lib.LOWBIT_OP_ADD, "sub": lib.LOWBIT_OP_SUB, "mul": lib.LOWBIT_OP_MUL,
+             "div": lib.LOWBIT_OP_DIV, "fma": lib.LOWBIT_OP_FMA}
+
+
+def float_elementwise(op, a, fa, b, fb, c, fc, fmt, seed):
+    out = np.empty(a.shape, np.int64)
+    cp, fcp = (ffi.NULL, ffi.NULL) if c is None else (_p(c), _float_fmt(fc))
+    status = lib.lowbit_float_elementwise(_p(out), _p(a), _float_fmt(fa), _p(b), _float_fmt(fb),
+                                          cp, fcp, a.size, FLOAT_OPS[op], _float_fmt(fmt), seed)
+    return out, status

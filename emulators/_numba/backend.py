@@ -175,3 +175,17 @@ def float_cast(x, fmt, seed):
         kernel, bits = floating.float_cast_f64, x.reshape(-1).view(np.uint64)
     status = sized(kernel, x.size)(bits, kernel_fields(fmt), np.uint64(seed), out.reshape(-1))
     return out, int(status)
+
+
+FLOAT_OPS = {"add": floating.OP_ADD, "sub": floating.OP_SUB, "mul": floating.OP_MUL,
+             "div": floating.OP_DIV, "fma": floating.OP_FMA}
+
+
+def float_elementwise(op, a, fa, b, fb, c, fc, fmt, seed):
+    out = np.empty(a.shape, np.int64)
+    if c is None:
+        c, fc = a, fa  # unread
+    status = sized(floating.float_elementwise, a.size)(
+        a.reshape(-1), kernel_fields(fa), b.reshape(-1), kernel_fields(fb), c.reshape(-1),
+        kernel_fields(fc), FLOAT_OPS[op], kernel_fields(fmt), np.uint64(seed), out.reshape(-1))
+    return out, int(status)

@@ -211,3 +211,329 @@ def float_cast_f32(bits, fmt, seed, out):
     if nans:
         return ERR_NAN
     return ERR_INF if infs else OK
+
+
+# ---------------------------------------------------------------- arithmetic ---
+# The twins of csrc/floating.c's arithmetic. 128-bit values are (hi, lo) uint64 pairs.
+
+CLS_ZERO, CLS_FINITE, CLS_INF, CLS_NAN = 0, 1, 2, 3
+OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_FMA = 0, 1, 2, 3, 4
+
+
+@inline
+def shl128(hi, lo, k):
+    """(hi, lo) << k for 0 <= k < 128."""
+    if k == 0:
+        return hi, lo
+    if k >= 64:
+        return lo << U64(k - 64), ZERO
+    return (hi << U64(k)) | (lo >> U64(64 - k)), lo << U64(k)
+
+
+@inline
+def shr128(hi, lo, k):
+    """(hi, lo) >> k for 0 <= k < 128."""
+    if k == 0:
+        return hi, lo
+    if k >= 64:
+        return ZERO, hi >> U64(k - 64)
+    return hi >> U64(k), (lo >> U64(k)) | (hi << U64(64 - k))
+
+
+@inline
+def low128(hi, lo, k):
+    """The bits of (hi, lo) below bit k (0 <= k)."""
+    if k >= 128:
+        return hi, lo
+    if k >= 64:
+        return hi & ((ONE << U64(k - 64)) - ONE), lo
+    if k == 0:
+        return ZERO, ZERO
+    return ZERO, lo & ((ONE << U64(k)) - ONE)
+
+
+@inline
+def gt128(ah, al, bh, bl):
+    return ah > bh or (ah == bh and al > bl)
+
+
+@inline
+def bit_length128(hi, lo):
+    return 64 + bit_length(hi) if hi != ZERO else bit_length(lo)
+
+
+@inline
+def round_up128(q, rh, rl, s, negative, rounding, sr_bits, u):
+    """Whether q + rem / 2**s (0 < rem < 2**s, s >= 1) rounds away from zero; rem 128-bit."""
+    if rounding == NEAREST_EVEN or rounding == NEAREST_AWAY:
+        if s > 127:
+            return False
+        hh, hl = shl128(ZERO, ONE, s - 1)
+        if rounding == NEAREST_AWAY:
+            return not gt128(hh, hl, rh, rl)
+        return gt128(rh, rl, hh, hl) or (rh == hh and rl == hl and (q & ONE) != ZERO)
+    if rounding == TOWARD_ZERO:
+        return False
+    if rounding == FLOOR:
+        return negative
+    if rounding == CEIL:
+        return not negative
+    if rounding == ODD:
+        return (q & ONE) == ZERO
+    if sr_bits == 0:
+        if s <= 53:
+            t = rl << U64(53 - s)
+        elif s - 53 >= 128:
+            t = ONE
+        else:
+            th, tl = shr128(rh, rl, s - 53)
+            mh, ml = low128(rh, rl, s - 53)
+            t = tl + U64(mh != ZERO or ml != ZERO)
+        return (u >> U64(11)) < t
+    k = sr_bits
+    if s >= k:
+        if s - k >= 128:
+            t = ZERO
+        else:
+            th, t = shr128(rh, rl, s - k)
+    else:
+        t = rl << U64(k - s)
+    return t + (u >> U64(64 - k)) >= (ONE << U64(k))
+
+
+@inline
+def round_to_code128(negative, sh, sl, e2, fmt, u):
+    """The code of (-1)**negative * (sh, sl) * 2**e2 (nonzero, below 2**126), rounded
+    once: the 128-bit twin of round_to_code."""
+    M = fmt[0]
+    emin = fmt[1]
+    e = e2 + bit_length128(sh, sl) - 1
+    ec = e if e > emin else emin
+    s = ec - M - e2
+    if s <= 0:
+        nh, n = shl128(sh, sl, -s)
+    else:
+        if s >= 128:
+            q = ZERO
+            rh, rl = sh, sl
+        else:
+            qh, q = shr128(sh, sl, s)
+            rh, rl = low128(sh, sl, s)
+        n = q
+        if (rh != ZERO or rl != ZERO) and round_up128(q, rh, rl, s, negative, fmt[11], fmt[12], u):
+            n = q + ONE
+    mag = np.int64(n) + ((ec - emin) << M)
+    if fmt[2] == 0:
+        if mag < (1 << M):
+            mag = np.int64(1 << M)
+        mag -= 1 << M
+    sign = fmt[4] if negative else 0
+    if mag > fmt[3]:
+        r = fmt[11]
+        toward_zero = (r == TOWARD_ZERO or r == ODD or (r == FLOOR and not negative)
+                       or (r == CEIL and negative))
+        if fmt[7] == SATURATE or toward_zero:
+            return fmt[3] | sign
+        if fmt[9] >= 0:
+            return fmt[9] | sign
+        return fmt[8]
+    if fmt[2] != 0 and fmt[6] == 0 and mag < (1 << M):
+        mag = 0
+    if mag == 0 and fmt[2] != 0:
+        return sign if fmt[5] != 0 else np.int64(0)
+    return mag | sign
+
+
+@inline
+def decode_code(code, f):
+    """(class, negative, significand, exponent of its last bit) of a code of f."""
+    M = f[0]
+    ones = (np.int64(1) << (f[14] + M)) - 1
+    mag = code & ~f[4]
+    field = mag >> M
+    mant = U64(mag & ((np.int64(1) << M) - 1))
+    neg = (code & f[4]) != 0
+    sp = f[16]
+    if sp == 0 and field == (np.int64(1) << f[14]) - 1:
+        return (CLS_NAN if mant != ZERO else CLS_INF), neg, ZERO, np.int64(0)
+    if (sp == 1 and mag == ones) or ((sp == 2 or sp == 3) and neg and mag == 0):
+        return CLS_NAN, neg, ZERO, np.int64(0)
+    if sp == 3 and mag == ones:
+        return CLS_INF, neg, ZERO, np.int64(0)
+    if f[2] != 0 and field == 0:
+        if mant == ZERO or f[17] != 0:
+            return CLS_ZERO, neg, ZERO, np.int64(0)
+        return CLS_FINITE, neg, mant, f[1] - M
+    return CLS_FINITE, neg, mant | (ONE << U64(M)), field - f[15] - M
+
+
+@inline
+def zero_code(negative, f):
+    """The code of a zero result of the given sign."""
+    if f[2] == 0 or (negative and f[13] == 0):
+        return np.int64(0)
+    return f[4] if negative and f[5] != 0 else np.int64(0)
+
+
+@inline
+def nan_result(f):
+    return (f[8], OK) if f[8] >= 0 else (np.int64(0), ERR_NAN)
+
+
+@inline
+def finite_code(negative, sh, sl, e2, f, u):
+    """(code, status) of a finite nonzero exact value (-1)**negative * (sh, sl) * 2**e2."""
+    if negative and f[13] == 0:
+        if f[7] == SATURATE:
+            return np.int64(0), OK
+        return nan_result(f)
+    return round_to_code128(negative, sh, sl, e2, f, u), OK
+
+
+@inline
+def align(sig, e2, L):
+    """(hi, lo, sticky): sig * 2**e2 in units of 2**L, the bits below folded into sticky."""
+    if e2 >= L:
+        hi, lo = shl128(ZERO, sig, e2 - L)
+        return hi, lo, False
+    k = L - e2
+    if k >= 64:
+        return ZERO, ZERO, sig != ZERO
+    return ZERO, sig >> U64(k), (sig & ((ONE << U64(k)) - ONE)) != ZERO
+
+
+@inline
+def add_finite(ca, na, sa, ea, cb, nb, sb, eb, f, u):
+    """(code, status) of a + b, both finite (zeros included): the aligned exact sum in a
+    128-bit window 110 bits below the larger operand's top, rounded once."""
+    if ca == CLS_ZERO and cb == CLS_ZERO:
+        if na == nb:
+            return zero_code(na, f), OK
+        return zero_code(f[11] == FLOOR, f), OK
+    if ca == CLS_ZERO:
+        return finite_code(nb, ZERO, sb, eb, f, u)
+    if cb == CLS_ZERO:
+        return finite_code(na, ZERO, sa, ea, f, u)
+    top_a = ea + bit_length(sa)
+    top_b = eb + bit_length(sb)
+    T = top_a if top_a > top_b else top_b
+    L = T - 110
+    ah, al, sta = align(sa, ea, L)
+    bh, bl, stb = align(sb, eb, L)
+    if na == nb:
+        lo = al + bl
+        hi = ah + bh + U64(lo < al)
+        sticky = sta or stb
+        neg = na
+    elif gt128(ah, al, bh, bl) or (ah == bh and al == bl and sta and not stb):
+        lo = al - bl
+        hi = ah - bh - U64(al < bl)
+        if stb:
+            hi = hi - U64(lo == ZERO)
+            lo = lo - ONE
+        sticky = stb
+        neg = na
+    elif gt128(bh, bl, ah, al) or (ah == bh and al == bl and stb and not sta):
+        lo = bl - al
+        hi = bh - ah - U64(bl < al)
+        if sta:
+            hi = hi - U64(lo == ZERO)
+            lo = lo - ONE
+        sticky = sta
+        neg = nb
+    else:
+        return zero_code(f[11] == FLOOR, f), OK
+    hi, lo = shl128(hi, lo, 1)
+    if sticky:
+        lo = lo | ONE
+    return finite_code(neg, hi, lo, L - 1, f, u)
+
+
+@inline
+def divide(sa, sb):
+    """((hi, lo) quotient, sticky) of (sa << sh) / sb with sh = 104 - bit_length(sa), by
+    32-bit digits (sb < 2**24, so every partial remainder fits 64 bits)."""
+    sh = 104 - bit_length(sa)
+    nh, nl = shl128(ZERO, sa, sh)
+    r = ZERO
+    qh = ZERO
+    ql = ZERO
+    for part in range(4):
+        if part == 0:
+            digit = nh >> U64(32)
+        elif part == 1:
+            digit = nh & U64(0xFFFFFFFF)
+        elif part == 2:
+            digit = nl >> U64(32)
+        else:
+            digit = nl & U64(0xFFFFFFFF)
+        cur = (r << U64(32)) | digit
+        d = cur // sb
+        r = cur - d * sb
+        qh = (qh << U64(32)) | (ql >> U64(32))
+        ql = (ql << U64(32)) | d
+    return qh, ql, r != ZERO, sh
+
+
+@inline
+def float_op(ca, na, sa, ea, cb, nb, sb, eb, cc, nc, sc, ec, op, f, u):
+    """(code, status) of one element of an arithmetic kernel (as csrc float_op)."""
+    if op == OP_SUB:
+        nb = not nb
+        op = OP_ADD
+    if ca == CLS_NAN or cb == CLS_NAN or (op == OP_FMA and cc == CLS_NAN):
+        return nan_result(f)
+    if op == OP_ADD:
+        if ca == CLS_INF or cb == CLS_INF:
+            if ca == CLS_INF and cb == CLS_INF and na != nb:
+                return nan_result(f)
+            return special_code(2, na if ca == CLS_INF else nb, f)
+        return add_finite(ca, na, sa, ea, cb, nb, sb, eb, f, u)
+    neg = na != nb
+    if op == OP_DIV:
+        if (ca == CLS_INF and cb == CLS_INF) or (ca == CLS_ZERO and cb == CLS_ZERO):
+            return nan_result(f)
+        if ca == CLS_INF or cb == CLS_ZERO:
+            return special_code(2, neg, f)
+        if ca == CLS_ZERO or cb == CLS_INF:
+            return zero_code(neg, f), OK
+        qh, ql, sticky, sh = divide(sa, sb)
+        qh, ql = shl128(qh, ql, 1)
+        if sticky:
+            ql = ql | ONE
+        return finite_code(neg, qh, ql, ea - eb - sh - 1, f, u)
+    if (ca == CLS_INF and cb == CLS_ZERO) or (ca == CLS_ZERO and cb == CLS_INF):
+        return nan_result(f)
+    if ca == CLS_INF or cb == CLS_INF:
+        if op == OP_FMA and cc == CLS_INF and nc != neg:
+            return nan_result(f)
+        return special_code(2, neg, f)
+    if op == OP_MUL:
+        if ca == CLS_ZERO or cb == CLS_ZERO:
+            return zero_code(neg, f), OK
+        return finite_code(neg, ZERO, sa * sb, ea + eb, f, u)
+    if cc == CLS_INF:
+        return special_code(2, nc, f)
+    if ca == CLS_ZERO or cb == CLS_ZERO:
+        return add_finite(CLS_ZERO, neg, ZERO, np.int64(0), cc, nc, sc, ec, f, u)
+    return add_finite(CLS_FINITE, neg, sa * sb, ea + eb, cc, nc, sc, ec, f, u)
+
+
+@pjit
+def float_elementwise(a, fa, b, fb, c, fc, op, f, seed, out):
+    """out[i] = a[i] op b[i] (or a[i] * b[i] + c[i]), rounded once into f; a status."""
+    n = a.size
+    nans = 0
+    stochastic = f[11] == 5
+    for i in prange(n):
+        u = splitmix(seed, U64(i)) if stochastic else ZERO
+        ca, na, sa, ea = decode_code(a[i], fa)
+        cb, nb, sb, eb = decode_code(b[i], fb)
+        if op == OP_FMA:
+            cc, nc, sc, ec = decode_code(c[i], fc)
+        else:
+            cc, nc, sc, ec = CLS_ZERO, False, ZERO, np.int64(0)
+        code, st = float_op(ca, na, sa, ea, cb, nb, sb, eb, cc, nc, sc, ec, op, f, u)
+        out[i] = code
+        nans += st != OK
+    return ERR_NAN if nans else OK

@@ -19,8 +19,8 @@ once with :func:`quantize`, whose rules are the ``Float`` docstring's:
 6. a zero is -0 when the exact value was negative (or -0.0) and the format has -0.
 
 Arithmetic follows IEEE 754 for specials and signed zeros: NaN in, NaN out; inf - inf,
-0 * inf, 0/0 and inf/inf are NaN; x/0 is ±inf; an exact zero sum is +0 (-0 when both
-addends are -0, or under FLOOR); operands with ``daz=True`` read subnormals as zero.
+0 * inf, 0/0 and inf/inf are NaN; x/0 is ±inf; an exact zero sum of opposite signs is +0 (-0
+under FLOOR), of equal signs that sign; operands with ``daz=True`` read subnormals as zero.
 
 >>> from lowbit.numerics import parse_format as fmt
 >>> [quantize(v, fmt("e4m3")) for v in (448, 464, 465)], quantize(465, fmt("e4m3:inf"))
@@ -237,8 +237,8 @@ def convert(codes: np.ndarray, src: Float, dst: Float, seed: int = 0) -> np.ndar
 # ---------------------------------------------------------------- arithmetic ---
 
 def exact_add(a: Value, b: Value, rounding: Rounding = Rounding.NEAREST_EVEN) -> Value:
-    """a + b exactly, with IEEE 754's specials and signed zeros (the sign of an exact
-    zero sum depends on the rounding direction: -0 only under FLOOR, or for -0 + -0)."""
+    """a + b exactly, with IEEE 754's specials and signed zeros: an exact zero sum of two
+    operands of opposite signs is +0, or -0 under FLOOR; of the same sign, that sign."""
     if is_nan(a) or is_nan(b):
         return NAN
     a_inf = isinstance(a, float) and math.isinf(a)
@@ -249,8 +249,9 @@ def exact_add(a: Value, b: Value, rounding: Rounding = Rounding.NEAREST_EVEN) ->
         return a if a_inf else b
     s = Fraction(a) + Fraction(b)
     if s == 0:
-        both_negative = _is_negative(a) and _is_negative(b)
-        return -0.0 if both_negative or rounding is Rounding.FLOOR else Fraction(0)
+        if _is_negative(a) == _is_negative(b):  # -0 + -0 = -0, +0 + +0 = +0
+            return -0.0 if _is_negative(a) else Fraction(0)
+        return -0.0 if rounding is Rounding.FLOOR else Fraction(0)  # x + (-x)
     return s
 
 
@@ -337,3 +338,141 @@ def fma(a, fa: Float, b, fb: Float, c, fc: Float, out: Float, seed: int = 0) -> 
     """Element-wise a * b + c with one rounding (the product is not rounded)."""
     return _elementwise(lambda x, y, z: exact_add(exact_mul(x, y), z, out.rounding),
                         [(a, fa), (b, fb), (c, fc)], out, seed)
+
+
+# ---------------------------------------------------------------- accumulation ---
+
+def _round_value(v: Value, fmt: Float, u64: int = 0) -> Value:
+    return decode(quantize(v, fmt, u64), fmt)
+
+
+def accumulate(terms: list[Value], acc: Float, order: str = "sequential",
+               compensated: bool = False, seed: int = 0, element: int = 0) -> Value:
+    """Sum exact ``terms`` in the Float ``acc``, every addition rounded once, in order:
+
+    - ``"sequential"``: s = +0; s = round(s + t_k) for k = 0, 1, ... (counter: step k);
+    - ``"pairwise"``: every term rounded into acc (steps 0..K-1), then neighbours added
+      level by level, (0+1), (2+3), ..., an odd last one passing up (steps K, K+1, ...);
+    - ``compensated`` (sequential): Kahan's algorithm with every operation in acc —
+      y = round(t - c); n = round(s + y); c = round(round(n - s) - y); s = n — its
+      roundings counted as steps 4k .. 4k+3 of term k.
+    """
+    def u(step: int) -> int:
+        return _u64(acc, seed, rng.step_counter(element, step))
+
+    if order == "pairwise":
+        if compensated:
+            raise ValueError("compensated=True needs order='sequential'")
+        level = [_round_value(t, acc, u(k)) for k, t in enumerate(terms)]
+        step = len(terms)
+        while len(level) > 1:
+            nxt = []
+            for i in range(0, len(level) - 1, 2):
+                nxt.append(_round_value(exact_add(level[i], level[i + 1], acc.rounding), acc,
+                                        u(step)))
+                step += 1
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        return level[0] if level else Fraction(0)
+    if order != "sequential":
+        raise ValueError(f"order must be 'sequential' or 'pairwise', got {order!r}")
+    s: Value = Fraction(0)
+    if not compensated:
+        for k, t in enumerate(terms):
+            s = _round_value(exact_add(s, t, acc.rounding), acc, u(k))
+        return s
+    c: Value = Fraction(0)
+    for k, t in enumerate(terms):
+        y = _round_value(exact_add(t, negate(c), acc.rounding), acc, u(4 * k))
+        n = _round_value(exact_add(s, y, acc.rounding), acc, u(4 * k + 1))
+        d = _round_value(exact_add(n, negate(s), acc.rounding), acc, u(4 * k + 2))
+        c = _round_value(exact_add(d, negate(y), acc.rounding), acc, u(4 * k + 3))
+        s = n
+    return s
+
+
+def _cut(t: Fraction, quantum: Fraction, align: str) -> int:
+    """t / quantum cut to an integer: toward zero (truncate) or toward -inf (floor)."""
+    r = t / quantum
+    if align == "floor":
+        return math.floor(r)
+    return math.floor(r) if r >= 0 else -math.floor(-r)
+
+
+def fused_accumulate(terms: list[Value], model) -> Value:
+    """Sum exact ``terms`` as the matrix unit ``model`` (an AccumulatorModel) does: groups
+    of ``model.group`` terms, each fused with the running register value c at the group's
+    largest exponent (c included) cut to ``frac_bits`` below it, rounded once into the
+    register; promoted into ``model.outer`` every ``promote_every`` terms. NaN terms give
+    NaN, infinite terms inf (NaN for inf - inf)."""
+    finite = [t for t in terms if not isinstance(t, float) or math.isfinite(t)]
+    if len(finite) != len(terms):
+        if any(is_nan(t) for t in terms):
+            return NAN
+        infs = {t for t in terms if isinstance(t, float) and math.isinf(t)}
+        return NAN if len(infs) > 1 else infs.pop()
+    c: Value = Fraction(0)
+    outer: Value = Fraction(0)
+    k, n = model.group, model.frac_bits
+    for g in range(0, len(terms), k):
+        group = [Fraction(t) for t in terms[g:g + k]]
+        if isinstance(c, float) and not math.isfinite(c):
+            pass  # an overflowed register stays inf/NaN (IEEE): nothing to fuse
+        else:
+            vals = group + [Fraction(c)]
+            nonzero = [v for v in vals if v != 0]
+            if nonzero:
+                emax = max(floor_log2(abs(v)) for v in nonzero)
+                q = Fraction(2) ** (emax - n)
+                total = builtins_sum(_cut(v, q, model.align) for v in vals)
+                c = _round_value(total * q, model.register)
+            else:
+                c = Fraction(0)
+        if model.promote_every is not None and (g + k) % model.promote_every == 0:
+            outer = _round_value(exact_add(outer, c), model.outer)
+            c = Fraction(0)
+    if model.promote_every is None:
+        return c
+    if len(terms) % model.promote_every:
+        outer = _round_value(exact_add(outer, c), model.outer)
+    return outer
+
+
+builtins_sum = sum
+
+
+def _products(a, fa: Float, b, fb: Float) -> list[list[list[Value]]]:
+    """products[i][j][k] = a[i, k] * b[k, j], exact (operands read with their daz)."""
+    A = [[operand(c, fa) for c in row] for row in np.asarray(a).tolist()]
+    B = [[operand(c, fb) for c in row] for row in np.asarray(b).tolist()]
+    M, K, N = len(A), len(B), len(B[0]) if B else 0
+    return [[[exact_mul(A[i][k], B[k][j]) for k in range(K)] for j in range(N)] for i in range(M)]
+
+
+def reduce_terms(terms: list[Value], out: Float, acc=None, order: str = "sequential",
+                 compensated: bool = False, seed: int = 0, element: int = 0) -> int:
+    """The code in ``out`` of the sum of exact ``terms``: with ``acc=None`` the exact sum
+    rounded once; with a Float ``acc`` :func:`accumulate`; with an AccumulatorModel
+    :func:`fused_accumulate`; then one rounding into ``out`` (final counter)."""
+    if acc is None:
+        total: Value = Fraction(0)
+        for t in terms:
+            total = exact_add(total, t)
+    elif isinstance(acc, Float):
+        total = accumulate(terms, acc, order, compensated, seed, element)
+    else:
+        total = fused_accumulate(terms, acc)
+    return quantize(total, out, _u64(out, seed, rng.step_counter(element, 0xFFFFFFFF)))
+
+
+def matmul(a, fa: Float, b, fb: Float, out: Float, acc=None, order: str = "sequential",
+           compensated: bool = False, seed: int = 0) -> np.ndarray:
+    """a (M x K) @ b (K x N) of Float codes: exact products, summed by :func:`reduce_terms`
+    over k = 0, 1, ... (output element e = i * N + j)."""
+    P = _products(a, fa, b, fb)
+    M = len(P)
+    N = len(P[0]) if M else 0
+    codes = [[reduce_terms(P[i][j], out, acc, order, compensated, seed, i * N + j)
+              for j in range(N)] for i in range(M)]
+    return np.array(codes, dtype=np.int64).reshape(M, N)

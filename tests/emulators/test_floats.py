@@ -117,10 +117,111 @@ class TestCast:
         assert got.tolist() == x.view(np.uint16).astype(np.int64).tolist()
 
 
-def test_float_arithmetic_is_refused_until_its_kernels_exist():
-    """add/mul/matmul/sum of Float arrays: a clear NotImplementedError, never a number."""
+OPS = ("add", "sub", "mul", "div", "fma")
+
+
+def _reference(op, a, fa, b, fb, c, fc, out, seed):
+    if op == "fma":
+        return ref.fma(a, fa, b, fb, c, fc, out, seed)
+    return getattr(ref, op)(a, fa, b, fb, out, seed)
+
+
+def _emulated(op, a, b, c, out, seed, backend):
+    if op == "fma":
+        return E.fma(a, b, c, out, seed=seed, backend=backend)
+    return getattr(E, op)(a, b, out, seed=seed, backend=backend)
+
+
+class TestArithmetic:
+    """add, sub, mul, div, fma: the exact result rounded once, IEEE specials, on every
+    backend as the reference (mixed operand formats, every output mode)."""
+
+    @settings(max_examples=300)
+    @given(lt.float_formats(max_man_bits=23), lt.float_formats(max_man_bits=23),
+           lt.float_formats(max_man_bits=23), st.sampled_from(OPS), st.data())
+    def test_elementwise(self, fa, fb, out, op, data):
+        n = data.draw(st.integers(0, 12))
+        a = data.draw(lt.codes(fa, (n,)))
+        b = data.draw(lt.codes(fb, (n,)))
+        c = data.draw(lt.codes(fa, (n,)))
+        seed = data.draw(lt.seeds())
+        try:
+            want = _reference(op, a, fa, b, fb, c, fa, out, seed)
+        except ValueError as exc:  # a NaN or inf out cannot hold: every backend must refuse
+            for be in ("numba", "c"):
+                with pytest.raises(ValueError, match="cannot be represented"):
+                    _emulated(op, E.from_codes(a, fa), E.from_codes(b, fb), E.from_codes(c, fa),
+                              out, seed, be)
+            assert "cannot be represented" in str(exc)
+            return
+        assert_every_backend_gives(
+            lambda be: _emulated(op, E.from_codes(a, fa), E.from_codes(b, fb),
+                                 E.from_codes(c, fa), out, seed, be), want, f"{op} {out}")
+
+    @pytest.mark.parametrize("op", OPS)
+    def test_far_apart_operands_under_exact_stochastic_rounding(self, op, backend):
+        """fp32 operands 2**100 apart: the smaller still moves the 53-bit decision (the sums
+        need a window of about 80 bits below the top of the larger)."""
+        f = parse_format("fp32:sr")
+        big = np.array([ref.quantize(2.0**60 * (1 + 3 * 2.0**-23), f)] * 64)
+        small = np.array([ref.quantize(-(2.0**-40) * (1 + k * 2.0**-20), f) for k in range(64)])
+        ca = E.from_codes(big, f)
+        cb = E.from_codes(small, f)
+        want = _reference(op, big, f, small, f, small, f, f, 7)
+        got = _emulated(op, ca, cb, cb, f, 7, backend)
+        assert np.array_equal(got.codes, want)
+
+    def test_signed_zeros_and_specials(self, backend):
+        f = parse_format("fp16")
+        x = E.cast(np.array([1.0, -0.0, 0.0, np.inf, -np.inf, 2.0**-20]), f)
+        y = E.cast(np.array([-1.0, -0.0, -0.0, -np.inf, 1.0, -(2.0**-20)]), f)
+        s = E.add(x, y, backend=backend).to_float()
+        assert np.array_equal(np.signbit(s[:3]), [False, True, False]) and s[0] == 0
+        assert np.isnan(s[3]) and s[4] == -np.inf and s[5] == 0
+        floor = E.add(x, y, "fp16:floor", backend=backend).to_float()
+        assert np.signbit(floor[0]) and np.signbit(floor[5])
+        q = E.div(x, y, backend=backend).to_float()
+        assert q[0] == -1 and np.isnan(q[1]) and np.isnan(q[3])
+
+    def test_fma_rounds_once(self, backend):
+        f = parse_format("fp16")
+        a = E.cast(np.array([1 + 2.0**-6]), f)
+        m1 = E.cast(np.array([-1.0]), f)
+        assert E.fma(a, a, m1, backend=backend).to_float()[0] == 2.0**-5 + 2.0**-12
+        assert E.add(E.mul(a, a, backend=backend), m1, backend=backend).to_float()[0] == 2.0**-5
+
+    def test_conversions_between_families(self, backend):
+        """Float -> Float rounds once (x * 1); Float -> Fixed and Fixed -> Float through the
+        exact float64 values; LNS <-> Float is refused."""
+        x = E.cast(np.array([1 + 2.0**-4 + 2.0**-7, -3.0, np.nan]), "bf16", backend=backend)
+        assert E.cast(x, "e4m3", backend=backend).to_float()[:2].tolist() == [1.125, -3.0]
+        assert np.isnan(E.cast(x, "e4m3", backend=backend).to_float()[2])
+        with pytest.raises(ValueError, match="NaN of bf16 cannot be represented in e2m1"):
+            E.cast(x, "e2m1", backend=backend)
+        fx = E.cast(x[:2], "fixed16.8", backend=backend)
+        assert E.cast(fx, "fp16", backend=backend).to_float().tolist() == [1.0703125, -3.0]
+        with pytest.raises(NotImplementedError, match="LNS values are not float64"):
+            E.cast(x[:2], "lns5.10", backend=backend)
+
+    def test_bad_operands(self):
+        a = E.cast(np.array([1.0, 2.0]), "bf16")
+        b = E.cast(np.array([1.0, 2.0]), "fp16")
+        with pytest.raises(ValueError, match="different formats .* give out="):
+            E.add(a, b)
+        assert E.add(a, b, "fp32").to_float().tolist() == [2.0, 4.0]
+        with pytest.raises(ValueError, match="operand b is Fixed"):
+            E.mul(a, E.cast(np.array([1.0, 1.0]), "fixed8.4"))
+        with pytest.raises(ValueError, match="out must be a Float format"):
+            E.add(a, a, "fixed16.8")
+        with pytest.raises(ValueError, match="do not broadcast"):
+            E.add(a, E.cast(np.ones(3), "bf16"))
+        with pytest.raises(ValueError, match="fma takes Float operands"):
+            E.fma(a, a, E.cast(np.ones(2), "fixed8.4"))
+
+
+def test_float_reductions_are_refused_until_their_kernels_exist():
+    """matmul and sum of Float arrays: a clear NotImplementedError, never a number."""
     a = E.cast(np.array([1.0, 2.0]), "bf16")
-    for op in (lambda: E.add(a, a), lambda: E.mul(a, a), lambda: E.sum(a),
-               lambda: E.matmul(a, a), lambda: E.cast(a, "fp16"), lambda: E.div(a, a)):
+    for op in (lambda: E.sum(a), lambda: E.matmul(a, a)):
         with pytest.raises(NotImplementedError, match="Float formats"):
             op()
