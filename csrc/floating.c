@@ -212,7 +212,21 @@ typedef struct operand {
     int64_t e2;  /* value = sig * 2^e2 */
 } operand;
 
+static inline operand decode_raw(int64_t code, const lowbit_float *f, int daz);
+
+/* An operand read from memory: subnormals are zero under the format's daz. */
 static inline operand decode_code(int64_t code, const lowbit_float *f)
+{
+    return decode_raw(code, f, (int)f->daz);
+}
+
+/* A running accumulator's value (a register inside the operation: daz does not apply). */
+static inline operand decode_held(int64_t code, const lowbit_float *f)
+{
+    return decode_raw(code, f, 0);
+}
+
+static inline operand decode_raw(int64_t code, const lowbit_float *f, int daz)
 {
     const int64_t M = f->man_bits;
     const int64_t ones = (INT64_C(1) << (f->exp_bits + M)) - 1;
@@ -234,7 +248,7 @@ static inline operand decode_code(int64_t code, const lowbit_float *f)
         return o;
     }
     if (f->zero && field == 0) {
-        if (mant == 0 || f->daz) {
+        if (mant == 0 || daz) {
             o.cls = CLS_ZERO;
             return o;
         }
@@ -513,4 +527,248 @@ int lowbit_float_elementwise(int64_t *out, const int64_t *a, const lowbit_float 
         status |= st;
     }
     return status;
+}
+
+
+/* ---- accumulation ----------------------------------------------------------
+ * Semantics: numerics/reference/floating.py reduce_terms / accumulate /
+ * fused_accumulate. An accumulator is held as a code of its format. */
+
+#define LOWBIT_FINAL_COUNTER(e) (((uint64_t)(e) << LOWBIT_STEP_BITS) | LOWBIT_FINAL_STEP)
+#define LOWBIT_STEP_COUNTER(e, k) (((uint64_t)(e) << LOWBIT_STEP_BITS) | (uint64_t)(k))
+
+static inline uint64_t draw(const lowbit_float *f, uint64_t seed, uint64_t counter)
+{
+    return f->rounding == LOWBIT_STOCHASTIC ? lowbit_u64(seed, counter) : 0;
+}
+
+/* The exact product of two decoded operands (as an operand: class, sign, sig, e2). */
+static inline operand product(operand x, operand y)
+{
+    operand p = {CLS_FINITE, x.neg != y.neg, 0, 0};
+    if (x.cls == CLS_NAN || y.cls == CLS_NAN
+        || (x.cls == CLS_INF && y.cls == CLS_ZERO) || (x.cls == CLS_ZERO && y.cls == CLS_INF)) {
+        p.cls = CLS_NAN;
+    } else if (x.cls == CLS_INF || y.cls == CLS_INF) {
+        p.cls = CLS_INF;
+    } else if (x.cls == CLS_ZERO || y.cls == CLS_ZERO) {
+        p.cls = CLS_ZERO;
+    } else {
+        p.sig = x.sig * y.sig;
+        p.e2 = x.e2 + y.e2;
+    }
+    return p;
+}
+
+/* code of s + t in f (s, t decoded; IEEE specials), one rounding. */
+static inline int64_t add_codes(operand s, operand t, const lowbit_float *f, uint64_t u,
+                                int *status)
+{
+    operand none = {CLS_ZERO, 0, 0, 0};
+    return float_op(s, t, none, LOWBIT_OP_ADD, f, u, status);
+}
+
+static inline operand negated(operand x)
+{
+    x.neg = !x.neg;
+    return x;
+}
+
+/* The code in fmt of a decoded value (round once; specials by fmt's policies). */
+static inline int64_t to_format(operand v, const lowbit_float *fmt, uint64_t u, int *status)
+{
+    if (v.cls == CLS_NAN)
+        return nan_result(fmt, status);
+    if (v.cls == CLS_INF)
+        return special_code(2, v.neg, fmt, status);
+    if (v.cls == CLS_ZERO)
+        return zero_code(v.neg, fmt);
+    return finite_code(v.neg, (u128)v.sig, v.e2, fmt, u, status);
+}
+
+/* The fused model's sum of K products (terms[k]) with register f_reg, outer f_out. */
+static inline int64_t fused_sum(const operand *terms, int64_t K, const lowbit_fused *m,
+                                const lowbit_float *f_reg, const lowbit_float *f_out,
+                                int *status, int *result_in_outer)
+{
+    int has_nan = 0, pos_inf = 0, neg_inf = 0;
+    int64_t c = zero_code(0, f_reg), outer = m->promote_every ? zero_code(0, f_out) : 0;
+    const int64_t n = m->frac_bits;
+    for (int64_t k = 0; k < K; k++) {
+        has_nan |= terms[k].cls == CLS_NAN;
+        pos_inf |= terms[k].cls == CLS_INF && !terms[k].neg;
+        neg_inf |= terms[k].cls == CLS_INF && terms[k].neg;
+    }
+    *result_in_outer = m->promote_every != 0;
+    if (has_nan || (pos_inf && neg_inf)) {
+        *result_in_outer = 0;
+        return nan_result(f_reg, status);
+    }
+    if (pos_inf || neg_inf) {
+        *result_in_outer = 0;
+        return special_code(2, neg_inf, f_reg, status);
+    }
+    for (int64_t g = 0; g < K; g += m->group) {
+        const int64_t end = g + m->group < K ? g + m->group : K;
+        operand cv = decode_held(c, f_reg);
+        if (cv.cls == CLS_FINITE || cv.cls == CLS_ZERO) {
+            int64_t emax = INT64_MIN, S = 0;
+            for (int64_t k = g; k <= end; k++) {
+                const operand t = k < end ? terms[k] : cv;
+                if (t.cls == CLS_FINITE) {
+                    const int64_t e = t.e2 + bit_length(t.sig) - 1;
+                    emax = e > emax ? e : emax;
+                }
+            }
+            if (emax == INT64_MIN) {
+                c = zero_code(0, f_reg);
+            } else {
+                const int64_t qe = emax - n;
+                for (int64_t k = g; k <= end; k++) {
+                    const operand t = k < end ? terms[k] : cv;
+                    int64_t v;
+                    if (t.cls != CLS_FINITE)
+                        continue;
+                    if (t.e2 >= qe) {
+                        v = (int64_t)(t.sig << (t.e2 - qe));
+                        S += t.neg ? -v : v;
+                    } else {
+                        const int64_t d = qe - t.e2;
+                        const uint64_t kept = d >= 64 ? 0 : t.sig >> d;
+                        const int lost = d >= 64 ? t.sig != 0 : (t.sig & ((UINT64_C(1) << d) - 1)) != 0;
+                        v = (int64_t)kept;
+                        if (t.neg)
+                            S -= v + (m->floor_align && lost);
+                        else
+                            S += v;
+                    }
+                }
+                if (S == 0) {
+                    c = zero_code(0, f_reg);
+                } else {
+                    const uint64_t mag = S < 0 ? (uint64_t)(-S) : (uint64_t)S;
+                    c = round_to_code(S < 0, mag, qe + bit_length(mag) - 1, qe, f_reg, 0);
+                }
+            }
+        }
+        if (m->promote_every && end % m->promote_every == 0) {
+            outer = add_codes(decode_held(outer, f_out), decode_held(c, f_reg), f_out, 0, status);
+            c = zero_code(0, f_reg);
+        }
+    }
+    if (!m->promote_every)
+        return c;
+    if (K % m->promote_every)
+        outer = add_codes(decode_held(outer, f_out), decode_held(c, f_reg), f_out, 0, status);
+    return outer;
+}
+
+int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
+                        const int64_t *b, const lowbit_float *fb, int64_t M, int64_t K,
+                        int64_t N, int32_t mode, int64_t lsb_exp, const lowbit_float *acc,
+                        const lowbit_fused *fused, const lowbit_float *outer,
+                        const lowbit_float *fmt, uint64_t seed)
+{
+    int status = LOWBIT_OK, nomem = 0;
+    _Pragma("omp parallel reduction(|:status) reduction(|:nomem) if(M * N * K > LOWBIT_PARALLEL_MIN)")
+    {
+        operand *terms = malloc(sizeof(operand) * (size_t)(K > 0 ? K : 1));
+        int64_t *level = mode == LOWBIT_FACC_PAIRWISE
+                         ? malloc(sizeof(int64_t) * (size_t)(K > 0 ? K : 1)) : NULL;
+        if (!terms || (mode == LOWBIT_FACC_PAIRWISE && !level)) {
+            nomem = 1;
+        } else {
+            _Pragma("omp for schedule(static)")
+            for (int64_t e = 0; e < M * N; e++) {
+                const int64_t i = e / N, j = e % N;
+                int st = LOWBIT_OK;
+                int64_t code;
+                for (int64_t k = 0; k < K; k++)
+                    terms[k] = product(decode_code(a[i * K + k], fa), decode_code(b[k * N + j], fb));
+                if (mode == LOWBIT_FACC_EXACT) {
+                    int has_nan = 0, pos_inf = 0, neg_inf = 0;
+                    int64_t S = 0;
+                    for (int64_t k = 0; k < K; k++) {
+                        const operand t = terms[k];
+                        has_nan |= t.cls == CLS_NAN;
+                        pos_inf |= t.cls == CLS_INF && !t.neg;
+                        neg_inf |= t.cls == CLS_INF && t.neg;
+                        if (t.cls == CLS_FINITE) {
+                            const int64_t v = (int64_t)(t.sig << (t.e2 - lsb_exp));
+                            S += t.neg ? -v : v;
+                        }
+                    }
+                    if (has_nan || (pos_inf && neg_inf)) {
+                        code = nan_result(fmt, &st);
+                    } else if (pos_inf || neg_inf) {
+                        code = special_code(2, neg_inf, fmt, &st);
+                    } else if (S == 0) {
+                        code = zero_code(0, fmt);  /* the sum starts at +0 */
+                    } else {
+                        const uint64_t mag = S < 0 ? (uint64_t)(-S) : (uint64_t)S;
+                        code = finite_code(S < 0, (u128)mag, lsb_exp, fmt,
+                                           draw(fmt, seed, LOWBIT_FINAL_COUNTER(e)), &st);
+                    }
+                } else {
+                    const lowbit_float *held = acc;  /* the format the running code is in */
+                    int64_t s;
+                    if (mode == LOWBIT_FACC_FUSED) {
+                        int in_outer = 0;
+                        s = fused_sum(terms, K, fused, acc, outer, &st, &in_outer);
+                        held = in_outer ? outer : acc;
+                    } else if (mode == LOWBIT_FACC_PAIRWISE) {
+                        int64_t len = K, step = K;
+                        for (int64_t k = 0; k < K; k++)
+                            level[k] = to_format(terms[k], acc,
+                                                 draw(acc, seed, LOWBIT_STEP_COUNTER(e, k)), &st);
+                        while (len > 1) {
+                            int64_t w = 0;
+                            for (int64_t p = 0; p + 1 < len; p += 2) {
+                                level[w++] = add_codes(decode_held(level[p], acc),
+                                                       decode_held(level[p + 1], acc), acc,
+                                                       draw(acc, seed, LOWBIT_STEP_COUNTER(e, step)),
+                                                       &st);
+                                step++;
+                            }
+                            if (len % 2)
+                                level[w++] = level[len - 1];
+                            len = w;
+                        }
+                        s = K ? level[0] : zero_code(0, acc);
+                    } else if (mode == LOWBIT_FACC_KAHAN) {
+                        int64_t c = zero_code(0, acc);
+                        s = zero_code(0, acc);
+                        for (int64_t k = 0; k < K; k++) {
+                            const operand sv = decode_held(s, acc);
+                            /* y = round(t - c); n = round(s + y); c = round(round(n - s) - y) */
+                            const int64_t y = add_codes(terms[k], negated(decode_held(c, acc)), acc,
+                                                        draw(acc, seed, LOWBIT_STEP_COUNTER(e, 4 * k)), &st);
+                            const operand yv = decode_held(y, acc);
+                            const int64_t nn = add_codes(sv, yv, acc,
+                                                         draw(acc, seed, LOWBIT_STEP_COUNTER(e, 4 * k + 1)), &st);
+                            const int64_t d = add_codes(decode_held(nn, acc), negated(sv), acc,
+                                                        draw(acc, seed, LOWBIT_STEP_COUNTER(e, 4 * k + 2)), &st);
+                            c = add_codes(decode_held(d, acc), negated(yv), acc,
+                                          draw(acc, seed, LOWBIT_STEP_COUNTER(e, 4 * k + 3)), &st);
+                            s = nn;
+                        }
+                    } else {
+                        s = zero_code(0, acc);
+                        for (int64_t k = 0; k < K; k++)
+                            s = add_codes(decode_held(s, acc), terms[k], acc,
+                                          draw(acc, seed, LOWBIT_STEP_COUNTER(e, k)), &st);
+                    }
+                    code = to_format(decode_held(s, held), fmt,
+                                     draw(fmt, seed, LOWBIT_FINAL_COUNTER(e)), &st);
+                }
+                out[e] = code;
+                status |= st;
+            }
+        }
+        free(terms);
+        free(level);
+    }
+    if (nomem)
+        return LOWBIT_ERR_NOMEM;
+    return (status & LOWBIT_ERR_NAN) ? LOWBIT_ERR_NAN : status;
 }

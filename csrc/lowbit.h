@@ -221,6 +221,31 @@ int lowbit_float_elementwise(int64_t *out, const int64_t *a, const lowbit_float 
                              const int64_t *b, const lowbit_float *fb, const int64_t *c,
                              const lowbit_float *fc, int64_t n, int32_t op,
                              const lowbit_float *fmt, uint64_t seed);
+/* A fused accumulator model (numerics/accumulators.py); register/outer are Float formats. */
+typedef struct lowbit_fused {
+    int64_t group;
+    int64_t frac_bits;
+    int64_t floor_align;    /* 1: cut toward -inf, 0: toward zero */
+    int64_t promote_every;  /* 0: no promotion */
+} lowbit_fused;
+
+/* out (M x N) = a (M x K) @ b (K x N) of Float codes, products exact, summed by mode:
+ * LOWBIT_FACC_EXACT (exactly in int64, products' grid from lsb_exp: the caller checks it
+ * fits), _SEQUENTIAL / _PAIRWISE / _KAHAN in the Float acc (every addition rounded),
+ * _FUSED (the model, register = acc, outer); then rounded into fmt. Counters as
+ * docs/rng.md. Returns LOWBIT_ERR_NAN if a NaN result has no code, LOWBIT_ERR_NOMEM. */
+enum lowbit_float_acc_mode {
+    LOWBIT_FACC_EXACT = 0,
+    LOWBIT_FACC_SEQUENTIAL = 1,
+    LOWBIT_FACC_PAIRWISE = 2,
+    LOWBIT_FACC_KAHAN = 3,
+    LOWBIT_FACC_FUSED = 4
+};
+int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
+                        const int64_t *b, const lowbit_float *fb, int64_t M, int64_t K,
+                        int64_t N, int32_t mode, int64_t lsb_exp, const lowbit_float *acc,
+                        const lowbit_fused *fused, const lowbit_float *outer,
+                        const lowbit_float *fmt, uint64_t seed);
 /* cffi:end */
 
 /* ------------------------------------------------------------------------

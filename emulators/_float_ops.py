@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lowbit.emulators.array import EmuArray, as_format, kernel_codes
+from lowbit.emulators.array import EmuArray, as_format, contiguous, kernel_codes
+from lowbit.numerics.accumulators import AccumulatorModel, parse_accumulator
 from lowbit.numerics.formats import Float
 
 _INF_POLICY = {"max": 0, "inf": 1, "nan": 2}
@@ -107,3 +108,120 @@ def convert(x: EmuArray, fmt: Float, seed: int, be) -> EmuArray:
         raise ValueError(f"cast: a NaN of {x.fmt} cannot be represented in {fmt}, which has "
                          "no NaN")
     return EmuArray(result, fmt)
+
+
+EXACT_BITS = 62
+
+
+def _accumulator(acc, order: str, compensated: bool, op: str):
+    """(mode, acc Float or register, model or None) of an ``acc`` argument."""
+    if order not in ("sequential", "pairwise"):
+        raise ValueError(f"{op}: order must be 'sequential' or 'pairwise', got {order!r}")
+    if not isinstance(compensated, bool):
+        raise TypeError(f"{op}: compensated must be a bool, got {compensated!r}")
+    if acc is None:
+        if order != "sequential" or compensated:
+            raise ValueError(f"{op}: order and compensated need an acc (the exact sum has none)")
+        return "exact", None, None
+    acc = parse_accumulator(acc) if isinstance(acc, str) else acc
+    if isinstance(acc, AccumulatorModel):
+        if order != "sequential" or compensated:
+            raise ValueError(f"{op}: an accumulator model fixes its own order; give neither "
+                             "order nor compensated")
+        return "fused", acc.register, acc
+    if not isinstance(acc, Float):
+        raise ValueError(f"{op}: acc for Float operands must be a Float format or an "
+                         f"AccumulatorModel, got {acc!r}")
+    if compensated:
+        if order != "sequential":
+            raise ValueError(f"{op}: compensated=True needs order='sequential'")
+        return "kahan", acc, None
+    return order, acc, None
+
+
+def _exact_grid(fa: Float, fb: Float, K: int, op: str) -> int:
+    """The exponent of the products' last bit when their exact sum fits 62 bits, else a
+    ValueError that says what to pass instead."""
+    lsb = (fa.min_exponent - fa.man_bits) + (fb.min_exponent - fb.man_bits)
+    top = (fa.max_exponent + 1) + (fb.max_exponent + 1)
+    need = top - lsb + max(K - 1, 0).bit_length() + 1
+    if need > EXACT_BITS:
+        raise ValueError(f"{op}: an exact sum of {K} products of {fa} and {fb} needs {need} "
+                         f"bits (at most {EXACT_BITS}: FP8, FP6 and FP4 operands fit); give "
+                         "acc= (e.g. 'fp32' or an accumulator model such as 'hopper_fp8')")
+    return lsb
+
+
+def matmul(a: EmuArray, b: EmuArray, out, acc, order: str, compensated: bool, seed: int,
+           be) -> EmuArray:
+    """a @ b of Float arrays (1-D or 2-D, numpy's rules), every product exact, summed as
+    ``acc`` says (None: exactly; a Float: every addition rounded, in ``order``, Kahan with
+    ``compensated``; an AccumulatorModel: the matrix unit's fused groups), then rounded
+    once into ``out`` (default: acc, the model's result format, or the operands' format)."""
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x.fmt, Float):
+            raise ValueError(f"matmul: {name} is {x.fmt!r}; cast both operands to Float formats "
+                             "(mixing families in one operation is not emulated)")
+        if x.scale is not None:
+            raise ValueError(f"matmul: {name} carries scales; Float arrays take none")
+    mode, acc_f, model = _accumulator(acc, order, compensated, "matmul")
+    if out is None:
+        if model is not None:
+            fmt = model.result_format
+        elif acc_f is not None:
+            fmt = acc_f
+        else:
+            fmt = _out_format(None, [a, b], "matmul")
+    else:
+        fmt = _out_format(out, [a, b], "matmul")
+    a2 = a if a.ndim == 2 else a.reshape(1, -1)
+    b2 = b if b.ndim == 2 else b.reshape(-1, 1)
+    (M, K), (K2, N) = a2.shape, b2.shape
+    if K != K2:
+        raise ValueError(f"matmul: inner dimensions differ, {a.shape} @ {b.shape}")
+    lsb = _exact_grid(a.fmt, b.fmt, K, "matmul") if mode == "exact" else 0
+    if M * N == 0:
+        codes = np.zeros((M, N), np.int64)
+    else:
+        fused = None if model is None else (model.group, model.frac_bits,
+                                            int(model.align == "floor"),
+                                            model.promote_every or 0)
+        outer = None if model is None else model.outer
+        codes, status = be.float_matmul(kernel_codes(a2), a.fmt, kernel_codes(b2), b.fmt, mode,
+                                        lsb, acc_f, fused, outer, fmt, seed)
+        if status:
+            _raise_nan("matmul", fmt)
+    shape = (M, N)
+    if a.ndim == 1 and b.ndim == 1:
+        shape = ()
+    elif a.ndim == 1:
+        shape = (N,)
+    elif b.ndim == 1:
+        shape = (M,)
+    return EmuArray(codes.reshape(shape), fmt)
+
+
+_ONE = Float(2, 1, specials="none")  # 1.0 is code 2 of E2M1: a product by it is exact
+
+
+def sum(a: EmuArray, axis, out, acc, order: str, compensated: bool, seed: int,  # noqa: A001
+        be) -> EmuArray:
+    """Sum of a Float array along ``axis`` (None: all, C order): :func:`matmul` of its rows
+    with a column of ones, the same accumulation and counters."""
+    codes = kernel_codes(a)
+    if axis is None:
+        rows, shape = codes.reshape(1, -1), ()
+    else:
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"axis must be an int or None, got {axis!r}")
+        if not -a.ndim <= axis < a.ndim:
+            raise ValueError(f"axis {axis} is out of range for an array of ndim {a.ndim}")
+        moved = np.moveaxis(codes, int(axis), -1)
+        shape = moved.shape[:-1]
+        rows = contiguous(moved).reshape(int(np.prod(shape, dtype=np.int64)), moved.shape[-1])
+    ones = EmuArray(np.full((rows.shape[1], 1), 2, np.int64), _ONE)
+    if out is None:
+        mode, acc_f, model = _accumulator(acc, order, compensated, "sum")
+        out = model.result_format if model is not None else (acc_f or a.fmt)
+    result = matmul(EmuArray(rows, a.fmt), ones, out, acc, order, compensated, seed, be)
+    return EmuArray(kernel_codes(result).reshape(shape), result.fmt)

@@ -401,10 +401,18 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
 
     ``out`` defaults to ``acc``, else the operands' common Fixed format, else the
     Fixed operand's format, else ``Fixed(32, 0)`` for binary/ternary products.
+
+    Float operands: ``acc`` None (the exact sum, for narrow formats whose products span at
+    most 62 bits: FP8/FP6/FP4), a Float format (every addition rounded; ``order``,
+    ``compensated`` = Kahan in the accumulator format) or an AccumulatorModel / its name
+    (``"hopper_fp8"``, ``"hopper_fp8:promote128"``, ...: the matrix unit's fused groups);
+    see :func:`lowbit.emulators._float_ops.matmul` and docs/floats.md.
     """
     a = _check_emu(a, "a")
     b = _check_emu(b, "b")
-    _no_float("matmul", a, b, *[f for f in (out, acc) if f is not None])
+    if _is_float(a, b):
+        return _float_ops.matmul(a, b, out, acc, order, compensated, rng.check_seed(seed),
+                                 get_backend(backend))
     if a.ndim not in (1, 2) or b.ndim not in (1, 2):
         raise ValueError(f"matmul takes 1-D or 2-D operands, got shapes {a.shape} and {b.shape}")
     if _is_lns(a, b):
@@ -520,7 +528,9 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
     are not supported.
     """
     a = _check_emu(a, "a")
-    _no_float("sum", a, *[f for f in (out, acc) if f is not None])
+    if isinstance(a.fmt, Float):
+        return _float_ops.sum(a, axis, out, acc, order, compensated, rng.check_seed(seed),
+                              get_backend(backend))
     lns = isinstance(a.fmt, LNS)
     if lns:
         out_f, acc_f = _lns_ops.accumulation_formats(
@@ -565,4 +575,4 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
     return EmuArray(codes.reshape(shape), out_f, scale)
 
 
-__all__ = ["ORDERS", "add", "cast", "div", "matmul", "mul", "sub", "sum"]
+__all__ = ["ORDERS", "add", "cast", "div", "fma", "matmul", "mul", "sub", "sum"]

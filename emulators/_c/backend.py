@@ -251,3 +251,21 @@ def float_elementwise(op, a, fa, b, fb, c, fc, fmt, seed):
     status = lib.lowbit_float_elementwise(_p(out), _p(a), _float_fmt(fa), _p(b), _float_fmt(fb),
                                           cp, fcp, a.size, FLOAT_OPS[op], _float_fmt(fmt), seed)
     return out, status
+
+
+FACC_MODES = {"exact": lib.LOWBIT_FACC_EXACT, "sequential": lib.LOWBIT_FACC_SEQUENTIAL,
+              "pairwise": lib.LOWBIT_FACC_PAIRWISE, "kahan": lib.LOWBIT_FACC_KAHAN,
+              "fused": lib.LOWBIT_FACC_FUSED}
+
+
+def float_matmul(a, fa, b, fb, mode, lsb_exp, acc, fused, outer, fmt, seed):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.int64)
+    acc_p = _float_fmt(acc) if acc is not None else ffi.NULL
+    fused_p = ffi.new("lowbit_fused *", fused) if fused is not None else ffi.NULL
+    outer_p = _float_fmt(outer) if outer is not None else ffi.NULL
+    status = _check(lib.lowbit_float_matmul(_p(out), _p(a), _float_fmt(fa), _p(b), _float_fmt(fb),
+                                            M, K, N, FACC_MODES[mode], lsb_exp, acc_p, fused_p,
+                                            outer_p, _float_fmt(fmt), seed))
+    return out, status

@@ -189,3 +189,21 @@ def float_elementwise(op, a, fa, b, fb, c, fc, fmt, seed):
         a.reshape(-1), kernel_fields(fa), b.reshape(-1), kernel_fields(fb), c.reshape(-1),
         kernel_fields(fc), FLOAT_OPS[op], kernel_fields(fmt), np.uint64(seed), out.reshape(-1))
     return out, int(status)
+
+
+FACC_MODES = {"exact": floating.FACC_EXACT, "sequential": floating.FACC_SEQUENTIAL,
+              "pairwise": floating.FACC_PAIRWISE, "kahan": floating.FACC_KAHAN,
+              "fused": floating.FACC_FUSED}
+
+
+def float_matmul(a, fa, b, fb, mode, lsb_exp, acc, fused, outer, fmt, seed):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.int64)
+    group, frac_bits, floor_align, promote = fused if fused is not None else (1, 1, 0, 0)
+    acc_t = kernel_fields(acc) if acc is not None else kernel_fields(fmt)
+    outer_t = kernel_fields(outer) if outer is not None else kernel_fields(fmt)
+    status = sized(floating.float_matmul, M * K * N)(
+        a, kernel_fields(fa), b, kernel_fields(fb), M, K, N, FACC_MODES[mode], lsb_exp, acc_t,
+        group, frac_bits, floor_align, promote, outer_t, kernel_fields(fmt), np.uint64(seed), out)
+    return out, int(status)

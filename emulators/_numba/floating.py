@@ -1,6 +1,8 @@
 """Floating-point kernels in Numba: the twins of ``csrc/floating.c`` (``lowbit_float_*``).
 
-Semantics: :mod:`lowbit.numerics.reference.floating`. A Float format reaches the kernels
+Semantics: :mod:`lowbit.numerics.reference.floating`. Small per-element helpers are
+inlined; the large ones of the arithmetic (128-bit sums, division, the fused model) are
+compiled once and called, which keeps the kernels' compile time in seconds. A Float format reaches the kernels
 as the int64 tuple of :func:`lowbit.emulators._float_ops.kernel_fields`. Every rounding goes through :func:`round_to_code`:
 an exact positive value sig * 2**e2 (sig an integer below 2**63, e its leading bit's
 exponent) becomes a code with integer operations only — shift, sticky remainder, the
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from lowbit.emulators._numba.jit import inline, pjit
+from lowbit.emulators._numba.jit import inline, jit, pjit
 from lowbit.emulators._numba.rounding import (
     CEIL,
     FLOOR,
@@ -262,7 +264,7 @@ def bit_length128(hi, lo):
     return 64 + bit_length(hi) if hi != ZERO else bit_length(lo)
 
 
-@inline
+@jit
 def round_up128(q, rh, rl, s, negative, rounding, sr_bits, u):
     """Whether q + rem / 2**s (0 < rem < 2**s, s >= 1) rounds away from zero; rem 128-bit."""
     if rounding == NEAREST_EVEN or rounding == NEAREST_AWAY:
@@ -301,7 +303,7 @@ def round_up128(q, rh, rl, s, negative, rounding, sr_bits, u):
     return t + (u >> U64(64 - k)) >= (ONE << U64(k))
 
 
-@inline
+@jit
 def round_to_code128(negative, sh, sl, e2, fmt, u):
     """The code of (-1)**negative * (sh, sl) * 2**e2 (nonzero, below 2**126), rounded
     once: the 128-bit twin of round_to_code."""
@@ -346,6 +348,19 @@ def round_to_code128(negative, sh, sl, e2, fmt, u):
 
 @inline
 def decode_code(code, f):
+    """(class, negative, significand, exponent of its last bit) of an operand read from
+    memory: subnormals are zero under f's daz."""
+    return decode_raw(code, f, f[17] != 0)
+
+
+@inline
+def decode_held(code, f):
+    """The same for a running accumulator's value (a register: daz does not apply)."""
+    return decode_raw(code, f, False)
+
+
+@inline
+def decode_raw(code, f, daz):
     """(class, negative, significand, exponent of its last bit) of a code of f."""
     M = f[0]
     ones = (np.int64(1) << (f[14] + M)) - 1
@@ -361,7 +376,7 @@ def decode_code(code, f):
     if sp == 3 and mag == ones:
         return CLS_INF, neg, ZERO, np.int64(0)
     if f[2] != 0 and field == 0:
-        if mant == ZERO or f[17] != 0:
+        if mant == ZERO or daz:
             return CLS_ZERO, neg, ZERO, np.int64(0)
         return CLS_FINITE, neg, mant, f[1] - M
     return CLS_FINITE, neg, mant | (ONE << U64(M)), field - f[15] - M
@@ -380,7 +395,7 @@ def nan_result(f):
     return (f[8], OK) if f[8] >= 0 else (np.int64(0), ERR_NAN)
 
 
-@inline
+@jit
 def finite_code(negative, sh, sl, e2, f, u):
     """(code, status) of a finite nonzero exact value (-1)**negative * (sh, sl) * 2**e2."""
     if negative and f[13] == 0:
@@ -402,7 +417,7 @@ def align(sig, e2, L):
     return ZERO, sig >> U64(k), (sig & ((ONE << U64(k)) - ONE)) != ZERO
 
 
-@inline
+@jit
 def add_finite(ca, na, sa, ea, cb, nb, sb, eb, f, u):
     """(code, status) of a + b, both finite (zeros included): the aligned exact sum in a
     128-bit window 110 bits below the larger operand's top, rounded once."""
@@ -449,7 +464,7 @@ def add_finite(ca, na, sa, ea, cb, nb, sb, eb, f, u):
     return finite_code(neg, hi, lo, L - 1, f, u)
 
 
-@inline
+@jit
 def divide(sa, sb):
     """((hi, lo) quotient, sticky) of (sa << sh) / sb with sh = 104 - bit_length(sa), by
     32-bit digits (sb < 2**24, so every partial remainder fits 64 bits)."""
@@ -475,7 +490,7 @@ def divide(sa, sb):
     return qh, ql, r != ZERO, sh
 
 
-@inline
+@jit
 def float_op(ca, na, sa, ea, cb, nb, sb, eb, cc, nc, sc, ec, op, f, u):
     """(code, status) of one element of an arithmetic kernel (as csrc float_op)."""
     if op == OP_SUB:
@@ -537,3 +552,243 @@ def float_elementwise(a, fa, b, fb, c, fc, op, f, seed, out):
         out[i] = code
         nans += st != OK
     return ERR_NAN if nans else OK
+
+
+# -------------------------------------------------------------- accumulation ---
+# The twins of csrc/floating.c's lowbit_float_matmul (the same modes and counters).
+
+FACC_EXACT, FACC_SEQUENTIAL, FACC_PAIRWISE, FACC_KAHAN, FACC_FUSED = 0, 1, 2, 3, 4
+STEP_BITS = U64(32)
+FINAL_STEP = U64(0xFFFFFFFF)
+
+
+@inline
+def draw(f, seed, counter):
+    return splitmix(seed, counter) if f[11] == 5 else ZERO
+
+
+@inline
+def product(ca, na, sa, ea, cb, nb, sb, eb):
+    """(class, negative, sig, e2) of the exact product of two decoded operands."""
+    neg = na != nb
+    if ca == CLS_NAN or cb == CLS_NAN or (ca == CLS_INF and cb == CLS_ZERO) or \
+            (ca == CLS_ZERO and cb == CLS_INF):
+        return CLS_NAN, neg, ZERO, np.int64(0)
+    if ca == CLS_INF or cb == CLS_INF:
+        return CLS_INF, neg, ZERO, np.int64(0)
+    if ca == CLS_ZERO or cb == CLS_ZERO:
+        return CLS_ZERO, neg, ZERO, np.int64(0)
+    return CLS_FINITE, neg, sa * sb, ea + eb
+
+
+@jit
+def add_values(ca, na, sa, ea, cb, nb, sb, eb, f, u):
+    """(code, status) of a + b in f (IEEE specials), one rounding."""
+    return float_op(ca, na, sa, ea, cb, nb, sb, eb, CLS_ZERO, False, ZERO, np.int64(0),
+                    OP_ADD, f, u)
+
+
+@jit
+def to_format(c, n, s, e, f, u):
+    """(code, status) of a decoded value in f."""
+    if c == CLS_NAN:
+        return nan_result(f)
+    if c == CLS_INF:
+        return special_code(2, n, f)
+    if c == CLS_ZERO:
+        return zero_code(n, f), OK
+    return finite_code(n, ZERO, s, e, f, u)
+
+
+@jit
+def fused_sum(tc, tn, ts, te, K, group, frac_bits, floor_align, promote, reg, outf):
+    """(code, status, in_outer) of the fused model's sum of the K decoded terms."""
+    st = OK
+    has_nan = False
+    pos_inf = False
+    neg_inf = False
+    for k in range(K):
+        has_nan = has_nan or tc[k] == CLS_NAN
+        pos_inf = pos_inf or (tc[k] == CLS_INF and not tn[k])
+        neg_inf = neg_inf or (tc[k] == CLS_INF and tn[k])
+    if has_nan or (pos_inf and neg_inf):
+        code, st = nan_result(reg)
+        return code, st, False
+    if pos_inf or neg_inf:
+        code, st = special_code(2, neg_inf, reg)
+        return code, st, False
+    c = zero_code(False, reg)
+    outer = zero_code(False, outf) if promote else np.int64(0)
+    for g in range(0, K, group):
+        end = min(g + group, K)
+        cc, cn, cs, ce = decode_held(c, reg)
+        if cc == CLS_FINITE or cc == CLS_ZERO:
+            emax = np.int64(-(1 << 62))
+            found = False
+            for k in range(g, end + 1):
+                if k < end:
+                    kc, ks, ke = tc[k], ts[k], te[k]
+                else:
+                    kc, ks, ke = cc, cs, ce
+                if kc == CLS_FINITE:
+                    e = ke + bit_length(ks) - 1
+                    if not found or e > emax:
+                        emax = e
+                    found = True
+            if not found:
+                c = zero_code(False, reg)
+            else:
+                qe = emax - frac_bits
+                S = np.int64(0)
+                for k in range(g, end + 1):
+                    if k < end:
+                        kc, kn, ks, ke = tc[k], tn[k], ts[k], te[k]
+                    else:
+                        kc, kn, ks, ke = cc, cn, cs, ce
+                    if kc != CLS_FINITE:
+                        continue
+                    if ke >= qe:
+                        v = np.int64(ks << U64(ke - qe))
+                        S += -v if kn else v
+                    else:
+                        d = qe - ke
+                        if d >= 64:
+                            kept = ZERO
+                            lost = ks != ZERO
+                        else:
+                            kept = ks >> U64(d)
+                            lost = (ks & ((ONE << U64(d)) - ONE)) != ZERO
+                        v = np.int64(kept)
+                        if kn:
+                            S -= v + np.int64(floor_align != 0 and lost)
+                        else:
+                            S += v
+                if S == 0:
+                    c = zero_code(False, reg)
+                else:
+                    mag = U64(-S) if S < 0 else U64(S)
+                    c = round_to_code(S < 0, mag, qe + bit_length(mag) - 1, qe, reg, ZERO)
+        if promote and end % promote == 0:
+            oc, on, os, oe = decode_held(outer, outf)
+            cc, cn, cs, ce = decode_held(c, reg)
+            outer, s2 = add_values(oc, on, os, oe, cc, cn, cs, ce, outf, ZERO)
+            st = st if s2 == OK else s2
+            c = zero_code(False, reg)
+    if not promote:
+        return c, st, False
+    if K % promote:
+        oc, on, os, oe = decode_held(outer, outf)
+        cc, cn, cs, ce = decode_held(c, reg)
+        outer, s2 = add_values(oc, on, os, oe, cc, cn, cs, ce, outf, ZERO)
+        st = st if s2 == OK else s2
+    return outer, st, True
+
+
+@pjit
+def float_matmul(a, fa, b, fb, M, K, N, mode, lsb_exp, acc, group, frac_bits, floor_align,
+                 promote, outf, f, seed, out):
+    """out (M x N) = a @ b of Float codes (see csrc lowbit_float_matmul); a status."""
+    bad = 0
+    for e in prange(M * N):
+        i = e // N
+        j = e % N
+        tc = np.empty(K, np.int64)
+        tn = np.empty(K, np.bool_)
+        ts = np.empty(K, np.uint64)
+        te = np.empty(K, np.int64)
+        st = OK
+        for k in range(K):
+            ca, na, sa, ea = decode_code(a[i, k], fa)
+            cb, nb, sb, eb = decode_code(b[k, j], fb)
+            tc[k], tn[k], ts[k], te[k] = product(ca, na, sa, ea, cb, nb, sb, eb)
+        final = (U64(e) << STEP_BITS) | FINAL_STEP
+        if mode == FACC_EXACT:
+            has_nan = False
+            pos_inf = False
+            neg_inf = False
+            S = np.int64(0)
+            for k in range(K):
+                has_nan = has_nan or tc[k] == CLS_NAN
+                pos_inf = pos_inf or (tc[k] == CLS_INF and not tn[k])
+                neg_inf = neg_inf or (tc[k] == CLS_INF and tn[k])
+                if tc[k] == CLS_FINITE:
+                    v = np.int64(ts[k] << U64(te[k] - lsb_exp))
+                    S += -v if tn[k] else v
+            if has_nan or (pos_inf and neg_inf):
+                code, st = nan_result(f)
+            elif pos_inf or neg_inf:
+                code, st = special_code(2, neg_inf, f)
+            elif S == 0:
+                code = zero_code(False, f)
+            else:
+                mag = U64(-S) if S < 0 else U64(S)
+                code, st = finite_code(S < 0, ZERO, mag, lsb_exp, f, draw(f, seed, final))
+        else:
+            held_outer = False
+            if mode == FACC_FUSED:
+                s, st, held_outer = fused_sum(tc, tn, ts, te, K, group, frac_bits, floor_align,
+                                              promote, acc, outf)
+            elif mode == FACC_PAIRWISE:
+                level = np.empty(max(K, 1), np.int64)
+                for k in range(K):
+                    level[k], s2 = to_format(tc[k], tn[k], ts[k], te[k], acc,
+                                             draw(acc, seed, (U64(e) << STEP_BITS) | U64(k)))
+                    st = st if s2 == OK else s2
+                length = K
+                step = K
+                while length > 1:
+                    w = 0
+                    p = 0
+                    while p + 1 < length:
+                        xc, xn, xs, xe = decode_held(level[p], acc)
+                        yc, yn, ys, ye = decode_held(level[p + 1], acc)
+                        level[w], s2 = add_values(xc, xn, xs, xe, yc, yn, ys, ye, acc,
+                                                  draw(acc, seed, (U64(e) << STEP_BITS) | U64(step)))
+                        st = st if s2 == OK else s2
+                        step += 1
+                        w += 1
+                        p += 2
+                    if length % 2:
+                        level[w] = level[length - 1]
+                        w += 1
+                    length = w
+                s = level[0] if K else zero_code(False, acc)
+            elif mode == FACC_KAHAN:
+                c = zero_code(False, acc)
+                s = zero_code(False, acc)
+                for k in range(K):
+                    base = (U64(e) << STEP_BITS) | U64(4 * k)
+                    sc, sn, ss, se = decode_held(s, acc)
+                    cc, cn, cs, ce = decode_held(c, acc)
+                    y, s2 = add_values(tc[k], tn[k], ts[k], te[k], cc, not cn, cs, ce, acc,
+                                       draw(acc, seed, base))
+                    st = st if s2 == OK else s2
+                    yc, yn, ys, ye = decode_held(y, acc)
+                    nn, s2 = add_values(sc, sn, ss, se, yc, yn, ys, ye, acc,
+                                        draw(acc, seed, base + ONE))
+                    st = st if s2 == OK else s2
+                    nc, nnn, ns, ne = decode_held(nn, acc)
+                    d, s2 = add_values(nc, nnn, ns, ne, sc, not sn, ss, se, acc,
+                                       draw(acc, seed, base + U64(2)))
+                    st = st if s2 == OK else s2
+                    dc, dn, ds, de = decode_held(d, acc)
+                    c, s2 = add_values(dc, dn, ds, de, yc, not yn, ys, ye, acc,
+                                       draw(acc, seed, base + U64(3)))
+                    st = st if s2 == OK else s2
+                    s = nn
+            else:
+                s = zero_code(False, acc)
+                for k in range(K):
+                    sc, sn, ss, se = decode_held(s, acc)
+                    s, s2 = add_values(sc, sn, ss, se, tc[k], tn[k], ts[k], te[k], acc,
+                                       draw(acc, seed, (U64(e) << STEP_BITS) | U64(k)))
+                    st = st if s2 == OK else s2
+            if held_outer:
+                vc, vn, vs, ve = decode_held(s, outf)
+            else:
+                vc, vn, vs, ve = decode_held(s, acc)
+            code, s2 = to_format(vc, vn, vs, ve, f, draw(f, seed, final))
+            st = st if s2 == OK else s2
+        out[i, j] = code
+        bad += st != OK
+    return ERR_NAN if bad else OK

@@ -353,6 +353,8 @@ def accumulate(terms: list[Value], acc: Float, order: str = "sequential",
     - ``"sequential"``: s = +0; s = round(s + t_k) for k = 0, 1, ... (counter: step k);
     - ``"pairwise"``: every term rounded into acc (steps 0..K-1), then neighbours added
       level by level, (0+1), (2+3), ..., an odd last one passing up (steps K, K+1, ...);
+    - the running value is a register of the operation: acc's ``daz`` does not apply to
+      it (its ``subnormals=False`` does, as for every result);
     - ``compensated`` (sequential): Kahan's algorithm with every operation in acc —
       y = round(t - c); n = round(s + y); c = round(round(n - s) - y); s = n — its
       roundings counted as steps 4k .. 4k+3 of term k.
@@ -446,7 +448,7 @@ def _products(a, fa: Float, b, fb: Float) -> list[list[list[Value]]]:
     """products[i][j][k] = a[i, k] * b[k, j], exact (operands read with their daz)."""
     A = [[operand(c, fa) for c in row] for row in np.asarray(a).tolist()]
     B = [[operand(c, fb) for c in row] for row in np.asarray(b).tolist()]
-    M, K, N = len(A), len(B), len(B[0]) if B else 0
+    M, K, N = np.asarray(a).shape[0], np.asarray(b).shape[0], np.asarray(b).shape[1]
     return [[[exact_mul(A[i][k], B[k][j]) for k in range(K)] for j in range(N)] for i in range(M)]
 
 
@@ -471,8 +473,7 @@ def matmul(a, fa: Float, b, fb: Float, out: Float, acc=None, order: str = "seque
     """a (M x K) @ b (K x N) of Float codes: exact products, summed by :func:`reduce_terms`
     over k = 0, 1, ... (output element e = i * N + j)."""
     P = _products(a, fa, b, fb)
-    M = len(P)
-    N = len(P[0]) if M else 0
+    M, N = np.asarray(a).shape[0], np.asarray(b).shape[1]
     codes = [[reduce_terms(P[i][j], out, acc, order, compensated, seed, i * N + j)
               for j in range(N)] for i in range(M)]
     return np.array(codes, dtype=np.int64).reshape(M, N)
