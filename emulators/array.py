@@ -13,8 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from lowbit.numerics.formats import (FORMAT_TYPES, LNS, Binary, Fixed, Float, Format, Ternary,
-                                     parse_format)
+from lowbit.numerics.formats import (
+    FORMAT_TYPES,
+    LNS,
+    Binary,
+    Fixed,
+    Float,
+    Format,
+    Ternary,
+    parse_format,
+)
 from lowbit.numerics.gaussian_log import mantissa_table
 
 

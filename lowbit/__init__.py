@@ -44,9 +44,11 @@ from lowbit.emulators import (
     sum,  # noqa: A004
 )
 from lowbit.numerics import (
+    ACCUMULATOR_MODELS,
     FLOAT_PRESETS,
     FORMAT_GRAMMAR,
     LNS,
+    AccumulatorModel,
     Binary,
     Exact,
     Fixed,
@@ -57,6 +59,7 @@ from lowbit.numerics import (
     Rounding,
     Table,
     Ternary,
+    parse_accumulator,
     parse_format,
 )
 
@@ -82,9 +85,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "BACKENDS", "FLOAT_PRESETS", "FORMAT_GRAMMAR", "LNS", "ORDERS", "Binary", "EmuArray",
+    "ACCUMULATOR_MODELS", "AccumulatorModel", "BACKENDS", "FLOAT_PRESETS", "FORMAT_GRAMMAR", "LNS", "ORDERS", "Binary", "EmuArray",
     "Exact", "Fixed", "Float", "Format", "Interp", "Overflow", "Rounding", "Table", "Ternary", "add", "cast",
-    "default_backend", "div", "fma", "from_codes", "get_backend", "matmul", "mul", "parse_format",
+    "default_backend", "div", "fma", "from_codes", "get_backend", "matmul", "mul", "parse_accumulator", "parse_format",
     "set_backend", "sub", "sum", "__version__", *_LAZY,
 ]
 

@@ -3,6 +3,7 @@
 Imports neither numba nor torch. See ``docs/formats.md`` for the semantics.
 """
 
+from lowbit.numerics.accumulators import ACCUMULATOR_MODELS, AccumulatorModel, parse_accumulator
 from lowbit.numerics.formats import (
     FLOAT_PRESETS,
     FLOAT_SPECIALS,
@@ -23,6 +24,9 @@ from lowbit.numerics.formats import (
 from lowbit.numerics.modes import Overflow, Rounding
 
 __all__ = [
+    "ACCUMULATOR_MODELS",
+    "AccumulatorModel",
+    "parse_accumulator",
     "FLOAT_PRESETS",
     "FLOAT_SPECIALS",
     "FORMAT_GRAMMAR",

@@ -38,14 +38,14 @@ from hypothesis.extra import numpy as hnp
 
 from lowbit.numerics.formats import (
     FIXED_OVERFLOWS,
+    FIXED_ROUNDINGS,
     FLOAT_PRESETS,
     FLOAT_SPECIALS,
-    MAX_FLOAT_EXP_BITS,
-    MAX_SR_BITS,
-    FIXED_ROUNDINGS,
     LNS,
     LNS_ROUNDINGS,
     MAX_BITS,
+    MAX_FLOAT_EXP_BITS,
+    MAX_SR_BITS,
     UNDERFLOWS,
     Binary,
     Exact,

@@ -10,8 +10,8 @@ from hypothesis.extra import numpy as hnp
 
 import lowbit.emulators as E
 from lowbit.numerics import Fixed, Overflow, Rounding
-from lowbit.numerics.formats import FIXED_ROUNDINGS
 from lowbit.numerics import testing as lt
+from lowbit.numerics.formats import FIXED_ROUNDINGS
 from lowbit.numerics.reference import fixed as ref
 from tests.emulators.helpers import assert_every_backend_gives
 

@@ -9,13 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lowbit.numerics import parse_format
-from lowbit.numerics import rng
+from lowbit.numerics import parse_format, rng
 from lowbit.numerics import testing as lt
 from lowbit.numerics.reference import floating as ref
 from tests.exhaustive.float_casts import combinations, sweep
 from tests.exhaustive.float_oracle import Oracle
-
 
 SWEPT = sorted({c.split(":")[0] for c in combinations()})
 

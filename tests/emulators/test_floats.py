@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lowbit.emulators as E
-from lowbit.numerics import FLOAT_PRESETS, Float, Rounding, parse_format
-from lowbit.numerics import rng
+from lowbit.numerics import FLOAT_PRESETS, Float, Rounding, parse_format, rng
 from lowbit.numerics import testing as lt
 from lowbit.numerics.reference import floating as ref
 from tests.emulators.helpers import assert_every_backend_gives

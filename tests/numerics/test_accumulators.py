@@ -18,7 +18,6 @@ from lowbit.numerics.accumulators import (
     Float,
     parse_accumulator,
 )
-from lowbit.numerics.modes import Rounding
 from lowbit.numerics.reference import floating as ref
 
 AM = ACCUMULATOR_MODELS

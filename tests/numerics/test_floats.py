@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lowbit.numerics import FLOAT_PRESETS, Float, Overflow, Rounding, parse_format
-from lowbit.numerics import rng
+from lowbit.numerics import FLOAT_PRESETS, Float, Overflow, Rounding, parse_format, rng
 from lowbit.numerics import testing as lt
 from lowbit.numerics.reference import floating as ref
 
