@@ -9,22 +9,28 @@ float64 otherwise (:func:`carrier_dtype`).
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 
 import numpy as np
 import torch
 
 import lowbit.emulators as E
 from lowbit.emulators import EmuArray
-from lowbit.numerics import LNS, Binary, Fixed, Format, Rounding, Ternary
+from lowbit.numerics import LNS, Binary, Fixed, Float, Format, Rounding, Ternary
 
 
 def carrier_dtype(fmt: Format) -> torch.dtype:
     """float32 if every code of ``fmt`` survives a round trip through float32.
 
-    - Fixed: code * 2**-frac is exact in float32 when the code has at most 24 bits
+    - Fixed: at most 53 bits (a wider code has no exact float carrier: ValueError);
+      code * 2**-frac is exact in float32 when the code has at most 24 bits
       and every value lies within float32's range down to its subnormals
       (bits <= 24, frac <= 149 - ... ; checked exactly below);
     - Binary/Ternary: codes -1, 0, +1 (times a scale) always survive;
+    - Float: at most 24 significant bits, so float32 when every value lies in float32's
+      range (every preset); NaN (as the canonical code), -0 and every code the format
+      produces survive (an FTZ format produces no subnormal); ±inf survives where the
+      format's inf policy is "inf" (the default), else it meets that policy;
     - LNS: neighbouring values differ by a factor 2**(2**-F) - 1 >= 2**-17 for
       F <= 16, far above float32's 2**-24, so the nearest float32 casts back to the
       same code as long as every magnitude is a normal float32 (int_bits <= 7).
@@ -33,7 +39,14 @@ def carrier_dtype(fmt: Format) -> torch.dtype:
         return torch.float32
     if isinstance(fmt, LNS):
         return torch.float32 if fmt.int_bits <= 7 else torch.float64
+    if isinstance(fmt, Float):  # at most 24 significant bits: the range decides
+        fits = fmt.min_value >= Fraction(1, 2**149) and fmt.max_value < 2**128
+        return torch.float32 if fits else torch.float64
     assert isinstance(fmt, Fixed)
+    if fmt.bits > 53:
+        raise ValueError(f"{fmt!r} has no exact float carrier: codes of more than 53 bits do "
+                         "not survive float64 (use such formats as accumulators, which stay in "
+                         "the emulator)")
     lsb = -fmt.frac                            # exponent of the code's unit
     msb = lsb + fmt.magnitude_bits             # values stay below 2**msb
     fits = fmt.bits <= 24 and lsb >= -149 and msb <= 127

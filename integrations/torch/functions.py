@@ -20,7 +20,7 @@ import lowbit.emulators as E
 from lowbit.emulators import EmuArray, from_codes
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.spec import EmulationSpec
-from lowbit.numerics import LNS, Binary, Fixed, Format, Ternary, rng
+from lowbit.numerics import LNS, AccumulatorModel, Binary, Fixed, Float, Format, Ternary, rng
 
 # which operation a derived seed belongs to
 CAST_X, CAST_W, FORWARD, BIAS, CAST_G, GRAD_X, GRAD_W, GRAD_B, QUANT, QUANT_G = range(10)
@@ -86,7 +86,7 @@ def _out_format(spec: EmulationSpec) -> Format | None:
     if spec.output is not None:
         return spec.output
     act = spec.activation
-    return act if isinstance(act, (Fixed, LNS)) else None
+    return act if isinstance(act, (Fixed, LNS, Float)) else None
 
 
 def _unscaled(x: EmuArray) -> EmuArray:
@@ -169,8 +169,9 @@ class _EmulatedLinear(torch.autograd.Function):
                 grad_w = grad_w * (w.abs() <= clip_bound(spec.weight)).to(grad_w.dtype)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             if gw is not None and gq is not None:
-                grad_b = to_carrier(E.sum(gq, axis=0, out=gw, seed=op_seed(seed, step, GRAD_B)),
-                                    like=gy)
+                bias_acc = spec.accumulator if isinstance(gw, Float) else None
+                grad_b = to_carrier(E.sum(gq, axis=0, out=gw, acc=bias_acc,
+                                          seed=op_seed(seed, step, GRAD_B)), like=gy)
             else:
                 grad_b = gy.sum(0)
         dx, dw, db = ctx.dtypes
@@ -181,7 +182,11 @@ class _EmulatedLinear(torch.autograd.Function):
 def _family_ok(out: Format, spec: EmulationSpec) -> bool:
     """The spec's accumulator serves a backward matmul when it is of the gradient's family."""
     acc = spec.accumulator
-    return acc is not None and isinstance(acc, LNS) == isinstance(out, LNS)
+    if acc is None:
+        return False
+    if isinstance(out, Float):
+        return isinstance(acc, (Float, AccumulatorModel))
+    return not isinstance(acc, (Float, AccumulatorModel)) and isinstance(acc, LNS) == isinstance(out, LNS)
 
 
 def emulated_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from lowbit.numerics import LNS, Binary, Fixed, Float, Format, Ternary, parse_format
+from lowbit.numerics import (LNS, AccumulatorModel, Binary, Fixed, Float, Format, Ternary,
+                             parse_accumulator, parse_format)
 
 ROLES = {"w": "weight", "a": "activation", "o": "output", "acc": "accumulator",
          "gi": "grad_input", "gw": "grad_weight"}
@@ -22,7 +23,8 @@ spec  := FORMAT ("," flag)*                  one format for w, a, gi and gw
        | item ("," item)*
 item  := role "=" (FORMAT | "float") | flag
 role  := "w" (weights) | "a" (activations) | "o" (forward outputs; default: as "a")
-       | "acc" (accumulator)
+       | "acc" (accumulator: a format, or a matrix-unit model such as hopper_fp8;
+                 Float operands default to acc=fp32)
        | "gi" (gradients w.r.t. inputs, and the incoming gradient)
        | "gw" (gradients w.r.t. weights and bias)
 flag  := "kahan" | "order=" ("sequential" | "pairwise") | "ste=" ("identity" | "clipped")
@@ -30,10 +32,16 @@ FORMAT: see lowbit.numerics.FORMAT_GRAMMAR (e.g. fixed16.8, binary, lns5.10:inte
 """
 
 
-def _family(fmt: Format | None) -> str | None:
+def _family(fmt) -> str | None:
     if fmt is None:
         return None
+    if isinstance(fmt, (Float, AccumulatorModel)):
+        return "float"
     return "lns" if isinstance(fmt, LNS) else "fixed"  # binary/ternary are integers: fixed family
+
+
+FP32_ACCUMULATOR = Float(8, 23)
+"""The accumulator of a spec whose operands are Float formats and that names none."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,8 @@ class EmulationSpec:
     - ``output``: the format the forward matmul (and bias) rounds into; None: the
       activation format (binary/ternary activations: the exact integer result);
     - ``accumulator``: of every matmul (None: exact for fixed point, the output
-      format for LNS);
+      format for LNS; fp32 for Float operands); for Float operands also an
+      :class:`~lowbit.numerics.accumulators.AccumulatorModel` (``acc=hopper_fp8``);
     - ``grad_input``: the incoming gradient and the gradient w.r.t. the inputs;
     - ``grad_weight``: gradients w.r.t. weights and bias;
     - ``order``, ``compensated``: accumulation order and Kahan flag of all three matmuls;
@@ -67,12 +76,12 @@ class EmulationSpec:
         for f in ("weight", "activation", "output", "accumulator", "grad_input", "grad_weight"):
             v = getattr(self, f)
             if isinstance(v, str):
-                v = None if v == "float" else parse_format(v)
+                v = None if v == "float" else (parse_accumulator(v) if f == "accumulator"
+                                               else parse_format(v))
                 object.__setattr__(self, f, v)
-            if isinstance(v, Float):
-                raise NotImplementedError(f"EmulationSpec.{f}: {v} is a Float format; float "
-                                          "formats are not emulated in torch layers yet")
-            if v is not None and not isinstance(v, (Fixed, Binary, Ternary, LNS)):
+            allowed = (Fixed, Binary, Ternary, LNS, Float) + \
+                ((AccumulatorModel,) if f == "accumulator" else ())
+            if v is not None and not isinstance(v, allowed):
                 raise TypeError(f"EmulationSpec.{f} must be a format or None, got {v!r}")
         if self.order not in ORDERS:
             raise ValueError(f"EmulationSpec.order must be one of {ORDERS}, got {self.order!r}")
@@ -80,6 +89,12 @@ class EmulationSpec:
             raise ValueError(f"EmulationSpec.ste must be one of {STES}, got {self.ste!r}")
         if not isinstance(self.compensated, bool):
             raise TypeError(f"EmulationSpec.compensated must be a bool, got {self.compensated!r}")
+        for f in ("weight", "activation", "output", "grad_input", "grad_weight"):
+            v = getattr(self, f)
+            if isinstance(v, Fixed) and v.bits > 53:
+                raise ValueError(f"EmulationSpec.{f} {v!r}: values travel between layers as "
+                                 "float64, which holds codes of at most 53 bits (a wider "
+                                 "format can be the accumulator)")
         if isinstance(self.output, (Binary, Ternary)):
             raise ValueError("EmulationSpec.output cannot be binary or ternary (a matmul's result "
                              "is an integer or fixed-point value; quantize the next input instead)")
@@ -89,19 +104,28 @@ class EmulationSpec:
             if fa and fb and fa != fb:
                 raise ValueError(f"EmulationSpec: {a} {getattr(self, a)!r} and {b} "
                                  f"{getattr(self, b)!r} meet in one matmul but are of different "
-                                 "families (LNS and fixed point cannot be multiplied together)")
+                                 "families (LNS, fixed point and floats cannot be multiplied "
+                                 "together)")
         acc = self.accumulator
+        floats = {_family(getattr(self, r)) for r in ("weight", "activation")} == {"float"}
+        if acc is None and floats:  # Float products: fp32 accumulation unless told otherwise
+            object.__setattr__(self, "accumulator", FP32_ACCUMULATOR)
+            acc = FP32_ACCUMULATOR
         if acc is not None:
             fams = {_family(getattr(self, r)) for r in ("weight", "activation")} - {None}
             if not fams:
                 raise ValueError("EmulationSpec: an accumulator needs emulated weights and activations")
             if isinstance(acc, (Binary, Ternary)) or fams != {_family(acc)}:
                 raise ValueError(f"EmulationSpec.accumulator {acc!r} must be a Fixed format for "
-                                 "fixed-point/binary/ternary operands, an LNS format for LNS ones")
+                                 "fixed-point/binary/ternary operands, an LNS format for LNS "
+                                 "ones, a Float format or an accumulator model for Float ones")
         if isinstance(self.grad_input, (Binary, Ternary)) or isinstance(self.grad_weight,
                                                                        (Binary, Ternary)):
             raise ValueError("EmulationSpec: gradients cannot be binary or ternary "
-                             "(use a Fixed or LNS format)")
+                             "(use a Fixed, LNS or Float format)")
+        if isinstance(acc, AccumulatorModel) and (self.order != "sequential" or self.compensated):
+            raise ValueError("EmulationSpec: an accumulator model fixes its own order (no "
+                             "order= or kahan)")
         if self.compensated and self.order != "sequential":
             raise ValueError("EmulationSpec: Kahan compensation needs order='sequential'")
 
@@ -131,6 +155,8 @@ class EmulationSpec:
                     kw["compensated"] = True
                 elif key in ("order", "ste") and eq:
                     kw[key] = val
+                elif key == "acc" and eq:
+                    kw["accumulator"] = None if val == "float" else parse_accumulator(val)
                 elif key in ROLES and eq:
                     kw[ROLES[key]] = None if val == "float" else parse_format(val)
                 else:

@@ -23,14 +23,19 @@ import numpy as np
 
 import lowbit.emulators as E
 from lowbit.emulators import EmuArray
-from lowbit.numerics import LNS, Fixed, Format, Rounding
+from lowbit.numerics import LNS, Fixed, Float, Format, Rounding
 
 COMPENSATIONS = (None, "kahan", "stochastic")
 UPDATE_GUARD_BITS = 24
 
 
 def update_format(fmt: Format) -> Format:
-    """The format an update (and Kahan's register) takes before meeting ``fmt``."""
+    """The format an update (and Kahan's register) takes before meeting ``fmt``: for a
+    Float, fp32 (or fmt itself when it is wider), rounded to nearest."""
+    if isinstance(fmt, Float):
+        fp32 = Float(8, 23)
+        return fp32 if fmt.man_bits < 23 or fmt.exp_bits < 8 else \
+            dataclasses.replace(fmt, rounding=Rounding.NEAREST_EVEN, sr_bits=None, inf=None)
     if isinstance(fmt, Fixed):
         guard = min(UPDATE_GUARD_BITS, 61 - fmt.bits)
         return Fixed(min(fmt.bits + guard, 61), fmt.frac + guard)
@@ -59,7 +64,8 @@ class MasterWeights:
         if self.compensation is None:
             new = E.add(w, d, self.fmt, seed=seed)
         elif self.compensation == "stochastic":
-            sr = dataclasses.replace(self.fmt, rounding=Rounding.STOCHASTIC)
+            sr = dataclasses.replace(self.fmt, rounding=Rounding.STOCHASTIC,
+                                     **({"inf": None} if isinstance(self.fmt, Float) else {}))
             new = E.from_codes(E.add(w, d, sr, seed=seed).codes, self.fmt)
         else:
             y = E.sub(d, self.comp, self.fine, seed=seed)

@@ -45,7 +45,8 @@ class TestCarriers:
     """cast(to_float(codes)) == codes through the carrier, for every supported format."""
 
     @settings(max_examples=300)
-    @given(st.one_of(lt.fixed_formats(), lt.lns_formats(max_int_bits=10, max_frac_bits=16),
+    @given(st.one_of(lt.fixed_formats(max_bits=53),
+                     lt.lns_formats(max_int_bits=10, max_frac_bits=16),
                      lt.binary_formats(), lt.ternary_formats()), st.data())
     def test_round_trip(self, fmt, data):
         codes = data.draw(lt.codes(fmt, (16,)))
@@ -66,6 +67,11 @@ class TestCarriers:
             assert np.array_equal(from_carrier(t, fmt).codes, codes)
         assert carrier_dtype(Fixed(32, 16)) == torch.float64
         assert carrier_dtype(LNS(8, 4)) == torch.float64
+        with pytest.raises(ValueError, match="no exact float carrier"):
+            carrier_dtype(Fixed(54, 0))
+        with pytest.raises(ValueError, match="at most 53 bits"):
+            EmulationSpec.parse("fixed54.0")
+        assert EmulationSpec.parse("fixed16.8,acc=fixed60.20").accumulator == Fixed(60, 20)
 
 
 class TestLinearIsBitExact:
