@@ -149,6 +149,19 @@ def spec(*names: str):
     return parse
 
 
+def loss_scale(text: str) -> str:
+    """none, dynamic, or a power of two ("" : the recipe's default)."""
+    from lowbit.integrations.torch.loss_scaling import LossScaler
+
+    if text == "":
+        return text
+    try:
+        LossScaler.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(_one_line(exc)) from None
+    return text
+
+
 def message_format(text: str) -> str:
     """float32, or a fixed or LNS format for logits/features on the wire."""
     from lowbit.numerics import LNS, Fixed, parse_format
@@ -245,7 +258,8 @@ def _train_qnn(args) -> Path:
     _check_data(args)
     cfg = TrainConfig(recipe=args.format, data=args.data, data_dir=args.data_dir, arch=args.arch,
                       hidden=args.hidden, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                      lr_decay=args.lr_decay, seed=args.seed, lns=args.lns, out=str(args.out))
+                      lr_decay=args.lr_decay, seed=args.seed, lns=args.lns, out=str(args.out),
+                      loss_scale=args.loss_scale)
     train(cfg, progress=not args.quiet)
     return args.out / "summary.json"
 
@@ -407,9 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = tsub.add_parser("qnn", help="quantized networks and the LNS table",
                         description="Train a QNN recipe (float, binaryconnect, binarynet, ternary, "
-                                    "fixed2/4/8, kbit-float, lns-float, lns-matmul, "
-                                    "lns-everywhere, lns-kahan) or an emulation spec; resumes "
-                                    "from OUT/checkpoint.pt.")
+                                    "fixed2/4/8, kbit-float), the LNS table's (lns-float, "
+                                    "lns-matmul, lns-everywhere, lns-kahan), a mixed-precision "
+                                    "one (mp-fp16, mp-bf16, mp-fp8, mp-fp8-hopper, "
+                                    "mp-fp8-hopper-promote) or an emulation spec; resumes from "
+                                    "OUT/checkpoint.pt.")
     p.add_argument("--format", type=spec(*RECIPES), default="float",
                    help="a recipe name or an emulation spec")
     p.add_argument("--arch", default="mlp", choices=("mlp", "cnn"))
@@ -423,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lr * decay**epoch, decay in (0, 1]")
     p.add_argument("--lns", type=lns_format, default="lns5.10",
                    help="the LNS format of the lns-* recipes")
+    p.add_argument("--loss-scale", type=loss_scale, default="",
+                   help="none, dynamic (2^16, halved on overflow, doubled after 2000 clean "
+                        "steps) or a static power of two; default: dynamic for mp-fp16, else none")
     _common(p, "results/qnn")
     p.set_defaults(run=_train_qnn)
 

@@ -43,7 +43,8 @@ def finished(cfg: TrainConfig, epochs: int) -> bool:
     if not s.exists():
         return False
     done = json.loads(s.read_text())
-    unset = {"out", "epochs"} | {k for k, v in (("hidden", cfg.hidden), ("lr", cfg.lr)) if not v}
+    unset = {"out", "epochs"} | {k for k, v in (("hidden", cfg.hidden), ("lr", cfg.lr),
+                                                ("loss_scale", cfg.loss_scale)) if not v}
     want = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k not in unset}))
     default = json.loads(json.dumps(asdict(TrainConfig())))  # fields older runs lack
     have = {k: done["config"].get(k, default[k]) for k in want}

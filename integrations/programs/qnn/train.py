@@ -16,6 +16,13 @@ Recipes (``--format``), after the papers:
 - ``kbit-float``: the k-bit recipes' network and training (activations clipped
   to [0, 1], latent weights initialised in and clipped to [-1, 1]) without any
   quantization: it separates the cost of the bits from the cost of the recipe;
+- mixed-precision training (Micikevicius et al. 2018): the ``float`` recipe's network
+  and Adam on fp32 master weights (latent float weights), every matmul emulated:
+  ``mp-fp16`` (fp16 weights, activations and gradients, fp32 accumulation, dynamic loss
+  scaling), ``mp-bf16`` (bf16, no loss scaling), ``mp-fp8`` (E4M3 weights and
+  activations, E5M2 gradients, bf16 matmul outputs, fp32 accumulation), ``mp-fp8-hopper``
+  (the same on the Hopper FP8 accumulator model, no promotion) and
+  ``mp-fp8-hopper-promote`` (with promotion to fp32 every 128 products);
 - the LNS table of the seed talk, a plain ReLU MLP trained with SGD:
   ``lns-float`` (float32), ``lns-matmul`` (every forward and backward matmul in
   LNS, weights stored and updated in float), ``lns-everywhere`` (also weight
@@ -24,6 +31,10 @@ Recipes (``--format``), after the papers:
 
 Any other ``--format`` is an emulation spec (``lowbit.integrations.torch.SPEC_GRAMMAR``)
 applied to every layer, with latent float weights.
+
+Loss scaling (``--loss-scale none|dynamic|S``, :mod:`lowbit.integrations.torch.loss_scaling`)
+is an option of every recipe; its default is ``dynamic`` for ``mp-fp16``, ``none``
+otherwise. Steps whose gradients overflowed are skipped and counted (``skipped``).
 
 Every run writes ``metrics.csv`` (one row per epoch), ``curve.png``,
 ``summary.json`` and ``checkpoint.pt`` (model, optimizer, epoch, metrics) into
@@ -44,9 +55,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lowbit.integrations.data import Dataset, load_dataset
-from lowbit.integrations.programs.qnn import LNS_RECIPES, QNN_RECIPES, RECIPES  # noqa: F401
+from lowbit.integrations.programs.qnn import (  # noqa: F401
+    LNS_RECIPES,
+    MP_RECIPES,
+    QNN_RECIPES,
+    RECIPES,
+)
 from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
 from lowbit.integrations.torch import EmulationSpec, QuantAct, swap_layers
+from lowbit.integrations.torch.loss_scaling import LossScaler
 from lowbit.integrations.torch.optim import EmulatedSGD
 from lowbit.integrations.torch.spec import ROLES
 from lowbit.numerics import LNS, parse_format
@@ -70,6 +87,7 @@ class TrainConfig:
     lns: str = "lns5.10"
     out: str = "results/qnn"
     extra: dict = field(default_factory=dict)
+    loss_scale: str = ""  # none, dynamic or a power of two; "": the recipe's default
 
     def resolved(self, ds: Dataset) -> "TrainConfig":
         """Defaults that depend on the dataset and recipe."""
@@ -83,6 +101,8 @@ class TrainConfig:
         c.hidden = tuple(c.hidden)
         if not c.lr:
             c.lr = 0.05 if lns_network(c.recipe) else 0.001
+        if not c.loss_scale:
+            c.loss_scale = "dynamic" if c.recipe == "mp-fp16" else "none"
         return c
 
 
@@ -110,7 +130,7 @@ def lns_network(recipe: str) -> bool:
     norm): an LNS recipe, or a raw emulation spec whose every format is LNS."""
     if recipe in LNS_RECIPES:
         return True
-    if recipe in QNN_RECIPES or recipe == "kbit-float":
+    if recipe in QNN_RECIPES or recipe in MP_RECIPES or recipe == "kbit-float":
         return False
     spec = EmulationSpec.parse(recipe)
     formats = [getattr(spec, role) for role in ROLES.values()]
@@ -131,7 +151,7 @@ def build_model(cfg: TrainConfig, ds: Dataset) -> nn.Module:
     """The float network of a recipe (layers swapped to emulated twins afterwards)."""
     torch.manual_seed(cfg.seed)
     k = _bits(cfg.recipe)
-    bn = cfg.recipe in QNN_RECIPES
+    bn = cfg.recipe in QNN_RECIPES or cfg.recipe in MP_RECIPES
     layers: list[nn.Module] = []
     if cfg.recipe == "binarynet" or k is not None:
         layers.append(QuantAct("ufixed8.8", seed=cfg.seed))  # the input pixels, 8 bits
@@ -167,6 +187,16 @@ def build_model(cfg: TrainConfig, ds: Dataset) -> nn.Module:
     raise ValueError(f"--arch must be 'mlp' or 'cnn', got {cfg.arch!r}")
 
 
+MP_SPECS = {
+    "mp-fp16": "fp16",
+    "mp-bf16": "bf16",
+    "mp-fp8": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2",
+    "mp-fp8-hopper": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8",
+    "mp-fp8-hopper-promote": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8_promote128",
+}
+"""The emulation specs of the mixed-precision recipes (acc: fp32 unless named)."""
+
+
 def recipe_spec(cfg: TrainConfig) -> EmulationSpec | None:
     """The emulation spec every Linear/Conv2d layer of the recipe gets."""
     r = cfg.recipe
@@ -184,6 +214,8 @@ def recipe_spec(cfg: TrainConfig) -> EmulationSpec | None:
     lns = parse_format(cfg.lns)
     if not isinstance(lns, LNS):
         raise ValueError(f"--lns must be an LNS format, got {cfg.lns!r}")
+    if r in MP_SPECS:
+        return EmulationSpec.parse(MP_SPECS[r])
     if r in ("lns-matmul", "lns-everywhere"):
         return EmulationSpec.everywhere(lns)
     if r == "lns-kahan":
@@ -250,17 +282,22 @@ def train(cfg: TrainConfig, progress: bool = True, max_epochs: int | None = None
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model, opt, after_step = build(cfg, ds)
+    spec = recipe_spec(cfg)
+    scaler = LossScaler.parse(cfg.loss_scale, spec.grad_weight if spec is not None else None)
     ckpt_path = out / "checkpoint.pt"
     metrics: list[dict] = []
     start = 0
     ckpt = load_checkpoint(ckpt_path, lambda fh: torch.load(fh, weights_only=False))
     if ckpt is not None:
-        if ckpt["config"] != _config_key(cfg):
+        stored = {"loss_scale": "none", **ckpt["config"]}  # runs from before loss scaling
+        if stored != _config_key(cfg):
             raise ValueError(f"{ckpt_path} belongs to another run ({ckpt['config']}); "
                              "use another --out")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         metrics, start = ckpt["metrics"], ckpt["epoch"]
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
     x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
     xt = torch.from_numpy(ds.x_test)
     stop = cfg.epochs if max_epochs is None else min(cfg.epochs, start + max_epochs)
@@ -281,19 +318,24 @@ def train(cfg: TrainConfig, progress: bool = True, max_epochs: int | None = None
             opt.zero_grad()
             logits = model(x[idx])
             loss = F.cross_entropy(logits, y[idx])
-            loss.backward()
-            opt.step()
-            after_step()
+            scaler.scale_loss(loss).backward()
+            if scaler.unscale_and_check(model.parameters()):  # else: overflow, step skipped
+                opt.step()
+                after_step()
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
             seen += len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
         seconds = time.perf_counter() - t0
         test_acc = evaluate(model, xt, ds.y_test)
-        metrics.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
-                        "train_acc": correct / seen, "test_acc": test_acc, "seconds": seconds})
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
+               "train_acc": correct / seen, "test_acc": test_acc, "seconds": seconds}
+        if scaler.mode != "none":
+            row.update(loss_scale=scaler.scale, skipped=scaler.skipped)
+        metrics.append(row)
         state = {"config": _config_key(cfg), "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "epoch": epoch + 1, "metrics": metrics}
+                 "optimizer": opt.state_dict(), "epoch": epoch + 1, "metrics": metrics,
+                 "scaler": scaler.state_dict()}
         save_checkpoint(ckpt_path, lambda fh: torch.save(state, fh))
         _write_outputs(cfg, metrics, out)
         if progress:

@@ -33,7 +33,7 @@ def test_each_recipe_learns(recipe, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["epochs_done"] == 3
 
 
-@pytest.mark.parametrize("recipe", ["binarynet", "fixed4", "lns-kahan"])
+@pytest.mark.parametrize("recipe", ["binarynet", "fixed4", "lns-kahan", "mp-fp8-hopper"])
 def test_resume_is_bit_exact(recipe, tmp_path):
     full = train(small(recipe, tmp_path / "full"), progress=False)
     train(small(recipe, tmp_path / "cut"), progress=False, max_epochs=1)
