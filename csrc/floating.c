@@ -443,6 +443,66 @@ static inline int64_t add_finite(operand a, operand b, const lowbit_float *f, ui
     return finite_code(neg, (S << 1) | (u128)sticky, L - 1, f, u, status);
 }
 
+/* a + b of two finite nonzero operands whose significands have at most 49 bits, in a
+ * 64-bit window reaching 61 bits below the larger top (the rest folded into a sticky
+ * bit): exact for every mode but 53-bit stochastic rounding (see fast_add_ok) -- the
+ * accumulation loops' fast path, the same result as add_finite. */
+static inline int64_t add_finite64(operand a, operand b, const lowbit_float *f, uint64_t u,
+                                   int *status)
+{
+    const int64_t top_a = a.e2 + bit_length(a.sig), top_b = b.e2 + bit_length(b.sig);
+    const int64_t L = (top_a > top_b ? top_a : top_b) - 61;
+    uint64_t wa, wb, S;
+    int sa = 0, sb = 0, neg, sticky;
+    if (a.e2 >= L) {
+        wa = a.sig << (a.e2 - L);
+    } else if (L - a.e2 >= 64) {
+        wa = 0;
+        sa = 1;
+    } else {
+        wa = a.sig >> (L - a.e2);
+        sa = (a.sig & ((UINT64_C(1) << (L - a.e2)) - 1)) != 0;
+    }
+    if (b.e2 >= L) {
+        wb = b.sig << (b.e2 - L);
+    } else if (L - b.e2 >= 64) {
+        wb = 0;
+        sb = 1;
+    } else {
+        wb = b.sig >> (L - b.e2);
+        sb = (b.sig & ((UINT64_C(1) << (L - b.e2)) - 1)) != 0;
+    }
+    if (a.neg == b.neg) {
+        S = wa + wb;
+        sticky = sa | sb;
+        neg = a.neg;
+    } else if (wa > wb || (wa == wb && sa && !sb)) {
+        S = wa - wb - (uint64_t)sb;
+        sticky = sb;
+        neg = a.neg;
+    } else if (wb > wa || (wa == wb && sb && !sa)) {
+        S = wb - wa - (uint64_t)sa;
+        sticky = sa;
+        neg = b.neg;
+    } else {
+        return zero_code(f->rounding == LOWBIT_FLOOR, f);
+    }
+    S = (S << 1) | (uint64_t)sticky;
+    if (neg && !f->is_signed) {
+        if (f->overflow == LOWBIT_SATURATE)
+            return 0;
+        return nan_result(f, status);
+    }
+    return round_to_code(neg, S, L - 1 + bit_length(S) - 1, L - 1, f, u);
+}
+
+/* Whether add_finite64 is exact for f's rounding: all but 53-bit stochastic rounding
+ * (the window keeps at least 36 bits below the result's last place). */
+static inline int fast_add_ok(const lowbit_float *f)
+{
+    return f->rounding != LOWBIT_STOCHASTIC || (f->sr_bits != 0 && f->sr_bits <= 34);
+}
+
 static inline int64_t float_op(operand a, operand b, operand c, int op, const lowbit_float *f,
                                uint64_t u, int *status)
 {
@@ -565,6 +625,8 @@ static inline int64_t add_codes(operand s, operand t, const lowbit_float *f, uin
                                 int *status)
 {
     operand none = {CLS_ZERO, 0, 0, 0};
+    if (s.cls == CLS_FINITE && t.cls == CLS_FINITE && fast_add_ok(f))
+        return add_finite64(s, t, f, u, status);
     return float_op(s, t, none, LOWBIT_OP_ADD, f, u, status);
 }
 
@@ -670,6 +732,19 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
                         const lowbit_float *fmt, uint64_t seed)
 {
     int status = LOWBIT_OK, nomem = 0;
+    /* every operand decoded once (b transposed: each output reads a row of each) */
+    operand *ad = malloc(sizeof(operand) * (size_t)(M * K > 0 ? M * K : 1));
+    operand *bd = malloc(sizeof(operand) * (size_t)(K * N > 0 ? K * N : 1));
+    if (!ad || !bd) {
+        free(ad);
+        free(bd);
+        return LOWBIT_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < M * K; i++)
+        ad[i] = decode_code(a[i], fa);
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t j = 0; j < N; j++)
+            bd[j * K + k] = decode_code(b[k * N + j], fb);
     _Pragma("omp parallel reduction(|:status) reduction(|:nomem) if(M * N * K > LOWBIT_PARALLEL_MIN)")
     {
         operand *terms = malloc(sizeof(operand) * (size_t)(K > 0 ? K : 1));
@@ -683,8 +758,9 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
                 const int64_t i = e / N, j = e % N;
                 int st = LOWBIT_OK;
                 int64_t code;
+                const operand *ar = ad + i * K, *bc = bd + j * K;
                 for (int64_t k = 0; k < K; k++)
-                    terms[k] = product(decode_code(a[i * K + k], fa), decode_code(b[k * N + j], fb));
+                    terms[k] = product(ar[k], bc[k]);
                 if (mode == LOWBIT_FACC_EXACT) {
                     int has_nan = 0, pos_inf = 0, neg_inf = 0;
                     int64_t S = 0;
@@ -768,6 +844,8 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
         free(terms);
         free(level);
     }
+    free(ad);
+    free(bd);
     if (nomem)
         return LOWBIT_ERR_NOMEM;
     return (status & LOWBIT_ERR_NAN) ? LOWBIT_ERR_NAN : status;

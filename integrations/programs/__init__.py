@@ -1,7 +1,8 @@
 """The training programs built with lowbit's torch library, each with its result grid:
 
-- :mod:`.qnn`: quantized networks (``lowbit train qnn``) and the LNS table (its
-  ``lns-*`` recipes); grids ``qnn`` and ``lns``, ``lns-sweep``, ``lns-matmul-parts``;
+- :mod:`.qnn`: quantized networks (``lowbit train qnn``), mixed-precision training (its
+  ``mp-*`` recipes) and the LNS table (its ``lns-*`` recipes); grids ``qnn``,
+  ``mixed-precision`` and ``lns``, ``lns-sweep``, ``lns-matmul-parts``;
 - :mod:`.eqprop`: equilibrium propagation (``lowbit train eqprop``); grids ``eqprop``,
   ``eqprop-sweep``;
 - :mod:`.nodes`: communicating nodes, simulated or over torch.distributed
@@ -15,6 +16,6 @@
 Each program is a function of a config dataclass (``train(cfg)``), callable without the CLI.
 """
 
-GRIDS = ("qnn", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep",
+GRIDS = ("qnn", "mixed-precision", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep",
          "eqprop-check", "nodes", "nodes-cnn", "teacher", "language")
 """The grids ``lowbit experiment run`` knows (:mod:`.experiments` runs them)."""

@@ -6,6 +6,7 @@ into ``--root/GRID/DATA/NAME/seedS`` (resuming unfinished runs, skipping finishe
 result pages. Each grid lives beside its program:
 
 - ``qnn``: :mod:`lowbit.integrations.programs.qnn.grid`;
+- ``mixed-precision``: :mod:`lowbit.integrations.programs.qnn.mp_grid`;
 - ``lns``, ``lns-sweep``, ``lns-matmul-parts``: :mod:`lowbit.integrations.programs.qnn.lns_grid`;
 - ``eqprop``, ``eqprop-sweep``: :mod:`lowbit.integrations.programs.eqprop.grid`;
 - ``eqprop-check``: :mod:`lowbit.integrations.reports.eqprop_check`;
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from lowbit.integrations.programs import GRIDS  # noqa: F401 - the names, for callers
 from lowbit.integrations.programs.qnn import grid as qnn_grid
-from lowbit.integrations.programs.qnn import lns_grid
+from lowbit.integrations.programs.qnn import lns_grid, mp_grid
 from lowbit.integrations.programs.qnn.train import TrainConfig
 from lowbit.integrations.runs import finished
 
@@ -32,9 +33,12 @@ def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[Trai
     outputs under ``root/name/data``."""
     if name == "qnn":
         return qnn_grid.configs(data, seeds, epochs, root)
+    if name == "mixed-precision":
+        return mp_grid.configs(data, seeds, epochs, root)
     if name in lns_grid.GRIDS:
         return lns_grid.configs(name, data, seeds, epochs, root)
-    raise ValueError(f"unknown grid {name!r} (qnn, lns, lns-sweep, lns-matmul-parts)")
+    raise ValueError(f"unknown grid {name!r} (qnn, mixed-precision, lns, lns-sweep, "
+                     "lns-matmul-parts)")
 
 
 def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
@@ -98,6 +102,7 @@ def write_tables(root: Path, docs: Path) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     runs = collect(root)
     qnn_grid.write_tables(runs, docs)
+    mp_grid.write_tables(runs, docs)
     lns_grid.write_tables(runs, docs, plt)
     ep_grid.write_tables(runs, docs, plt)
     write_check_table(root, docs)
