@@ -581,9 +581,59 @@ def product(ca, na, sa, ea, cb, nb, sb, eb):
     return CLS_FINITE, neg, sa * sb, ea + eb
 
 
+@inline
+def align64(sig, e2, L):
+    """(word, sticky): sig * 2**e2 in units of 2**L (below 2**61), the rest in sticky."""
+    if e2 >= L:
+        return sig << U64(e2 - L), False
+    k = L - e2
+    if k >= 64:
+        return ZERO, True
+    return sig >> U64(k), (sig & ((ONE << U64(k)) - ONE)) != ZERO
+
+
+@jit
+def add_finite64(na, sa, ea, nb, sb, eb, f, u):
+    """(code, status) of a + b, both finite nonzero with significands of at most 49 bits,
+    in a 64-bit window 61 bits below the larger top (the twin of csrc add_finite64)."""
+    top_a = ea + bit_length(sa)
+    top_b = eb + bit_length(sb)
+    L = (top_a if top_a > top_b else top_b) - 61
+    wa, sta = align64(sa, ea, L)
+    wb, stb = align64(sb, eb, L)
+    if na == nb:
+        S = wa + wb
+        sticky = sta or stb
+        neg = na
+    elif wa > wb or (wa == wb and sta and not stb):
+        S = wa - wb - U64(stb)
+        sticky = stb
+        neg = na
+    elif wb > wa or (wa == wb and stb and not sta):
+        S = wb - wa - U64(sta)
+        sticky = sta
+        neg = nb
+    else:
+        return zero_code(f[11] == FLOOR, f), OK
+    S = (S << ONE) | U64(sticky)
+    if neg and f[13] == 0:
+        if f[7] == SATURATE:
+            return np.int64(0), OK
+        return nan_result(f)
+    return round_to_code(neg, S, L - 1 + bit_length(S) - 1, L - 1, f, ZERO if f[11] != 5 else u), OK
+
+
+@inline
+def fast_add_ok(f):
+    """Whether add_finite64 is exact for f's rounding (all but 53-bit stochastic rounding)."""
+    return f[11] != 5 or (f[12] != 0 and f[12] <= 34)
+
+
 @jit
 def add_values(ca, na, sa, ea, cb, nb, sb, eb, f, u):
     """(code, status) of a + b in f (IEEE specials), one rounding."""
+    if ca == CLS_FINITE and cb == CLS_FINITE and fast_add_ok(f):
+        return add_finite64(na, sa, ea, nb, sb, eb, f, u)
     return float_op(ca, na, sa, ea, cb, nb, sb, eb, CLS_ZERO, False, ZERO, np.int64(0),
                     OP_ADD, f, u)
 
@@ -689,6 +739,21 @@ def float_matmul(a, fa, b, fb, M, K, N, mode, lsb_exp, acc, group, frac_bits, fl
                  promote, outf, f, seed, out):
     """out (M x N) = a @ b of Float codes (see csrc lowbit_float_matmul); a status."""
     bad = 0
+    # every operand decoded once (b transposed: each output reads a row of each)
+    ac = np.empty((M, K), np.int64)
+    an = np.empty((M, K), np.bool_)
+    asg = np.empty((M, K), np.uint64)
+    ae = np.empty((M, K), np.int64)
+    for i in range(M):
+        for k in range(K):
+            ac[i, k], an[i, k], asg[i, k], ae[i, k] = decode_code(a[i, k], fa)
+    bc = np.empty((N, K), np.int64)
+    bn = np.empty((N, K), np.bool_)
+    bsg = np.empty((N, K), np.uint64)
+    be = np.empty((N, K), np.int64)
+    for k in range(K):
+        for j in range(N):
+            bc[j, k], bn[j, k], bsg[j, k], be[j, k] = decode_code(b[k, j], fb)
     for e in prange(M * N):
         i = e // N
         j = e % N
@@ -698,9 +763,8 @@ def float_matmul(a, fa, b, fb, M, K, N, mode, lsb_exp, acc, group, frac_bits, fl
         te = np.empty(K, np.int64)
         st = OK
         for k in range(K):
-            ca, na, sa, ea = decode_code(a[i, k], fa)
-            cb, nb, sb, eb = decode_code(b[k, j], fb)
-            tc[k], tn[k], ts[k], te[k] = product(ca, na, sa, ea, cb, nb, sb, eb)
+            tc[k], tn[k], ts[k], te[k] = product(ac[i, k], an[i, k], asg[i, k], ae[i, k],
+                                                 bc[j, k], bn[j, k], bsg[j, k], be[j, k])
         final = (U64(e) << STEP_BITS) | FINAL_STEP
         if mode == FACC_EXACT:
             has_nan = False
