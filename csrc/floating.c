@@ -850,3 +850,20 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
         return LOWBIT_ERR_NOMEM;
     return (status & LOWBIT_ERR_NAN) ? LOWBIT_ERR_NAN : status;
 }
+
+void lowbit_float_matmul_binary32(float *out, const float *a, const float *b, int64_t M,
+                                  int64_t K, int64_t N)
+{
+    _Pragma("omp parallel for schedule(static) if(M * N * K > LOWBIT_PARALLEL_MIN)")
+    for (int64_t i = 0; i < M; i++) {
+        float *row = out + i * N;
+        for (int64_t j = 0; j < N; j++)
+            row[j] = 0.0f;
+        for (int64_t k = 0; k < K; k++) {
+            const float x = a[i * K + k];
+            const float *brow = b + k * N;
+            for (int64_t j = 0; j < N; j++)
+                row[j] += x * brow[j];
+        }
+    }
+}

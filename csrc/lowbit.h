@@ -246,6 +246,13 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
                         int64_t N, int32_t mode, int64_t lsb_exp, const lowbit_float *acc,
                         const lowbit_fused *fused, const lowbit_float *outer,
                         const lowbit_float *fmt, uint64_t seed);
+
+/* out (M x N) = a @ b of float32 arrays (row-major), each output summed in binary32 from
+ * +0 in k order, every addition rounded to nearest even: lowbit_float_matmul's sequential
+ * fp32 accumulator exactly when every product a[i,k] * b[k,j] is exact in binary32 (the
+ * caller's check: both significands fit 24 bits together, no product under- or overflows). */
+void lowbit_float_matmul_binary32(float *out, const float *a, const float *b, int64_t M,
+                                  int64_t K, int64_t N);
 /* cffi:end */
 
 /* ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 
 from lowbit.emulators.array import EmuArray, as_format, contiguous, kernel_codes
 from lowbit.numerics.accumulators import AccumulatorModel, parse_accumulator
-from lowbit.numerics.formats import Float
+from lowbit.numerics.formats import FLOAT_PRESETS, Float, Rounding
 
 _INF_POLICY = {"max": 0, "inf": 1, "nan": 2}
 SPECIALS = {"ieee": 0, "fn": 1, "fnuz": 2, "p3109": 3, "none": 4}
@@ -152,6 +152,55 @@ def _exact_grid(fa: Float, fb: Float, K: int, op: str) -> int:
     return lsb
 
 
+BINARY32 = FLOAT_PRESETS["fp32"]
+
+
+def binary32_products(fa: Float, fb: Float, acc: "Float | None", out: Float) -> bool:
+    """Whether a sequential ``acc`` sum of ``fa`` x ``fb`` products may run as native
+    binary32 arithmetic: acc is IEEE binary32 (round to nearest even, subnormals), both
+    significands fit 24 bits together (fp16, bf16, tf32, FP8, FP6, FP4 operands), no
+    operand is read with daz, and ``out`` does not round stochastically (its random draws
+    belong to the general kernel's counters). The operands' values are checked per call."""
+    return (acc == BINARY32 and not fa.daz and not fb.daz
+            and fa.man_bits + fb.man_bits + 2 <= 24 and out.rounding is not Rounding.STOCHASTIC)
+
+
+_BINARY32_SMALLEST_NORMAL = 2.0 ** -126
+_BINARY32_PRODUCT_MAX = 2.0 ** 127
+
+
+def _binary32_matmul(a, fa: Float, b, fb: Float, fmt: Float, seed: int, be):
+    """Codes of ``fmt`` of a @ b summed in binary32 natively, or None when these operands
+    need the general kernel: a value that is not a finite binary32, a product that could
+    fall below binary32's normal range (it would not be exact) or reach 2**127, or a result
+    that is not finite (NaN payloads and inf/NaN codes are the general kernel's). Exact:
+    each product is then a binary32, and a binary32 sum from +0 in k order with RNE
+    additions is what the sequential fp32 accumulator computes."""
+    av, bv = to_float(a, fa), to_float(b, fb)
+    a32, b32 = av.astype(np.float32), bv.astype(np.float32)
+    if not (np.isfinite(a32).all() and np.isfinite(b32).all()):
+        return None
+    if not (np.array_equal(a32, av) and np.array_equal(b32, bv)):
+        return None
+    amag, bmag = np.abs(av), np.abs(bv)
+    amax, bmax = amag.max(), bmag.max()
+    if amax == 0 or bmax == 0:
+        pass  # every product is a zero
+    elif amax * bmax >= _BINARY32_PRODUCT_MAX:
+        return None
+    elif amag[amag > 0].min() * bmag[bmag > 0].min() < _BINARY32_SMALLEST_NORMAL:
+        return None
+    res = be.float_matmul_binary32(contiguous(a32), contiguous(b32))
+    if not np.isfinite(res).all():
+        return None
+    if fmt == BINARY32:
+        return res.view(np.uint32).astype(np.int64)
+    codes, status = be.float_cast(res, fmt, seed)
+    if status:
+        _raise_nan("matmul", fmt)
+    return codes
+
+
 def matmul(a: EmuArray, b: EmuArray, out, acc, order: str, compensated: bool, seed: int,
            be) -> EmuArray:
     """a @ b of Float arrays (1-D or 2-D, numpy's rules), every product exact, summed as
@@ -180,7 +229,12 @@ def matmul(a: EmuArray, b: EmuArray, out, acc, order: str, compensated: bool, se
     if K != K2:
         raise ValueError(f"matmul: inner dimensions differ, {a.shape} @ {b.shape}")
     lsb = _exact_grid(a.fmt, b.fmt, K, "matmul") if mode == "exact" else 0
-    if M * N == 0:
+    native = None
+    if M * N * K and mode == "sequential" and binary32_products(a.fmt, b.fmt, acc_f, fmt):
+        native = _binary32_matmul(kernel_codes(a2), a.fmt, kernel_codes(b2), b.fmt, fmt, seed, be)
+    if native is not None:
+        codes = native
+    elif M * N == 0:
         codes = np.zeros((M, N), np.int64)
     else:
         fused = None if model is None else (model.group, model.frac_bits,

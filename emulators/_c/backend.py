@@ -269,3 +269,11 @@ def float_matmul(a, fa, b, fb, mode, lsb_exp, acc, fused, outer, fmt, seed):
                                             M, K, N, FACC_MODES[mode], lsb_exp, acc_p, fused_p,
                                             outer_p, _float_fmt(fmt), seed))
     return out, status
+
+
+def float_matmul_binary32(a, b):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.float32)
+    lib.lowbit_float_matmul_binary32(_p(out), _p(a), _p(b), M, K, N)
+    return out

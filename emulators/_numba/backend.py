@@ -207,3 +207,11 @@ def float_matmul(a, fa, b, fb, mode, lsb_exp, acc, fused, outer, fmt, seed):
         a, kernel_fields(fa), b, kernel_fields(fb), M, K, N, FACC_MODES[mode], lsb_exp, acc_t,
         group, frac_bits, floor_align, promote, outer_t, kernel_fields(fmt), np.uint64(seed), out)
     return out, int(status)
+
+
+def float_matmul_binary32(a, b):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.float32)
+    sized(floating.float_matmul_binary32, M * K * N)(a, b, out)
+    return out

@@ -856,3 +856,20 @@ def float_matmul(a, fa, b, fb, M, K, N, mode, lsb_exp, acc, group, frac_bits, fl
         out[i, j] = code
         bad += st != OK
     return ERR_NAN if bad else OK
+
+
+@pjit
+def float_matmul_binary32(a, b, out):
+    """out (M x N float32) = a @ b of float32 arrays, each output summed in binary32 from
+    +0 in k order, every addition rounded to nearest even (the twin of csrc
+    lowbit_float_matmul_binary32). It is the ``sequential`` fp32 accumulator exactly when
+    every product a[i, k] * b[k, j] is exact in binary32, which the caller checks."""
+    M, K = a.shape
+    N = b.shape[1]
+    for i in prange(M):
+        for j in range(N):
+            out[i, j] = np.float32(0.0)
+        for k in range(K):
+            x = a[i, k]
+            for j in range(N):
+                out[i, j] += x * b[k, j]

@@ -271,6 +271,62 @@ class TestMatmul:
             lambda be: E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), out, acc, order,
                                 compensated, seed=seed, backend=be), want, f"{acc} {out}")
 
+    @settings(max_examples=200)
+    @given(st.sampled_from(["fp16", "bf16", "tf32", "e4m3", "e5m2", "e2m1", "e3m2", "fp16:ftz",
+                            "e4m3fnuz", "binary8p3", "float8.3:bias=200"]),
+           st.sampled_from(["fp16", "bf16", "e4m3", "e5m2", "e2m3"]),
+           st.one_of(st.sampled_from([parse_format(s) for s in
+                                      ("fp32", "fp16", "bf16", "e4m3", "e5m2:sat", "fp16:ftz")]),
+                     lt.float_formats(max_man_bits=23)),
+           st.booleans(), st.data())
+    def test_binary32_accumulation(self, fa_s, fb_s, out, typical, data):
+        """acc='fp32' in sequential order runs as native binary32 arithmetic whenever every
+        product is exact in binary32, and otherwise in the general kernel: either way the
+        reference's codes. ``typical`` values (normal, scaled by 2^-8..2^8) take the native
+        path; random codes (subnormals, the range's edges, inf, NaN) also fall back."""
+        fa, fb = parse_format(fa_s), parse_format(fb_s)
+        M, K, N = (data.draw(st.integers(1, 5)), data.draw(st.integers(1, 48)),
+                   data.draw(st.integers(1, 6)))
+        if typical:
+            r = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+            a = E.cast(r.normal(size=(M, K)) * 2.0 ** r.integers(-8, 8, (M, K)), fa).codes
+            b = E.cast(r.normal(size=(K, N)) * 2.0 ** r.integers(-8, 8, (K, N)), fb).codes
+        else:
+            a = data.draw(lt.codes(fa, (M, K)))
+            b = data.draw(lt.codes(fb, (K, N)))
+        seed = data.draw(lt.seeds())
+        try:
+            want = ref.matmul(a, fa, b, fb, out, parse_format("fp32"), "sequential", False, seed)
+        except ValueError:
+            for be in ("numba", "c"):
+                with pytest.raises(ValueError, match="cannot be represented"):
+                    E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), out, "fp32",
+                             seed=seed, backend=be)
+            return
+        assert_every_backend_gives(
+            lambda be: E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), out, "fp32",
+                                seed=seed, backend=be), want, f"{fa} {fb} {out}")
+
+    def test_binary32_accumulation_takes_the_native_path(self, backend):
+        """The native path is taken for typical fp16/bf16/FP8 operands (and refused where a
+        product would not be exact), so the test above exercises it."""
+        from lowbit.emulators import _float_ops, backends
+
+        be = backends.get_backend(backend)
+        r = np.random.default_rng(1)
+        for f in ("fp16", "bf16", "e4m3", "e2m1"):
+            fmt = parse_format(f)
+            a, b = E.cast(r.normal(size=(3, 9)), fmt), E.cast(r.normal(size=(9, 2)), fmt)
+            assert _float_ops.binary32_products(fmt, fmt, _float_ops.BINARY32, fmt)
+            assert _float_ops._binary32_matmul(a.codes, fmt, b.codes, fmt, fmt, 0, be) is not None
+        tiny = E.cast(np.full((2, 2), 2.0 ** -70), "bf16")  # products of 2^-140: not exact
+        assert _float_ops._binary32_matmul(tiny.codes, tiny.fmt, tiny.codes, tiny.fmt,
+                                           tiny.fmt, 0, be) is None
+        assert not _float_ops.binary32_products(parse_format("fp32"), parse_format("bf16"),
+                                                _float_ops.BINARY32, parse_format("fp32"))
+        assert not _float_ops.binary32_products(parse_format("fp16:daz"), parse_format("bf16"),
+                                                _float_ops.BINARY32, parse_format("fp32"))
+
     @pytest.mark.parametrize("acc, want", [("hopper_fp8", 4324), ("hopper_fp8_promote128", 4608),
                                            ("blackwell", 4608), ("fp32", 4608), ("bf16", 512),
                                            (None, 4608)])
