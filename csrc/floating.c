@@ -6,101 +6,7 @@
 #include "lowbit.h"
 
 #include <string.h>
-
-#define LOWBIT_INF_MAX 0
-#define LOWBIT_INF_NAN 2
-
-static inline int bit_length(uint64_t v)
-{
-    return v ? 64 - __builtin_clzll(v) : 0;
-}
-
-/* Whether q + rem / 2^s (0 < rem < 2^s, s >= 1) rounds away from zero. */
-static inline int round_up(uint64_t q, uint64_t rem, int64_t s, int negative,
-                           const lowbit_float *f, uint64_t u)
-{
-    uint64_t t;
-    int64_t k;
-    switch (f->rounding) {
-    case LOWBIT_NEAREST_EVEN:
-        if (s > 63)
-            return 0;
-        return rem > (UINT64_C(1) << (s - 1)) || (rem == (UINT64_C(1) << (s - 1)) && (q & 1));
-    case LOWBIT_NEAREST_AWAY:
-        return s <= 63 && rem >= (UINT64_C(1) << (s - 1));
-    case LOWBIT_TOWARD_ZERO:
-        return 0;
-    case LOWBIT_FLOOR:
-        return negative;
-    case LOWBIT_CEIL:
-        return !negative;
-    case LOWBIT_ODD:
-        return (q & 1) == 0;
-    default: /* stochastic */
-        if (f->sr_bits == 0) { /* away iff u >> 11 < ceil(phi * 2^53) */
-            if (s <= 53)
-                t = rem << (53 - s);
-            else if (s - 53 >= 64)
-                t = 1;
-            else
-                t = (rem >> (s - 53)) + ((rem & ((UINT64_C(1) << (s - 53)) - 1)) != 0);
-            return (u >> 11) < t;
-        }
-        k = f->sr_bits; /* floor(phi * 2^k) + the top k bits of u carries out */
-        if (s >= k)
-            t = s - k >= 64 ? 0 : rem >> (s - k);
-        else
-            t = rem << (k - s);
-        return t + (u >> (64 - k)) >= (UINT64_C(1) << k);
-    }
-}
-
-/* The code of (-1)^negative * sig * 2^e2 (0 < sig < 2^63, e = e2 + its leading bit). */
-static inline int64_t round_to_code(int negative, uint64_t sig, int64_t e, int64_t e2,
-                                    const lowbit_float *f, uint64_t u)
-{
-    const int64_t M = f->man_bits, emin = f->min_exponent;
-    const int64_t ec = e > emin ? e : emin;
-    const int64_t s = ec - M - e2;
-    const int64_t sign = negative ? f->sign_bit : 0;
-    uint64_t n, q, rem;
-    int64_t mag;
-    int toward_zero;
-    if (s <= 0) {
-        n = sig << -s;
-    } else {
-        if (s >= 64) {
-            q = 0;
-            rem = sig;
-        } else {
-            q = sig >> s;
-            rem = sig & ((UINT64_C(1) << s) - 1);
-        }
-        n = q + (rem != 0 && round_up(q, rem, s, negative, f, u));
-    }
-    mag = (int64_t)n + ((ec - emin) << M);
-    if (!f->zero) { /* no zero: the field 0 is the smallest normal binade */
-        if (mag < (INT64_C(1) << M))
-            mag = INT64_C(1) << M;
-        mag -= INT64_C(1) << M;
-    }
-    if (mag > f->max_field) {
-        toward_zero = f->rounding == LOWBIT_TOWARD_ZERO || f->rounding == LOWBIT_ODD
-                      || (f->rounding == LOWBIT_FLOOR && !negative)
-                      || (f->rounding == LOWBIT_CEIL && negative);
-        if (f->overflow == LOWBIT_SATURATE || toward_zero)
-            return f->max_field | sign;
-        if (f->inf_code >= 0)
-            return f->inf_code | sign;
-        return f->nan_code;
-    }
-    if (f->zero && !f->subnormals && mag < (INT64_C(1) << M))
-        mag = 0;
-    if (mag == 0 && f->zero)
-        return f->negative_zero ? sign : 0;
-    return mag | sign;
-}
-
+#include "float_core.h"
 /* The code of a NaN (kind 1) or an infinity (kind 2); *status on failure. */
 static inline int64_t special_code(int kind, int negative, const lowbit_float *f, int *status)
 {
@@ -201,65 +107,6 @@ int lowbit_float_cast_f32(int64_t *out, const float *x, int64_t n, const lowbit_
  * the rest of the smaller one folded into a sticky bit: exact for every mode
  * (stochastic rounding with 53 random bits needs about 80 bits below the top). */
 
-typedef unsigned __int128 u128;
-
-enum { CLS_ZERO = 0, CLS_FINITE = 1, CLS_INF = 2, CLS_NAN = 3 };
-
-typedef struct operand {
-    int cls;
-    int neg;
-    uint64_t sig;
-    int64_t e2;  /* value = sig * 2^e2 */
-} operand;
-
-static inline operand decode_raw(int64_t code, const lowbit_float *f, int daz);
-
-/* An operand read from memory: subnormals are zero under the format's daz. */
-static inline operand decode_code(int64_t code, const lowbit_float *f)
-{
-    return decode_raw(code, f, (int)f->daz);
-}
-
-/* A running accumulator's value (a register inside the operation: daz does not apply). */
-static inline operand decode_held(int64_t code, const lowbit_float *f)
-{
-    return decode_raw(code, f, 0);
-}
-
-static inline operand decode_raw(int64_t code, const lowbit_float *f, int daz)
-{
-    const int64_t M = f->man_bits;
-    const int64_t ones = (INT64_C(1) << (f->exp_bits + M)) - 1;
-    const int64_t mag = code & ~f->sign_bit;
-    const int64_t field = mag >> M;
-    const uint64_t mant = (uint64_t)(mag & ((INT64_C(1) << M) - 1));
-    operand o = {CLS_FINITE, (code & f->sign_bit) != 0, 0, 0};
-    if (f->specials == 0 && field == (INT64_C(1) << f->exp_bits) - 1) {
-        o.cls = mant ? CLS_NAN : CLS_INF;
-        return o;
-    }
-    if ((f->specials == 1 && mag == ones) || ((f->specials == 2 || f->specials == 3) && o.neg
-                                              && mag == 0)) {
-        o.cls = CLS_NAN;
-        return o;
-    }
-    if (f->specials == 3 && mag == ones) {
-        o.cls = CLS_INF;
-        return o;
-    }
-    if (f->zero && field == 0) {
-        if (mant == 0 || daz) {
-            o.cls = CLS_ZERO;
-            return o;
-        }
-        o.sig = mant;
-        o.e2 = f->min_exponent - M;
-        return o;
-    }
-    o.sig = mant | (UINT64_C(1) << M);
-    o.e2 = field - f->bias - M;
-    return o;
-}
 
 static inline int bit_length128(u128 v)
 {
@@ -356,13 +203,6 @@ static inline int64_t round_to_code128(int negative, u128 sig, int64_t e2,
     return mag | sign;
 }
 
-/* The code of a zero result of the given sign. */
-static inline int64_t zero_code(int negative, const lowbit_float *f)
-{
-    if (!f->zero || (negative && !f->is_signed))
-        return 0;
-    return negative && f->negative_zero ? f->sign_bit : 0;
-}
 
 /* The code of a finite nonzero exact value (-1)^neg * sig * 2^e2, 128-bit sig. */
 static inline int64_t finite_code(int negative, u128 sig, int64_t e2, const lowbit_float *f,

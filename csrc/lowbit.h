@@ -253,6 +253,20 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
  * caller's check: both significands fit 24 bits together, no product under- or overflows). */
 void lowbit_float_matmul_binary32(float *out, const float *a, const float *b, int64_t M,
                                   int64_t K, int64_t N);
+
+/* ---- Block formats (csrc/block.c) ----------------------------------------
+ * The block cast of x, laid out as nblocks rows of width float64 values (pads 0.0 with
+ * index -1): codes[index[i]] = element code, scales[b] = scale code, clipped[b] = the
+ * block's clipped elements. grid: the Float the elements round in (saturating; MXINT8's
+ * sign-magnitude grid with is_int); scale_f: the scale format (pow2: E8M0-like); rule:
+ * 0 floor, 1 ceil, 2 even, 3 rceil, 4 nearest; emax, precision, mpos: the element's
+ * exponent of its largest value, significant bits, largest value; T: the tensor scale.
+ * Semantics: numerics/reference/block.py. LOWBIT_ERR_NAN if a NaN block has no NaN scale. */
+int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const double *x,
+                          const int64_t *index, int64_t nblocks, int64_t width,
+                          const lowbit_float *grid, int32_t is_int, int32_t asym,
+                          const lowbit_float *scale_f, int32_t pow2, int32_t rule, int64_t emax,
+                          int64_t precision, double mpos, double T, int32_t daz, uint64_t seed);
 /* cffi:end */
 
 /* ------------------------------------------------------------------------

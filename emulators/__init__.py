@@ -13,13 +13,14 @@ array([1])
 
 from lowbit.emulators.array import EmuArray, from_codes
 from lowbit.emulators.backends import BACKENDS, default_backend, get_backend, set_backend
-from lowbit.emulators.ops import ORDERS, add, cast, div, fma, matmul, mul, sub, sum  # noqa: A004
+from lowbit.emulators.ops import ORDERS, add, block_cast, cast, div, fma, matmul, mul, sub, sum  # noqa: A004
 
 __all__ = [
     "BACKENDS",
     "ORDERS",
     "EmuArray",
     "add",
+    "block_cast",
     "cast",
     "default_backend",
     "div",

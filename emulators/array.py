@@ -17,6 +17,7 @@ from lowbit.numerics.formats import (
     FORMAT_TYPES,
     LNS,
     Binary,
+    Block,
     Fixed,
     Float,
     Format,
@@ -31,12 +32,15 @@ class EmuArray:
 
     ``scale`` is ``None`` or float64 metadata broadcastable to the codes with the
     same number of dimensions (binary/ternary scales; products of scales after a
-    matmul). Construct with :func:`lowbit.emulators.cast` or :func:`from_codes`.
+    matmul; a block format's per-element block scale). ``tensor_scale`` is a block
+    format's float32 tensor scale (1.0 otherwise). Construct with
+    :func:`lowbit.emulators.cast` or :func:`from_codes`.
     """
 
-    __slots__ = ("_codes", "_fmt", "_scale")
+    __slots__ = ("_codes", "_fmt", "_scale", "_tensor")
 
-    def __init__(self, codes: np.ndarray, fmt: Format, scale: np.ndarray | None = None):
+    def __init__(self, codes: np.ndarray, fmt: Format, scale: np.ndarray | None = None,
+                 tensor_scale: float = 1.0):
         # _codes stays writeable and private (kernels get it: Numba compiles slower
         # code for read-only arrays); users see a read-only view through .codes.
         self._codes = np.asarray(codes, dtype=np.int64)
@@ -45,6 +49,7 @@ class EmuArray:
             scale = np.asarray(scale, dtype=np.float64)
             scale.flags.writeable = False
         self._scale = scale
+        self._tensor = float(tensor_scale)
 
     @property
     def codes(self) -> np.ndarray:
@@ -60,6 +65,10 @@ class EmuArray:
     @property
     def scale(self) -> np.ndarray | None:
         return self._scale
+
+    @property
+    def tensor_scale(self) -> float:
+        return self._tensor
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,6 +95,10 @@ class EmuArray:
         """
         if isinstance(self._fmt, LNS):
             return _lns_to_float(self._codes, self._fmt)
+        if isinstance(self._fmt, Block):
+            from lowbit.emulators._block_ops import element_values
+
+            return element_values(self._codes, self._fmt) * self._scale * self._tensor
         if isinstance(self._fmt, Float):
             from lowbit.emulators._float_ops import to_float
 
@@ -99,7 +112,7 @@ class EmuArray:
         return vals
 
     def _with(self, codes: np.ndarray, scale: np.ndarray | None) -> "EmuArray":
-        return EmuArray(codes, self._fmt, scale)
+        return EmuArray(codes, self._fmt, scale, self._tensor)
 
     @property
     def T(self) -> "EmuArray":
@@ -131,7 +144,7 @@ class EmuArray:
             return False
         if other.shape != self.shape or not np.array_equal(other.codes, self.codes):
             return False
-        if (self.scale is None) != (other.scale is None):
+        if (self.scale is None) != (other.scale is None) or self._tensor != other._tensor:
             return False
         return self.scale is None or np.array_equal(
             np.broadcast_to(self.scale, self.shape), np.broadcast_to(other.scale, other.shape))

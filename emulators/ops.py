@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from lowbit.emulators import _float_ops, _lns_ops
+from lowbit.emulators import _block_ops, _float_ops, _lns_ops
 from lowbit.emulators.array import (
     EmuArray,
     as_format,
@@ -37,7 +37,7 @@ from lowbit.emulators.array import (
 )
 from lowbit.emulators.backends import get_backend
 from lowbit.numerics import rng, scales
-from lowbit.numerics.formats import LNS, Binary, Fixed, Float, Format
+from lowbit.numerics.formats import LNS, Binary, Block, Fixed, Float, Format
 
 ORDERS = ("sequential", "pairwise")
 EXACT_BLAS_LIMIT = 1 << 53
@@ -160,6 +160,21 @@ def _raise_bad_float(x: np.ndarray, status: int, fmt: Format) -> None:
 
 # ------------------------------------------------------------------- cast ---
 
+def block_cast(x, fmt: Block | str, *, seed: int = 0,
+               backend: str | None = None) -> "_block_ops.BlockCast":
+    """The block cast of float32/float64 ``x`` into a block format (MX, NVFP4; rules in
+    :mod:`lowbit.numerics.blocks`): the array (element codes; per-element block scales;
+    the tensor scale), the scale codes in the block grid's shape, and how many elements
+    clipped. ``cast(x, fmt)`` returns the array alone."""
+    fmt = as_format(fmt)
+    if not isinstance(fmt, Block):
+        raise ValueError(f"block_cast takes a block format (mxfp8, nvfp4, ...), got {fmt}")
+    if isinstance(x, EmuArray):
+        x = x.to_float()
+    return _block_ops.block_cast(_float_input(x), fmt, rng.check_seed(seed),
+                                 get_backend(backend))
+
+
 def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> EmuArray:
     """Codes of ``x`` (floats, ints, or an EmuArray) in ``fmt``, rounded once.
 
@@ -176,6 +191,8 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
     if isinstance(x, EmuArray):
         return _convert(x, fmt, seed, be)
     arr = _float_input(x)
+    if isinstance(fmt, Block):
+        return _block_ops.block_cast(arr, fmt, seed, be).array
     if isinstance(fmt, Float):
         if arr.size == 0:
             return EmuArray(np.zeros(arr.shape, np.int64), fmt)
@@ -410,6 +427,9 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
     """
     a = _check_emu(a, "a")
     b = _check_emu(b, "b")
+    if isinstance(a.fmt, Block) or isinstance(b.fmt, Block):
+        return _block_ops.matmul(a, b, out, acc, order, compensated, rng.check_seed(seed),
+                                 get_backend(backend))
     if _is_float(a, b):
         return _float_ops.matmul(a, b, out, acc, order, compensated, rng.check_seed(seed),
                                  get_backend(backend))

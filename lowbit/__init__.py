@@ -31,6 +31,7 @@ from lowbit.emulators import (
     ORDERS,
     EmuArray,
     add,
+    block_cast,
     cast,
     default_backend,
     div,
@@ -45,11 +46,13 @@ from lowbit.emulators import (
 )
 from lowbit.numerics import (
     ACCUMULATOR_MODELS,
+    BLOCK_PRESETS,
     FLOAT_PRESETS,
     FORMAT_GRAMMAR,
     LNS,
     AccumulatorModel,
     Binary,
+    Block,
     Exact,
     Fixed,
     Float,
@@ -85,8 +88,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "ACCUMULATOR_MODELS", "AccumulatorModel", "BACKENDS", "FLOAT_PRESETS", "FORMAT_GRAMMAR", "LNS", "ORDERS", "Binary", "EmuArray",
-    "Exact", "Fixed", "Float", "Format", "Interp", "Overflow", "Rounding", "Table", "Ternary", "add", "cast",
+    "ACCUMULATOR_MODELS", "AccumulatorModel", "BACKENDS", "BLOCK_PRESETS", "Block", "FLOAT_PRESETS", "FORMAT_GRAMMAR", "LNS", "ORDERS", "Binary", "EmuArray",
+    "Exact", "Fixed", "Float", "Format", "Interp", "Overflow", "Rounding", "Table", "Ternary", "add", "block_cast", "cast",
     "default_backend", "div", "fma", "from_codes", "get_backend", "matmul", "mul", "parse_accumulator", "parse_format",
     "set_backend", "sub", "sum", "__version__", *_LAZY,
 ]

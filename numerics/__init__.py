@@ -5,6 +5,7 @@ Imports neither numba nor torch. See ``docs/formats.md`` for the semantics.
 
 from lowbit.numerics.accumulators import ACCUMULATOR_MODELS, AccumulatorModel, parse_accumulator
 from lowbit.numerics.formats import (
+    BLOCK_PRESETS,
     FLOAT_PRESETS,
     FLOAT_SPECIALS,
     FORMAT_GRAMMAR,
@@ -12,6 +13,7 @@ from lowbit.numerics.formats import (
     MAX_BITS,
     MAX_FRAC,
     Binary,
+    Block,
     Exact,
     Fixed,
     Float,
@@ -27,6 +29,8 @@ __all__ = [
     "ACCUMULATOR_MODELS",
     "AccumulatorModel",
     "parse_accumulator",
+    "BLOCK_PRESETS",
+    "Block",
     "FLOAT_PRESETS",
     "FLOAT_SPECIALS",
     "FORMAT_GRAMMAR",

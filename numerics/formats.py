@@ -370,7 +370,7 @@ FLOAT_SPECIALS = ("ieee", "fn", "fnuz", "p3109", "none")
 FLOAT_ROUNDINGS = tuple(Rounding)
 FLOAT_OVERFLOWS = (Overflow.SATURATE, Overflow.INFINITY)
 INF_POLICIES = ("max", "inf", "nan")
-MAX_FLOAT_EXP_BITS = 8
+MAX_FLOAT_EXP_BITS = 10
 """Widest exponent field of a Float: every value stays a normal float64."""
 MAX_FLOAT_MAN_BITS = 23
 """Widest mantissa field of a Float (fp32's): products of two significands fit 48 bits."""
@@ -488,6 +488,10 @@ class Float:
         if self.max_field < (1 if self.zero else 0):
             raise ValueError(f"Float({self.exp_bits}, {self.man_bits}) with specials="
                              f"{self.specials!r} leaves no finite nonzero value")
+        if self.max_exponent >= 1023 or self.min_exponent - self.man_bits <= -1022:
+            raise ValueError(f"Float.bias={self.bias} puts values outside the normal float64 "
+                             f"range (2^{self.min_exponent - self.man_bits} .. "
+                             f"2^{self.max_exponent + 1}); the kernels decode through float64")
         if o is Overflow.INFINITY and not self.has_nan:
             raise ValueError("Float.overflow=INFINITY needs a format with inf or NaN "
                              f"(specials={self.specials!r} has neither)")
@@ -679,8 +683,6 @@ IEEE P3109 binary8p1..binary8p7."""
 FLOAT_PRESETS_BY_LAYOUT = {f._layout(): name for name, f in FLOAT_PRESETS.items()}
 
 
-Format = Union[Fixed, Binary, Ternary, LNS, Float]
-FORMAT_TYPES = (Fixed, Binary, Ternary, LNS, Float)
 
 FORMAT_GRAMMAR = """\
 format   := fixed | binary | ternary            (case-insensitive, no spaces)
@@ -695,7 +697,7 @@ lns      := "lns" INT_BITS "." FRAC_BITS (":" ADDER | ":" LNS_ROUNDING | ":under
 ADDER    := "exact" | "table" N | "interp" N ["g" GUARD]     (default exact; e.g. interp6g8)
 LNS_ROUNDING := "rne" | "floor" | "ceil" | "sr"                 (default rne)
 float    := (PRESET | "float" EXP_BITS "." MAN_BITS) (":" FLOAT_OPT)*
-            EXP_BITS in 1..8, MAN_BITS in 0..23, at most 32 bits in all (e.g. float5.2)
+            EXP_BITS in 1..10, MAN_BITS in 0..23, at most 32 bits in all (e.g. float5.2)
 PRESET   := "e4m3" | "e5m2" | "e4m3fnuz" | "e5m2fnuz" | "e3m4" | "fp16" | "bf16" | "tf32"
           | "fp32" | "e2m3" | "e3m2" | "e2m1" | "e8m0" | "ue4m3" | "binary8p" P (P in 1..7)
 FLOAT_OPT := "ieee" | "fn" | "fnuz" | "p3109" | "none"          (special values; default ieee)
@@ -738,6 +740,8 @@ def parse_format(text: "str | Format") -> Format:
             return _parse_lns(head, opts)
         if head in FLOAT_PRESET_FIELDS or head.startswith("float"):
             return _parse_float(head, opts)
+        if head in BLOCK_PRESET_FIELDS:
+            return parse_block(head, opts)
         if head == "ternary":
             kw: dict[str, object] = {}
             for opt in opts:
@@ -846,3 +850,17 @@ def _parse_float(head: str, opts: list[str]) -> Float:
         else:
             put("rounding", as_rounding(opt))
     return Float(**kw)  # type: ignore[arg-type]
+
+
+# Block formats (lowbit.numerics.blocks) build on Float and Fixed above.
+from lowbit.numerics.blocks import (  # noqa: E402
+    BLOCK_GRAMMAR,
+    BLOCK_PRESET_FIELDS,
+    BLOCK_PRESETS,
+    Block,
+    parse_block,
+)
+
+Format = Union[Fixed, Binary, Ternary, LNS, Float, Block]
+FORMAT_TYPES = (Fixed, Binary, Ternary, LNS, Float, Block)
+FORMAT_GRAMMAR += BLOCK_GRAMMAR

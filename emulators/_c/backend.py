@@ -277,3 +277,16 @@ def float_matmul_binary32(a, b):
     out = np.empty((M, N), np.float32)
     lib.lowbit_float_matmul_binary32(_p(out), _p(a), _p(b), M, K, N)
     return out
+
+
+def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, precision,
+                   mpos, T, daz, seed, n):
+    nblocks, width = x2d.shape
+    codes = np.zeros(n, np.int64)
+    scales = np.empty(nblocks, np.int64)
+    clipped = np.empty(nblocks, np.int64)
+    status = lib.lowbit_block_quantize(_p(codes), _p(scales), _p(clipped), _p(x2d), _p(index),
+                                       nblocks, width, _float_fmt(grid), int(is_int), int(asym),
+                                       _float_fmt(scale_fmt), int(pow2), rule, emax, precision,
+                                       float(mpos), float(T), int(daz), seed)
+    return codes, scales, clipped, status

@@ -110,10 +110,11 @@ class TestGrammar:
         assert str(Float(4, 3, bias=8, specials="fn")) == "float4.3:fn:bias=8"
 
     @pytest.mark.parametrize("kwargs, match", [
-        ({"exp_bits": 0, "man_bits": 3}, "Float.exp_bits must be in 1..8, got 0"),
-        ({"exp_bits": 9, "man_bits": 3}, "Float.exp_bits must be in 1..8, got 9"),
+        ({"exp_bits": 0, "man_bits": 3}, "Float.exp_bits must be in 1..10, got 0"),
+        ({"exp_bits": 11, "man_bits": 3}, "Float.exp_bits must be in 1..10, got 11"),
         ({"exp_bits": 5, "man_bits": 24}, "Float.man_bits must be in 0..23, got 24"),
-        ({"exp_bits": 8, "man_bits": 23, "bias": 1000}, "Float.bias must be in"),
+        ({"exp_bits": 8, "man_bits": 23, "bias": 5000}, "Float.bias must be in"),
+        ({"exp_bits": 8, "man_bits": 23, "bias": 1000}, "Float.bias=1000 puts values outside"),
         ({"exp_bits": 4, "man_bits": 3, "specials": "fnz"}, "Float.specials must be one of"),
         ({"exp_bits": 1, "man_bits": 0, "specials": "fn"}, "leaves no finite nonzero value"),
         ({"exp_bits": 2, "man_bits": 1, "specials": "none", "overflow": "inf"},
