@@ -16,7 +16,7 @@ import torch
 
 import lowbit.emulators as E
 from lowbit.emulators import EmuArray
-from lowbit.numerics import LNS, Binary, Fixed, Float, Format, Rounding, Ternary
+from lowbit.numerics import LNS, Binary, Block, Fixed, Float, Format, Rounding, Ternary
 
 
 def carrier_dtype(fmt: Format) -> torch.dtype:
@@ -31,12 +31,17 @@ def carrier_dtype(fmt: Format) -> torch.dtype:
       range (every preset); NaN (as the canonical code), -0 and every code the format
       produces survive (an FTZ format produces no subnormal); ±inf survives where the
       format's inf policy is "inf" (the default), else it meets that policy;
+    - Block (MX, NVFP4): float64 (an element times a block scale times a float32 tensor
+      scale needs up to 36 bits, and E8M0 scales reach beyond float32's range); a block
+      carrier cast back gives the same values (the scales of a re-cast can differ);
     - LNS: neighbouring values differ by a factor 2**(2**-F) - 1 >= 2**-17 for
       F <= 16, far above float32's 2**-24, so the nearest float32 casts back to the
       same code as long as every magnitude is a normal float32 (int_bits <= 7).
     """
     if isinstance(fmt, (Binary, Ternary)):
         return torch.float32
+    if isinstance(fmt, Block):
+        return torch.float64
     if isinstance(fmt, LNS):
         return torch.float32 if fmt.int_bits <= 7 else torch.float64
     if isinstance(fmt, Float):  # at most 24 significant bits: the range decides

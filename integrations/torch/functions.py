@@ -12,6 +12,8 @@ training call) and derive one seed per operation from them with the counter RNG.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,7 +22,7 @@ import lowbit.emulators as E
 from lowbit.emulators import EmuArray, from_codes
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.spec import EmulationSpec
-from lowbit.numerics import LNS, AccumulatorModel, Binary, Fixed, Float, Format, Ternary, rng
+from lowbit.numerics import LNS, AccumulatorModel, Binary, Block, Fixed, Float, Format, Ternary, rng
 
 # which operation a derived seed belongs to
 CAST_X, CAST_W, FORWARD, BIAS, CAST_G, GRAD_X, GRAD_W, GRAD_B, QUANT, QUANT_G = range(10)
@@ -38,6 +40,8 @@ def clip_bound(fmt: Format) -> float:
         return 1.0
     if isinstance(fmt, LNS):
         return float(2.0 ** (fmt.e_max / 2**fmt.frac_bits))
+    if isinstance(fmt, Block):
+        return math.inf  # a block scale follows the values: nothing is out of range
     return float(max(abs(fmt.min_value), fmt.max_value))
 
 
@@ -90,12 +94,14 @@ def _out_format(spec: EmulationSpec) -> Format | None:
 
 
 def _unscaled(x: EmuArray) -> EmuArray:
-    return x if x.scale is None else from_codes(x.codes, x.fmt)
+    """Binary/ternary codes without their scale (a block array keeps its block scales:
+    they are part of its values)."""
+    return x if x.scale is None or isinstance(x.fmt, Block) else from_codes(x.codes, x.fmt)
 
 
 def _weight_scale_rows(wq: EmuArray) -> np.ndarray | None:
     """A weight scale per output channel, as a row to multiply a gradient by (or None)."""
-    if wq.scale is None:
+    if wq.scale is None or isinstance(wq.fmt, Block):
         return None
     return np.array(np.broadcast_to(wq.scale, wq.shape)[:, 0][None, :])
 

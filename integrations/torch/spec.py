@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from lowbit.numerics import (LNS, AccumulatorModel, Binary, Fixed, Float, Format, Ternary,
-                             parse_accumulator, parse_format)
+from lowbit.numerics import (LNS, AccumulatorModel, Binary, Block, Fixed, Float, Format,
+                             Ternary, parse_accumulator, parse_format)
 
 ROLES = {"w": "weight", "a": "activation", "o": "output", "acc": "accumulator",
          "gi": "grad_input", "gw": "grad_weight"}
@@ -35,7 +35,7 @@ FORMAT: see lowbit.numerics.FORMAT_GRAMMAR (e.g. fixed16.8, binary, lns5.10:inte
 def _family(fmt) -> str | None:
     if fmt is None:
         return None
-    if isinstance(fmt, (Float, AccumulatorModel)):
+    if isinstance(fmt, (Float, Block, AccumulatorModel)):
         return "float"
     return "lns" if isinstance(fmt, LNS) else "fixed"  # binary/ternary are integers: fixed family
 
@@ -49,7 +49,8 @@ class EmulationSpec:
     """Formats of a layer's roles; ``None`` means plain float (not emulated).
 
     - ``weight``: the stored weights (cast on every forward: STE to the latent float);
-    - ``activation``: layer inputs;
+    - ``activation``: layer inputs (weights and activations may be block formats, MX or
+      NVFP4, blocked along the contraction axis by default);
     - ``output``: the format the forward matmul (and bias) rounds into; None: the
       activation format (binary/ternary activations: the exact integer result);
     - ``accumulator``: of every matmul (None: exact for fixed point, the output
@@ -80,7 +81,12 @@ class EmulationSpec:
                                                else parse_format(v))
                 object.__setattr__(self, f, v)
             allowed = (Fixed, Binary, Ternary, LNS, Float) + \
-                ((AccumulatorModel,) if f == "accumulator" else ())
+                ((AccumulatorModel,) if f == "accumulator" else ()) + \
+                ((Block,) if f in ("weight", "activation") else ())
+            if isinstance(v, Block) and not isinstance(v, allowed):
+                raise ValueError(f"EmulationSpec.{f} {v}: block formats serve the weight and "
+                                 "activation roles (a matmul rounds into a Float format: give "
+                                 "o=, gi=, gw= as Float formats such as bf16 or e5m2)")
             if v is not None and not isinstance(v, allowed):
                 raise TypeError(f"EmulationSpec.{f} must be a format or None, got {v!r}")
         if self.order not in ORDERS:

@@ -36,7 +36,9 @@ from lowbit.numerics import testing as lt
 
 FLOAT_SPECS = ["bf16", "fp16,kahan", "w=e4m3,a=e4m3,gi=e5m2,gw=e5m2",
                "e4m3,acc=hopper_fp8", "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=bf16,acc=blackwell",
-               "w=e2m1,a=e4m3,o=fp16,gi=bf16,gw=bf16,acc=fp32,order=pairwise"]
+               "w=e2m1,a=e4m3,o=fp16,gi=bf16,gw=bf16,acc=fp32,order=pairwise",
+               "w=mxfp8,a=mxfp8,o=bf16,gi=e5m2,gw=e5m2", "w=mxfp4,a=mxfp8:rule=rceil,o=bf16,gi=bf16,gw=bf16",
+               "w=nvfp4,a=nvfp4,o=bf16,gi=e5m2,gw=bf16,acc=hopper_fp8"]
 
 
 @settings(max_examples=200)
@@ -110,6 +112,9 @@ def test_float_specs_default_to_fp32_accumulation_and_round_trip():
     ("w=fixed8.4,a=fixed8.4,acc=hopper_fp8", "must be a Fixed format"),
     ("e4m3,acc=hopper_fp8,order=pairwise", "fixes its own order"),
     ("w=e4m3,a=e4m3,gi=binary", "different families"),
+    ("mxfp8", "block formats serve the weight and activation roles"),
+    ("w=mxfp8,a=mxfp8,o=mxfp4", "block formats serve the weight and activation roles"),
+    ("w=mxint8,a=fixed8.4", "different families"),
 ])
 def test_bad_float_specs(text, match):
     with pytest.raises(ValueError, match=match):

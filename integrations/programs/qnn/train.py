@@ -22,7 +22,11 @@ Recipes (``--format``), after the papers:
   scaling), ``mp-bf16`` (bf16, no loss scaling), ``mp-fp8`` (E4M3 weights and
   activations, E5M2 gradients, bf16 matmul outputs, fp32 accumulation), ``mp-fp8-hopper``
   (the same on the Hopper FP8 accumulator model, no promotion) and
-  ``mp-fp8-hopper-promote`` (with promotion to fp32 every 128 products);
+  ``mp-fp8-hopper-promote`` (with promotion to fp32 every 128 products); block formats:
+  ``mp-mxfp8`` (MXFP8 weights and activations, blocks of 32 along the contraction axis,
+  E5M2 gradients, bf16 outputs, fp32 accumulation), ``mp-mxfp8-hopper[-promote]`` (on
+  the Hopper model), ``mp-mxfp4`` (MXFP4 weights, MXFP8 activations) and ``mp-nvfp4``
+  (NVFP4 weights and activations);
 - the LNS table of the seed talk, a plain ReLU MLP trained with SGD:
   ``lns-float`` (float32), ``lns-matmul`` (every forward and backward matmul in
   LNS, weights stored and updated in float), ``lns-everywhere`` (also weight
@@ -193,6 +197,11 @@ MP_SPECS = {
     "mp-fp8": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2",
     "mp-fp8-hopper": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8",
     "mp-fp8-hopper-promote": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8_promote128",
+    "mp-mxfp8": "w=mxfp8,a=mxfp8,o=bf16,gi=e5m2,gw=e5m2",
+    "mp-mxfp8-hopper": "w=mxfp8,a=mxfp8,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8",
+    "mp-mxfp8-hopper-promote": "w=mxfp8,a=mxfp8,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8_promote128",
+    "mp-mxfp4": "w=mxfp4,a=mxfp8,o=bf16,gi=e5m2,gw=e5m2",
+    "mp-nvfp4": "w=nvfp4,a=nvfp4,o=bf16,gi=e5m2,gw=e5m2",
 }
 """The emulation specs of the mixed-precision recipes (acc: fp32 unless named)."""
 
