@@ -5,7 +5,10 @@
  */
 #include "lowbit.h"
 
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
 #include "float_core.h"
 /* The code of a NaN (kind 1) or an infinity (kind 2); *status on failure. */
 static inline int64_t special_code(int kind, int negative, const lowbit_float *f, int *status)
@@ -93,9 +96,58 @@ int lowbit_float_cast_f64(int64_t *out, const double *x, int64_t n, const lowbit
     FLOAT_CAST_BODY(bits64, 63, 52, 1023, 0x7FF)
 }
 
+/* The round-to-nearest-even code of a normal float32 (biased exponent 1..254) in a signed
+ * format with a zero: round_to_code's arithmetic with the mode fixed, branch-light. */
+static inline int64_t rne_code32(uint32_t b, const lowbit_float *f, int64_t ovf)
+{
+    const int64_t M = f->man_bits, emin = f->min_exponent;
+    const int64_t e = (int64_t)((b >> 23) & 0xFF) - 127;
+    const uint32_t sig = (b & 0x7FFFFF) | 0x800000;
+    const int64_t ec = e > emin ? e : emin;
+    const int64_t s = ec - e + 23 - M;  /* >= 0: M <= 23 */
+    /* sig / 2^s to nearest even, branch-free: add half - 1 and the kept lsb, then shift
+     * (s >= 26 leaves 0, as any s beyond 25 does for a 24-bit significand) */
+    const int64_t t = s < 26 ? s : 26;
+    const uint64_t up = t ? (UINT64_C(1) << (t - 1)) - 1 + ((sig >> t) & 1) : 0;
+    const uint64_t n = ((uint64_t)sig + up) >> t;
+    const int64_t sign = (b >> 31) ? f->sign_bit : 0;
+    int64_t mag = (int64_t)n + ((ec - emin) << M);
+    if (mag > f->max_field)
+        return ovf < 0 ? f->nan_code : ovf | sign;
+    if (!f->subnormals && mag < (INT64_C(1) << M))
+        mag = 0;
+    if (mag == 0)
+        return f->negative_zero ? sign : 0;
+    return mag | sign;
+}
+
 int lowbit_float_cast_f32(int64_t *out, const float *x, int64_t n, const lowbit_float *fmt,
                           uint64_t seed)
 {
+    if (fmt->rounding == LOWBIT_NEAREST_EVEN && fmt->is_signed && fmt->zero) {
+        /* the common case: normals take the fixed-mode path, the rest the general one */
+        const int64_t ovf = fmt->overflow == LOWBIT_SATURATE ? fmt->max_field
+                            : (fmt->inf_code >= 0 ? fmt->inf_code : -1);
+        int status = LOWBIT_OK;
+        const lowbit_float f = *fmt;  /* a local copy: the stores to out cannot alias it */
+        _Pragma("omp parallel for schedule(static) reduction(|:status) if(n > LOWBIT_PARALLEL_MIN)")
+        for (int64_t c = 0; c < n; c += 4096) {  /* chunks: a vectorisable pass, then fix-ups */
+            const int64_t end = c + 4096 < n ? c + 4096 : n;
+            for (int64_t i = c; i < end; i++)
+                out[i] = rne_code32((uint32_t)bits32(x, i), &f, ovf);
+            for (int64_t i = c; i < end; i++) {
+                const uint32_t b = (uint32_t)bits32(x, i);
+                const uint32_t E = (b >> 23) & 0xFF;
+                if (E == 0 || E == 0xFF) {
+                    int st = LOWBIT_OK;
+                    out[i] = code_of_parts((int)(b >> 31), (int64_t)E, b & 0x7FFFFF, 127, 23,
+                                           0xFF, &f, 0, &st);
+                    status |= st;
+                }
+            }
+        }
+        return (status & LOWBIT_ERR_NAN) ? LOWBIT_ERR_NAN : status;
+    }
     FLOAT_CAST_BODY(bits32, 31, 23, 127, 0xFF)
 }
 
@@ -706,4 +758,116 @@ void lowbit_float_matmul_binary32(float *out, const float *a, const float *b, in
                 row[j] += x * brow[j];
         }
     }
+}
+
+/* The value of the integer S (exact in a double) times 2^q rounded once into the
+ * register format (its own rounding; no stochastic draw). */
+static inline double register_value(double S, int64_t q, const lowbit_float *reg)
+{
+    if (S == 0.0)
+        return 0.0;
+    const int neg = S < 0.0;
+    const uint64_t mag = (uint64_t)(neg ? -S : S);
+    const int64_t code = round_to_code(neg, mag, q + bit_length(mag) - 1, q, reg, 0);
+    const operand o = decode_raw(code, reg, 0);
+    double v;
+    if (o.cls == CLS_FINITE)
+        v = ldexp((double)o.sig, (int)o.e2);
+    else if (o.cls == CLS_ZERO)
+        v = 0.0;
+    else if (o.cls == CLS_INF)
+        v = HUGE_VAL;
+    else
+        v = NAN;
+    return o.neg ? -v : v;
+}
+
+int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64_t M,
+                            int64_t K, int64_t N, int64_t group, int64_t frac_bits,
+                            int32_t floor_align, int64_t promote, const lowbit_float *regp)
+{
+    const lowbit_float reg = *regp;
+    int nomem = 0;
+    _Pragma("omp parallel reduction(|:nomem) if(M * N * K > LOWBIT_PARALLEL_MIN)")
+    {
+        double *c = malloc(sizeof(double) * (size_t)N * 4);
+        float *outer = malloc(sizeof(float) * (size_t)N);
+        int64_t *qe = malloc(sizeof(int64_t) * (size_t)N);
+        double *m = c + N, *sc = c + 2 * N, *S = c + 3 * N;
+        if (!c || !outer || !qe)
+            nomem = 1;
+        _Pragma("omp for schedule(static)")
+        for (int64_t i = 0; i < M; i++) {
+            if (nomem)
+                continue;
+            for (int64_t j = 0; j < N; j++) {
+                c[j] = 0.0;
+                outer[j] = 0.0f;
+            }
+            for (int64_t g0 = 0; g0 < K; g0 += group) {
+                const int64_t g1 = g0 + group < K ? g0 + group : K;
+                for (int64_t j = 0; j < N; j++)
+                    m[j] = fabs(c[j]);
+                for (int64_t k = g0; k < g1; k++) {
+                    const double x = a[i * K + k];
+                    const double *br = b + k * N;
+                    for (int64_t j = 0; j < N; j++) {
+                        const double p = fabs(x * br[j]);
+                        m[j] = p > m[j] ? p : m[j];
+                    }
+                }
+                for (int64_t j = 0; j < N; j++) {
+                    if (m[j] > 0.0) {
+                        int e;
+                        frexp(m[j], &e);
+                        qe[j] = e - 1 - frac_bits;
+                        sc[j] = ldexp(1.0, (int)(frac_bits - (e - 1)));
+                    } else {
+                        qe[j] = 0;
+                        sc[j] = 0.0;
+                    }
+                }
+                if (floor_align) {
+                    for (int64_t j = 0; j < N; j++)
+                        S[j] = floor(c[j] * sc[j]);
+                    for (int64_t k = g0; k < g1; k++) {
+                        const double x = a[i * K + k];
+                        const double *br = b + k * N;
+                        for (int64_t j = 0; j < N; j++)
+                            S[j] += floor(x * br[j] * sc[j]);
+                    }
+                } else {
+                    for (int64_t j = 0; j < N; j++)
+                        S[j] = trunc(c[j] * sc[j]);
+                    for (int64_t k = g0; k < g1; k++) {
+                        const double x = a[i * K + k];
+                        const double *br = b + k * N;
+                        for (int64_t j = 0; j < N; j++)
+                            S[j] += trunc(x * br[j] * sc[j]);
+                    }
+                }
+                for (int64_t j = 0; j < N; j++)
+                    c[j] = register_value(S[j], qe[j], &reg);
+                if (promote && g1 % promote == 0)
+                    for (int64_t j = 0; j < N; j++) {
+                        outer[j] = outer[j] + (float)c[j];
+                        c[j] = 0.0;
+                    }
+            }
+            if (promote) {
+                if (K % promote)
+                    for (int64_t j = 0; j < N; j++)
+                        outer[j] = outer[j] + (float)c[j];
+                for (int64_t j = 0; j < N; j++)
+                    out[i * N + j] = outer[j];
+            } else {
+                for (int64_t j = 0; j < N; j++)
+                    out[i * N + j] = c[j];
+            }
+        }
+        free(c);
+        free(outer);
+        free(qe);
+    }
+    return nomem ? LOWBIT_ERR_NOMEM : LOWBIT_OK;
 }

@@ -254,6 +254,15 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
 void lowbit_float_matmul_binary32(float *out, const float *a, const float *b, int64_t M,
                                   int64_t K, int64_t N);
 
+/* out (M x N float64) = a @ b of float64 values under an accumulator model (group, frac_bits,
+ * floor_align, promote: see numerics/accumulators.py; register: its format) whose every
+ * product, cut and partial sum is exact in a double, and whose outer accumulator is binary32
+ * with RNE: lowbit_float_matmul's fused mode exactly when the caller's range checks hold
+ * (emulators/_float_ops.py). LOWBIT_ERR_NOMEM when out of memory. */
+int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64_t M,
+                            int64_t K, int64_t N, int64_t group, int64_t frac_bits,
+                            int32_t floor_align, int64_t promote, const lowbit_float *regp);
+
 /* ---- Block formats (csrc/block.c) ----------------------------------------
  * The block cast of x, laid out as nblocks rows of width float64 values (pads 0.0 with
  * index -1): codes[index[i]] = element code, scales[b] = scale code, clipped[b] = the

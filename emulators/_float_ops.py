@@ -201,6 +201,48 @@ def _binary32_matmul(a, fa: Float, b, fb: Float, fmt: Float, seed: int, be):
     return codes
 
 
+def fused_in_float64(model: AccumulatorModel, out: Float) -> bool:
+    """Whether a matrix-unit model may run on float64 values (the operands' values are
+    checked per call): its register a binary32-range format (exponent 8 bits, IEEE bias,
+    no stochastic rounding), a group sum that stays below 2**53, an outer accumulator (if
+    any) that is binary32 with RNE, and an ``out`` that does not round stochastically."""
+    reg = model.register
+    return (reg.exp_bits <= 8 and reg.bias == 127 and reg.rounding is not Rounding.STOCHASTIC
+            and (model.group + 1) << (model.frac_bits + 1) < 1 << 53
+            and (model.promote_every is None or model.outer == BINARY32)
+            and out.rounding is not Rounding.STOCHASTIC)
+
+
+_FUSED_RANGE = 2.0 ** 400
+
+
+def _fused_matmul(a, fa: Float, b, fb: Float, model: AccumulatorModel, fmt: Float, seed: int,
+                  be):
+    """Codes of ``fmt`` of a @ b under ``model`` computed on float64 values, or None when
+    these operands need the general kernel: a value that is not finite, products outside
+    2**-400..2**400 (every cut term then stays a normal double), or a result that is not
+    finite. Exact: every product is a double (significands of at most 24 bits), scaling
+    by powers of two is exact, a cut term is an integer below 2**(frac_bits + 1) and a
+    group's sum stays below 2**53; the register rounding is round_to_code's."""
+    av, bv = to_float(a, fa), to_float(b, fb)
+    if not (np.isfinite(av).all() and np.isfinite(bv).all()):
+        return None
+    amag, bmag = np.abs(av), np.abs(bv)
+    amax, bmax = amag.max(), bmag.max()
+    if amax and bmax:
+        amin, bmin = amag[amag > 0].min(), bmag[bmag > 0].min()
+        if amax * bmax > _FUSED_RANGE or amin * bmin < 1 / _FUSED_RANGE:
+            return None
+    res = be.fused_matmul_f64(contiguous(av), contiguous(bv), model.group, model.frac_bits,
+                              model.align == "floor", model.promote_every or 0, model.register)
+    if not np.isfinite(res).all():
+        return None
+    codes, status = be.float_cast(res, fmt, seed)
+    if status:
+        _raise_nan("matmul", fmt)
+    return codes
+
+
 def matmul(a: EmuArray, b: EmuArray, out, acc, order: str, compensated: bool, seed: int,
            be) -> EmuArray:
     """a @ b of Float arrays (1-D or 2-D, numpy's rules), every product exact, summed as
@@ -232,6 +274,9 @@ def matmul(a: EmuArray, b: EmuArray, out, acc, order: str, compensated: bool, se
     native = None
     if M * N * K and mode == "sequential" and binary32_products(a.fmt, b.fmt, acc_f, fmt):
         native = _binary32_matmul(kernel_codes(a2), a.fmt, kernel_codes(b2), b.fmt, fmt, seed, be)
+    if M * N * K and model is not None and fused_in_float64(model, fmt):
+        native = _fused_matmul(kernel_codes(a2), a.fmt, kernel_codes(b2), b.fmt, model, fmt,
+                               seed, be)
     if native is not None:
         codes = native
     elif M * N == 0:

@@ -290,3 +290,12 @@ def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, 
                                        _float_fmt(scale_fmt), int(pow2), rule, emax, precision,
                                        float(mpos), float(T), int(daz), seed)
     return codes, scales, clipped, status
+
+
+def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.float64)
+    _check(lib.lowbit_fused_matmul_f64(_p(out), _p(a), _p(b), M, K, N, group, frac_bits,
+                                       int(floor_align), promote, _float_fmt(reg)))
+    return out

@@ -233,3 +233,12 @@ def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, 
         bool(asym), kernel_fields(scale_fmt), bool(pow2), rule, emax, precision, float(mpos),
         float(T), bool(daz), np.uint64(seed), codes, scales, clipped)
     return codes, scales, clipped, int(status)
+
+
+def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.float64)
+    sized(floating.fused_matmul_f64, M * K * N)(a, b, group, frac_bits, bool(floor_align),
+                                                promote, kernel_fields(reg), out)
+    return out

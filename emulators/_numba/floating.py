@@ -12,6 +12,8 @@ mode's decision, then overflow, FTZ and the sign. Kernels that can fail return a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -195,6 +197,37 @@ def float_cast_f64(bits, fmt, seed, out):
     return ERR_INF if infs else OK
 
 
+@inline
+def rne_code32(b, fmt, ovf):
+    """The round-to-nearest-even code of a normal float32 (biased exponent 1..254) in a
+    signed format with a zero: round_to_code's arithmetic with the mode fixed (the twin of
+    csrc rne_code32)."""
+    M = fmt[0]
+    emin = fmt[1]
+    e = np.int64((b >> U64(23)) & U64(0xFF)) - 127
+    sig = (b & U64(0x7FFFFF)) | U64(0x800000)
+    ec = e if e > emin else emin
+    s = ec - e + 23 - M
+    if s == 0:
+        n = sig
+    elif s <= 25:
+        q = sig >> U64(s)
+        rem = sig & ((ONE << U64(s)) - ONE)
+        half = ONE << U64(s - 1)
+        n = q + (ONE if (rem > half or (rem == half and (q & ONE) != ZERO)) else ZERO)
+    else:
+        n = ZERO
+    sign = fmt[4] if (b >> U64(31)) != ZERO else 0
+    mag = np.int64(n) + ((ec - emin) << M)
+    if mag > fmt[3]:
+        return fmt[8] if ovf < 0 else ovf | sign
+    if fmt[6] == 0 and mag < (1 << M):
+        mag = 0
+    if mag == 0:
+        return sign if fmt[5] != 0 else np.int64(0)
+    return mag | sign
+
+
 @pjit
 def float_cast_f32(bits, fmt, seed, out):
     """out[i] = code of the float32 whose bit pattern is bits[i] (uint32); a status."""
@@ -202,6 +235,23 @@ def float_cast_f32(bits, fmt, seed, out):
     nans = 0
     infs = 0
     stochastic = fmt[11] == 5
+    if fmt[11] == NEAREST_EVEN and fmt[13] != 0 and fmt[2] != 0:
+        # the common case: normals take the fixed-mode path, the rest the general one
+        ovf = fmt[3] if fmt[7] == SATURATE else (fmt[9] if fmt[9] >= 0 else -1)
+        for i in prange(n):
+            b = U64(bits[i])
+            E = (b >> U64(23)) & U64(0xFF)
+            if E != ZERO and E != U64(0xFF):
+                out[i] = rne_code32(b, fmt, ovf)
+            else:
+                code, st = code_of_parts((b >> U64(31)) != ZERO, np.int64(E), b & U64(0x7FFFFF),
+                                         127, 23, fmt, ZERO)
+                out[i] = code
+                nans += st == ERR_NAN
+                infs += st == ERR_INF
+        if nans:
+            return ERR_NAN
+        return ERR_INF if infs else OK
     for i in prange(n):
         b = U64(bits[i])
         u = splitmix(seed, U64(i)) if stochastic else ZERO
@@ -873,3 +923,89 @@ def float_matmul_binary32(a, b, out):
             x = a[i, k]
             for j in range(N):
                 out[i, j] += x * b[k, j]
+
+
+@inline
+def register_value(S, q, reg):
+    """The float64 value of the integer S (a float64, exact) times 2**q rounded once into
+    the register format ``reg`` (its own rounding; no stochastic draw)."""
+    if S == 0.0:
+        return 0.0
+    neg = S < 0.0
+    mag = U64(-S if neg else S)
+    code = round_to_code(neg, mag, q + bit_length(mag) - 1, q, reg, ZERO)
+    cls, cn, sig, e2 = decode_raw(code, reg, False)
+    if cls == CLS_FINITE:
+        v = math.ldexp(float(sig), e2)
+    elif cls == CLS_ZERO:
+        v = 0.0
+    elif cls == CLS_INF:
+        v = math.inf
+    else:
+        v = math.nan
+    return -v if cn else v
+
+
+@pjit
+def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
+    """out (M x N float64) = a @ b of float64 values under an accumulator model whose every
+    product, cut and partial sum is exact in float64 (the caller checks the ranges): per
+    group the largest magnitude over the products and the register c, each term cut to
+    2**(emax - frac_bits) (toward zero, or floor), summed, rounded into the register;
+    promoted into a binary32 outer accumulator (RNE) every ``promote`` products. The twin
+    of csrc lowbit_fused_matmul_f64; vectorised over the output columns."""
+    M, K = a.shape
+    N = b.shape[1]
+    for i in prange(M):
+        c = np.zeros(N)
+        outer = np.zeros(N, np.float32)
+        m = np.empty(N)
+        sc = np.empty(N)
+        S = np.empty(N)
+        qe = np.empty(N, np.int64)
+        for g0 in range(0, K, group):
+            g1 = min(g0 + group, K)
+            for j in range(N):
+                m[j] = abs(c[j])
+            for k in range(g0, g1):
+                x = a[i, k]
+                for j in range(N):
+                    p = abs(x * b[k, j])
+                    m[j] = p if p > m[j] else m[j]
+            for j in range(N):
+                if m[j] > 0.0:
+                    _, e = math.frexp(m[j])
+                    qe[j] = e - 1 - frac_bits
+                    sc[j] = math.ldexp(1.0, frac_bits - (e - 1))
+                else:
+                    qe[j] = 0
+                    sc[j] = 0.0
+            if floor_align:
+                for j in range(N):
+                    S[j] = np.floor(c[j] * sc[j])
+                for k in range(g0, g1):
+                    x = a[i, k]
+                    for j in range(N):
+                        S[j] += np.floor(x * b[k, j] * sc[j])
+            else:
+                for j in range(N):
+                    S[j] = np.trunc(c[j] * sc[j])
+                for k in range(g0, g1):
+                    x = a[i, k]
+                    for j in range(N):
+                        S[j] += np.trunc(x * b[k, j] * sc[j])
+            for j in range(N):
+                c[j] = register_value(S[j], qe[j], reg)
+            if promote and g1 % promote == 0:
+                for j in range(N):
+                    outer[j] = outer[j] + np.float32(c[j])
+                    c[j] = 0.0
+        if promote:
+            if K % promote:
+                for j in range(N):
+                    outer[j] = outer[j] + np.float32(c[j])
+            for j in range(N):
+                out[i, j] = outer[j]
+        else:
+            for j in range(N):
+                out[i, j] = c[j]
