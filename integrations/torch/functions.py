@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import lowbit.emulators as E
 from lowbit.emulators import EmuArray, from_codes
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
-from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.integrations.torch.spec import AMAX_HISTORY, EmulationSpec
 from lowbit.numerics import LNS, AccumulatorModel, Binary, Block, Fixed, Float, Format, Ternary, rng
 
 # which operation a derived seed belongs to
@@ -106,17 +106,66 @@ def _weight_scale_rows(wq: EmuArray) -> np.ndarray | None:
     return np.array(np.broadcast_to(wq.scale, wq.shape)[:, 0][None, :])
 
 
+def scale_exponent(history: torch.Tensor, fmt: Float) -> int:
+    """Delayed scaling's k: the largest integer with amax * 2**k <= max(fmt), amax the
+    largest entry of ``history`` (0 before any step: k = 0)."""
+    a = float(history.max())
+    if a == 0.0 or not math.isfinite(a):
+        return 0
+    top = float(fmt.max_value)
+    k = math.floor(math.log2(top / a))
+    while math.ldexp(a, k) > top:
+        k -= 1
+    while math.ldexp(a, k + 1) <= top:
+        k += 1
+    return k
+
+
+def _record(history: torch.Tensor, t: torch.Tensor) -> None:
+    """Push the largest finite magnitude of ``t`` onto a history row (newest first)."""
+    a = t.detach().abs()
+    a = a[torch.isfinite(a)]
+    history.copy_(torch.roll(history, 1))
+    history[0] = float(a.max()) if a.numel() else 0.0
+
+
+def _acc_format(spec: EmulationSpec) -> Float:
+    acc = spec.accumulator
+    return acc.result_format if isinstance(acc, AccumulatorModel) else acc
+
+
+def _unscaled_into(y: EmuArray, k: int, fmt: Format, seed: int) -> EmuArray:
+    """y's values times 2**-k (exact in float64), rounded once into ``fmt``."""
+    return from_carrier(torch.from_numpy(np.ldexp(y.to_float(), -k)), fmt, seed)
+
+
 class _EmulatedLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x2, w, b, spec, seed, step):
+    def forward(ctx, x2, w, b, spec, seed, step, amax=None, record=False):
         emu = spec.weight is not None and spec.activation is not None
-        xq = from_carrier(x2, spec.activation, op_seed(seed, step, CAST_X)) \
-            if spec.activation is not None else None
-        wq = from_carrier(w, spec.weight, op_seed(seed, step, CAST_W)) \
+        ctx.amax, ctx.record, ctx.k = amax, record, (0, 0, 0)
+        if spec.delayed:
+            ctx.k = tuple(scale_exponent(amax[r], f) for r, f in
+                          enumerate((spec.activation, spec.weight, spec.grad_input)))
+        kx, kw, _ = ctx.k
+        xq = from_carrier(x2 * 2.0 ** kx if kx else x2, spec.activation,
+                          op_seed(seed, step, CAST_X)) if spec.activation is not None else None
+        wq = from_carrier(w * 2.0 ** kw if kw else w, spec.weight, op_seed(seed, step, CAST_W)) \
             if spec.weight is not None else None
+        if spec.delayed and record:
+            _record(amax[0], x2)
+            _record(amax[1], w)
         xc = x2 if xq is None else to_carrier(xq, like=x2)
-        wc = w if wq is None else to_carrier(wq, like=w)
-        if emu:
+        wc = w if wq is None else to_carrier(wq, like=w)  # (scaled by 2**k under delayed scaling)
+        if emu and spec.delayed:
+            out = _out_format(spec)
+            y = E.matmul(xq, wq.T, _acc_format(spec), spec.accumulator, spec.order,
+                         spec.compensated, seed=op_seed(seed, step, FORWARD))
+            y = _unscaled_into(y, kx + kw, out, op_seed(seed, step, FORWARD))
+            if b is not None:
+                y = E.add(y, from_carrier(b, out)[None, :], out, seed=op_seed(seed, step, BIAS))
+            yc = to_carrier(y, like=x2)
+        elif emu:
             out = _out_format(spec)
             y = E.matmul(xq, wq.T, out, spec.accumulator, spec.order, spec.compensated,
                          seed=op_seed(seed, step, FORWARD))
@@ -148,6 +197,8 @@ class _EmulatedLinear(torch.autograd.Function):
         xq, wq = ctx.xq, ctx.wq
         gi, gw = spec.grad_input, spec.grad_weight
         grad_x = grad_w = grad_b = None
+        if spec.delayed:
+            return _EmulatedLinear._delayed_backward(ctx, gy)
         gq = from_carrier(gy, gi, op_seed(seed, step, CAST_G)) if gi is not None else None
         # gradient w.r.t. the input: g @ W
         if ctx.needs_input_grad[0]:
@@ -182,7 +233,40 @@ class _EmulatedLinear(torch.autograd.Function):
                 grad_b = gy.sum(0)
         dx, dw, db = ctx.dtypes
         return (None if grad_x is None else grad_x.to(dx), None if grad_w is None else grad_w.to(dw),
-                None if grad_b is None else grad_b.to(db), None, None, None)
+                None if grad_b is None else grad_b.to(db), None, None, None, None, None)
+
+    @staticmethod
+    def _delayed_backward(ctx, gy):
+        """The backward matmuls under delayed scaling: the gradient cast at 2**kg, each
+        product accumulated, unscaled exactly, then rounded once into its format."""
+        spec, seed, step = ctx.spec, ctx.seed, ctx.step
+        xq, wq = ctx.xq, ctx.wq
+        kx, kw, kg = ctx.k
+        gi, gw, acc_f = spec.grad_input, spec.grad_weight, _acc_format(spec)
+        gq = from_carrier(gy * 2.0 ** kg if kg else gy, gi, op_seed(seed, step, CAST_G))
+        if ctx.record:
+            _record(ctx.amax[2], gy)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            gx = E.matmul(gq, wq, acc_f, spec.accumulator, spec.order, spec.compensated,
+                          seed=op_seed(seed, step, GRAD_X))
+            # the input gradient leaves in the output format (the previous layer casts it
+            # into gi at its own scale), as FP8 training's dgrad does
+            grad_x = to_carrier(_unscaled_into(gx, kg + kw, _out_format(spec) or acc_f,
+                                               op_seed(seed, step, GRAD_X)), like=gy)
+        if ctx.needs_input_grad[1]:
+            out = gw if gw is not None else acc_f
+            gwq = E.matmul(gq.T, xq, acc_f, spec.accumulator, spec.order, spec.compensated,
+                           seed=op_seed(seed, step, GRAD_W))
+            grad_w = to_carrier(_unscaled_into(gwq, kg + kx, out, op_seed(seed, step, GRAD_W)),
+                                like=gy)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            out = gw if gw is not None else acc_f
+            s = E.sum(gq, axis=0, out=acc_f, acc=spec.accumulator, seed=op_seed(seed, step, GRAD_B))
+            grad_b = to_carrier(_unscaled_into(s, kg, out, op_seed(seed, step, GRAD_B)), like=gy)
+        dx, dw, db = ctx.dtypes
+        return (None if grad_x is None else grad_x.to(dx), None if grad_w is None else grad_w.to(dw),
+                None if grad_b is None else grad_b.to(db), None, None, None, None, None)
 
 
 def _family_ok(out: Format, spec: EmulationSpec) -> bool:
@@ -196,7 +280,8 @@ def _family_ok(out: Format, spec: EmulationSpec) -> bool:
 
 
 def emulated_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
-                    spec: EmulationSpec | str, *, seed: int = 0, step: int = 0) -> torch.Tensor:
+                    spec: EmulationSpec | str, *, seed: int = 0, step: int = 0,
+                    amax: torch.Tensor | None = None, record: bool = False) -> torch.Tensor:
     """y = x @ w.T + b with every matmul in the emulator (see :class:`EmulationSpec`).
 
     Forward: x is cast into ``spec.activation``, w into ``spec.weight``, the product
@@ -207,20 +292,25 @@ def emulated_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
     grad_x = g @ w_q rounds into ``grad_input``, grad_w = g.T @ x_q and
     grad_b = sum(g) into ``spec.grad_weight``, with the same accumulator settings.
     Gradient estimator: straight-through to the float x and w (identity, or clipped
-    by ``spec.ste``). Roles set to None run in float on the carriers. Binary and
+    by ``spec.ste``). With ``spec.scaling == "delayed"``, ``amax`` is the layer's (3, 16)
+    history of the largest |x|, |w| and |g| (updated in place when ``record``). Roles set to None run in float on the carriers. Binary and
     ternary scales (and, with them, the bias) are applied in float64 after the exact
     integer matmul, then rounded once; a per-channel weight scale is folded into
     the gradient before it is cast for grad_x.
     """
     spec = EmulationSpec.parse(spec)
+    if spec.delayed and (amax is None or amax.shape != (3, AMAX_HISTORY)):
+        raise ValueError(f"emulated_linear: scaling=delayed needs the amax history, a (3, "
+                         f"{AMAX_HISTORY}) tensor (rows x, w, gradient): EmulatedLinear keeps one")
     shape = x.shape
-    y = _EmulatedLinear.apply(x.reshape(-1, shape[-1]), w, b, spec, seed, step)
+    y = _EmulatedLinear.apply(x.reshape(-1, shape[-1]), w, b, spec, seed, step, amax, record)
     return y.reshape(*shape[:-1], w.shape[0])
 
 
 def emulated_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                     spec: EmulationSpec | str, stride=1, padding=0, dilation=1, *,
-                    seed: int = 0, step: int = 0) -> torch.Tensor:
+                    seed: int = 0, step: int = 0, amax: torch.Tensor | None = None,
+                    record: bool = False) -> torch.Tensor:
     """2-D convolution as im2col + :func:`emulated_linear` (groups = 1).
 
     The patches are copied exactly (``unfold``); in the backward pass ``unfold``'s
@@ -232,7 +322,8 @@ def emulated_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
         raise ValueError(f"emulated_conv2d: input has {c} channels, weight expects {ic} (groups=1)")
     cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)  # N, C*k*k, L
     L = cols.shape[-1]
-    y = emulated_linear(cols.transpose(1, 2), w.reshape(oc, -1), b, spec, seed=seed, step=step)
+    y = emulated_linear(cols.transpose(1, 2), w.reshape(oc, -1), b, spec, seed=seed, step=step,
+                        amax=amax, record=record)
     ho = (h + 2 * _pair(padding)[0] - _pair(dilation)[0] * (kh - 1) - 1) // _pair(stride)[0] + 1
     wo = (wd + 2 * _pair(padding)[1] - _pair(dilation)[1] * (kw - 1) - 1) // _pair(stride)[1] + 1
     assert ho * wo == L

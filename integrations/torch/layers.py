@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.functions import emulated_conv2d, emulated_linear, quantize
-from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.integrations.torch.spec import AMAX_HISTORY, EmulationSpec
 from lowbit.numerics import Binary, Format, Ternary, parse_format
 
 
@@ -39,6 +39,8 @@ class _Emulated:
         self.spec = EmulationSpec.parse(spec if spec is not None else EmulationSpec())
         self.seed = int(seed)
         self.register_buffer("rounding_step", torch.zeros((), dtype=torch.int64))
+        if self.spec.delayed:  # delayed scaling's amax history: rows x, w, gradient
+            self.register_buffer("amax_history", torch.zeros(3, AMAX_HISTORY, dtype=torch.float64))
 
     def _next_step(self) -> int:
         step = int(self.rounding_step)
@@ -82,7 +84,8 @@ class EmulatedLinear(_Emulated, nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return emulated_linear(x, self.weight, self.bias, self.spec, seed=self.seed,
-                               step=self._next_step())
+                               step=self._next_step(), amax=getattr(self, "amax_history", None),
+                               record=self.training)
 
     @classmethod
     def from_module(cls, m: nn.Linear, spec: EmulationSpec | str, seed: int = 0,
@@ -120,7 +123,8 @@ class EmulatedConv2d(_Emulated, nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return emulated_conv2d(x, self.weight, self.bias, self.spec, self.stride, self.padding,
-                               self.dilation, seed=self.seed, step=self._next_step())
+                               self.dilation, seed=self.seed, step=self._next_step(),
+                               amax=getattr(self, "amax_history", None), record=self.training)
 
     @classmethod
     def from_module(cls, m: nn.Conv2d, spec: EmulationSpec | str, seed: int = 0,

@@ -17,6 +17,9 @@ ROLES = {"w": "weight", "a": "activation", "o": "output", "acc": "accumulator",
          "gi": "grad_input", "gw": "grad_weight"}
 ORDERS = ("sequential", "pairwise")
 STES = ("identity", "clipped")
+SCALINGS = ("delayed",)
+AMAX_HISTORY = 16
+"""Steps of amax history behind a delayed per-tensor scale."""
 
 SPEC_GRAMMAR = """\
 spec  := FORMAT ("," flag)*                  one format for w, a, gi and gw
@@ -28,6 +31,8 @@ role  := "w" (weights) | "a" (activations) | "o" (forward outputs; default: as "
        | "gi" (gradients w.r.t. inputs, and the incoming gradient)
        | "gw" (gradients w.r.t. weights and bias)
 flag  := "kahan" | "order=" ("sequential" | "pairwise") | "ste=" ("identity" | "clipped")
+       | "scaling=delayed"   (per-tensor power-of-two scales of x, w and the gradient from the
+                              largest |value| of the last 16 steps; Float formats)
 FORMAT: see lowbit.numerics.FORMAT_GRAMMAR (e.g. fixed16.8, binary, lns5.10:interp6)
 """
 
@@ -60,7 +65,16 @@ class EmulationSpec:
     - ``grad_weight``: gradients w.r.t. weights and bias;
     - ``order``, ``compensated``: accumulation order and Kahan flag of all three matmuls;
     - ``ste``: "identity" or "clipped" (zero gradient where |x| exceeds the
-      format's range; for binary/ternary, outside [-1, 1] as in BinaryNet).
+      format's range; for binary/ternary, outside [-1, 1] as in BinaryNet);
+    - ``scaling``: None, or "delayed" (FP8 training's per-tensor delayed scaling: the
+      activations, weights and incoming gradient are multiplied by 2**k before their cast,
+      k the largest integer with amax * 2**k <= the format's largest value, amax the
+      largest magnitude of that tensor over the last ``AMAX_HISTORY`` training steps (2**0
+      before any); each matmul accumulates in ``accumulator`` and its result is multiplied
+      by the inverse scales (exact) before its one rounding into its format: the
+      forward and the input gradient into ``output`` (the previous layer casts that
+      gradient into ``grad_input`` at its own scale, as FP8 training's dgrad does), the
+      weight and bias gradients into ``grad_weight``).
     """
 
     weight: Format | None = None
@@ -72,6 +86,7 @@ class EmulationSpec:
     order: str = "sequential"
     compensated: bool = False
     ste: str = "identity"
+    scaling: str | None = None
 
     def __post_init__(self) -> None:
         for f in ("weight", "activation", "output", "accumulator", "grad_input", "grad_weight"):
@@ -134,6 +149,14 @@ class EmulationSpec:
                              "order= or kahan)")
         if self.compensated and self.order != "sequential":
             raise ValueError("EmulationSpec: Kahan compensation needs order='sequential'")
+        if self.scaling is not None:
+            if self.scaling not in SCALINGS:
+                raise ValueError(f"EmulationSpec.scaling must be None or one of {SCALINGS}, "
+                                 f"got {self.scaling!r}")
+            roles = (self.weight, self.activation, self.grad_input)
+            if not all(isinstance(f, Float) for f in roles):
+                raise ValueError("EmulationSpec: scaling=delayed scales Float weights, "
+                                 "activations and gradients (e.g. w=e4m3,a=e4m3,gi=e5m2)")
 
     @classmethod
     def everywhere(cls, fmt: Format | str, **kw) -> "EmulationSpec":
@@ -159,7 +182,7 @@ class EmulationSpec:
                 key, eq, val = item.partition("=")
                 if item == "kahan":
                     kw["compensated"] = True
-                elif key in ("order", "ste") and eq:
+                elif key in ("order", "ste", "scaling") and eq:
                     kw[key] = val
                 elif key == "acc" and eq:
                     kw["accumulator"] = None if val == "float" else parse_accumulator(val)
@@ -179,6 +202,8 @@ class EmulationSpec:
             parts.append("kahan")
         if self.ste != "identity":
             parts.append(f"ste={self.ste}")
+        if self.scaling is not None:
+            parts.append(f"scaling={self.scaling}")
         return ",".join(parts) or "w=float"
 
     def __repr__(self) -> str:
@@ -187,3 +212,7 @@ class EmulationSpec:
     @property
     def emulated(self) -> bool:
         return any(getattr(self, f.name) is not None for f in fields(self)[:6])
+
+    @property
+    def delayed(self) -> bool:
+        return self.scaling == "delayed"

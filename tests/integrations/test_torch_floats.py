@@ -24,6 +24,8 @@ from lowbit.integrations.torch import (
 from lowbit.integrations.torch.functions import (
     BIAS,
     CAST_G,
+    CAST_W,
+    CAST_X,
     FORWARD,
     GRAD_B,
     GRAD_W,
@@ -173,3 +175,79 @@ def test_a_swapped_network_trains(spec):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.9 * losses[0], losses
+
+
+class TestDelayedScaling:
+    """FP8 training's per-tensor delayed scaling (spec scaling=delayed)."""
+
+    SPEC = "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2,scaling=delayed"
+
+    def test_scale_exponent(self):
+        from lowbit.integrations.torch.functions import scale_exponent
+
+        e4m3 = parse_format("e4m3")
+        for amax, k in ((0.0, 0), (448.0, 0), (449.0, -1), (1.0, 8), (1.75, 8), (1.76, 7),
+                        (2.0 ** -20, 28), (1e6, -12)):
+            assert scale_exponent(torch.tensor([amax, 0.0]), e4m3) == k, amax
+            assert amax * 2.0 ** k <= 448 and (amax == 0 or amax * 2.0 ** (k + 1) > 448)
+
+    def test_forward_and_backward_scale_cast_and_unscale(self):
+        torch.manual_seed(0)
+        layer = EmulatedLinear(12, 7, spec=self.SPEC, seed=3)
+        hist = torch.zeros(3, 16, dtype=torch.float64)
+        hist[0, 5], hist[1, 0], hist[2, 2] = 3.0, 0.25, 1e-3  # kx = 7, kw = 10, kg = 18
+        layer.amax_history.copy_(hist)
+        x = torch.randn(5, 12, requires_grad=True)
+        y = layer(x)
+        spec = layer.spec
+        xq = from_carrier(x * 2.0 ** 7, spec.activation, op_seed(3, 0, CAST_X))
+        wq = from_carrier(layer.weight * 2.0 ** 10, spec.weight, op_seed(3, 0, CAST_W))
+        acc = E.matmul(xq, wq.T, "fp32", "fp32")
+        want = E.cast(acc.to_float() * 2.0 ** -17, "bf16")
+        want = E.add(want, from_carrier(layer.bias, parse_format("bf16"))[None, :], "bf16")
+        assert np.array_equal(from_carrier(y, parse_format("bf16")).codes, want.codes)
+        g = torch.randn(5, 7) * 1e-4
+        y.backward(g)
+        gq = from_carrier(g * 2.0 ** 18, spec.grad_input, op_seed(3, 0, CAST_G))
+        gx = E.cast(E.matmul(gq, wq, "fp32", "fp32").to_float() * 2.0 ** -28, "bf16")
+        gw = E.cast(E.matmul(gq.T, xq, "fp32", "fp32").to_float() * 2.0 ** -25, "e5m2")
+        assert np.array_equal(from_carrier(x.grad, parse_format("bf16")).codes, gx.codes)
+        assert np.array_equal(from_carrier(layer.weight.grad, spec.grad_weight).codes, gw.codes)
+        # the history took this step's amax, newest first
+        h = layer.amax_history
+        assert h[0, 0] == x.abs().max().item() and h[0, 6] == 3.0
+        assert h[1, 0] == layer.weight.abs().max().item() and h[1, 1] == 0.25
+        assert h[2, 0] == g.abs().max().item() and h[2, 3] == 1e-3
+
+    def test_eval_does_not_record_and_gradients_survive_scaling(self):
+        torch.manual_seed(1)
+        layer = EmulatedLinear(8, 4, spec=self.SPEC)
+        layer.eval()
+        layer(torch.randn(3, 8))
+        assert not layer.amax_history.any()
+        layer.train()
+        x = torch.randn(3, 8, requires_grad=True)
+        layer(x)  # step 1 records
+        layer(x).sum().backward()  # step 2 uses it
+        unscaled = EmulatedLinear(8, 4, spec="w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2")
+        # (without scaling the incoming gradient's E5M2 cast flushes 2^-20: min 2^-16)
+        unscaled.load_state_dict({k: v for k, v in layer.state_dict().items()
+                                  if k != "amax_history"})
+        # tiny gradients: unscaled E5M2 flushes them, the scaled cast keeps them
+        g = torch.full((3, 4), 2.0 ** -20)
+        x1 = torch.randn(3, 8, requires_grad=True)
+        x2 = x1.detach().clone().requires_grad_(True)
+        layer.amax_history[2].fill_(2.0 ** -20)
+        layer(x1).backward(g)
+        unscaled(x2).backward(g)
+        assert x2.grad.abs().max() == 0 and x1.grad.abs().max() > 0
+
+    def test_bad_delayed_specs(self):
+        with pytest.raises(ValueError, match="scaling=delayed scales Float"):
+            EmulationSpec.parse("fixed8.4,scaling=delayed")
+        with pytest.raises(ValueError, match="scaling must be None or one of"):
+            EmulationSpec.parse("e4m3,scaling=current")
+        from lowbit.integrations.torch import emulated_linear
+
+        with pytest.raises(ValueError, match="needs the amax history"):
+            emulated_linear(torch.ones(2, 3), torch.ones(4, 3), None, self.SPEC)

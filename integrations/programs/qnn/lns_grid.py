@@ -51,7 +51,12 @@ LNS_MATMUL_PARTS = {"wide-gradients": "w=lns5.10,a=lns5.10,gi=lns6.10,gw=lns6.10
                     "forward-only": "w=lns5.10,a=lns5.10",
                     "acc-lns5.16": "lns5.10,acc=lns5.16",
                     "forward-and-grad-input": "w=lns5.10,a=lns5.10,gi=lns5.10"}
+LOSS_SCALED_PARTS = {"loss-scale-dynamic": "dynamic"}
+"""The LNS-matmul row with loss scaling (issue 15): the gradients that LNS(5, 10) flushes
+below 2^-16, scaled up by a dynamic loss scale (Micikevicius et al.), beside the wider
+gradient exponent of ``wide-gradients``."""
 MATMUL_PART_LABELS = {
+    "loss-scale-dynamic": "all of it in LNS(5, 10), dynamic loss scaling",
     "acc-lns5.16": "accumulator LNS(5, 16) (6 more fractional bits)",
     "forward-only": "only the forward matmul in LNS (both gradients in float32)",
     "forward-and-grad-input": "forward and input-gradient matmuls in LNS (weight gradient "
@@ -80,6 +85,10 @@ def configs(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[T
                 out.append(TrainConfig(recipe=spec, data=data, epochs=epochs, seed=seed,
                                        **lns_sgd(data),
                                        out=str(root / name / data / label / f"seed{seed}")))
+            for label, scale in LOSS_SCALED_PARTS.items():
+                out.append(TrainConfig(recipe="lns-matmul", loss_scale=scale, data=data,
+                                       epochs=epochs, seed=seed, **lns_sgd(data),
+                                       out=str(root / name / data / label / f"seed{seed}")))
         elif name == "lns-sweep":
             for f in SWEEP_FRAC_BITS:
                 for r in ("lns-everywhere", "lns-kahan"):
@@ -107,7 +116,7 @@ def _matmul_parts_table(runs: list[dict], docs: Path) -> None:
                 tables.group(ref, lambda r: r["config"]["recipe"]).items()]
         g = tables.group(var, lambda r: Path(r["config"]["out"]).parent.name)
         rows += [(f"matmuls in LNS(5, 10), {MATMUL_PART_LABELS[k]}", g[k])
-                 for k in LNS_MATMUL_PARTS if k in g]
+                 for k in list(LNS_MATMUL_PARTS) + list(LOSS_SCALED_PARTS) if k in g]
         lines += [f"### {data}", "",
                   "| configuration | test accuracy % (mean ± std) | test error % | epochs | "
                   "wall time per run | hidden | final train loss | seeds |",

@@ -5,9 +5,13 @@ every matmul in a low-precision float format, beside float32:
 - fp16 with dynamic loss scaling (Micikevicius et al. 2018), and without;
 - bf16 (no loss scaling);
 - FP8: E4M3 weights and activations, E5M2 gradients, bf16 matmul outputs, with fp32
-  accumulation (with and without dynamic loss scaling), on the Hopper FP8 accumulator
+  accumulation (with and without dynamic loss scaling, and with per-tensor delayed
+  scaling), on the Hopper FP8 accumulator
   model without promotion (cuBLAS fast accumulation) and with promotion to fp32 every 128
-  products (DeepSeek-V3).
+  products (DeepSeek-V3);
+- block formats: MXFP8 weights and activations (fp32 accumulation, and on the Hopper model
+  with and without promotion), MXFP4 weights with MXFP8 activations, NVFP4 weights and
+  activations (E5M2 gradients, bf16 outputs).
 
 Runs go to ``ROOT/mixed-precision/DATA/NAME/seedS``; the table is ``mixed_precision_table.md``
 (test accuracy, final training loss, overflow-skipped steps, against float32).
@@ -30,9 +34,17 @@ ROWS = {
     "bf16": ("mp-bf16", "none", "bf16"),
     "fp8": ("mp-fp8", "none", "FP8 (E4M3 / E5M2 gradients), fp32 accumulation"),
     "fp8-dynamic": ("mp-fp8", "dynamic", "FP8, fp32 accumulation, dynamic loss scaling"),
+    "fp8-delayed": ("mp-fp8-delayed", "none",
+                    "FP8, per-tensor delayed scaling, bf16 outputs and weight gradients"),
     "fp8-hopper": ("mp-fp8-hopper", "none", "FP8 on the Hopper model, no promotion"),
     "fp8-hopper-promote": ("mp-fp8-hopper-promote", "none",
                            "FP8 on the Hopper model, promotion every 128"),
+    "mxfp8": ("mp-mxfp8", "none", "MXFP8 weights and activations, fp32 accumulation"),
+    "mxfp8-hopper": ("mp-mxfp8-hopper", "none", "MXFP8 on the Hopper model, no promotion"),
+    "mxfp8-hopper-promote": ("mp-mxfp8-hopper-promote", "none",
+                             "MXFP8 on the Hopper model, promotion every 128"),
+    "mxfp4": ("mp-mxfp4", "none", "MXFP4 weights, MXFP8 activations, fp32 accumulation"),
+    "nvfp4": ("mp-nvfp4", "none", "NVFP4 weights and activations, fp32 accumulation"),
 }
 SCHEDULE = {"digits": {"lr_decay": 1.0}, "fashion-mnist": {"lr_decay": 0.8}}
 

@@ -22,7 +22,10 @@ Recipes (``--format``), after the papers:
   scaling), ``mp-bf16`` (bf16, no loss scaling), ``mp-fp8`` (E4M3 weights and
   activations, E5M2 gradients, bf16 matmul outputs, fp32 accumulation), ``mp-fp8-hopper``
   (the same on the Hopper FP8 accumulator model, no promotion) and
-  ``mp-fp8-hopper-promote`` (with promotion to fp32 every 128 products); block formats:
+  ``mp-fp8-hopper-promote`` (with promotion to fp32 every 128 products), ``mp-fp8-delayed``
+  (saturating E4M3 / E5M2 casts at per-tensor delayed power-of-two scales from a 16-step amax
+  history, bf16 matmul outputs and weight gradients, as FP8 training recipes run);
+  block formats:
   ``mp-mxfp8`` (MXFP8 weights and activations, blocks of 32 along the contraction axis,
   E5M2 gradients, bf16 outputs, fp32 accumulation), ``mp-mxfp8-hopper[-promote]`` (on
   the Hopper model), ``mp-mxfp4`` (MXFP4 weights, MXFP8 activations) and ``mp-nvfp4``
@@ -197,6 +200,7 @@ MP_SPECS = {
     "mp-fp8": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2",
     "mp-fp8-hopper": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8",
     "mp-fp8-hopper-promote": "w=e4m3,a=e4m3,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8_promote128",
+    "mp-fp8-delayed": "w=e4m3,a=e4m3,o=bf16,gi=e5m2:sat,gw=bf16,scaling=delayed",
     "mp-mxfp8": "w=mxfp8,a=mxfp8,o=bf16,gi=e5m2,gw=e5m2",
     "mp-mxfp8-hopper": "w=mxfp8,a=mxfp8,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8",
     "mp-mxfp8-hopper-promote": "w=mxfp8,a=mxfp8,o=bf16,gi=e5m2,gw=e5m2,acc=hopper_fp8_promote128",

@@ -33,7 +33,8 @@ def test_each_recipe_learns(recipe, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["epochs_done"] == 3
 
 
-@pytest.mark.parametrize("recipe", ["binarynet", "fixed4", "lns-kahan", "mp-fp8-hopper"])
+@pytest.mark.parametrize("recipe", ["binarynet", "fixed4", "lns-kahan", "mp-fp8-hopper",
+                                    "mp-fp8-delayed"])
 def test_resume_is_bit_exact(recipe, tmp_path):
     full = train(small(recipe, tmp_path / "full"), progress=False)
     train(small(recipe, tmp_path / "cut"), progress=False, max_epochs=1)
@@ -112,7 +113,11 @@ def test_lns_matmul_parts_grid_changes_one_thing_of_lns_matmul(tmp_path):
 
     base = asdict(EmulationSpec.everywhere("lns5.10"))
     changed = {}
+    scaled = []
     for cfg in grid("lns-matmul-parts", "digits", 1, 1, tmp_path):
+        if cfg.loss_scale not in ("", "none"):  # the loss-scaled rows: lns-matmul, scaled
+            scaled.append((cfg.recipe, cfg.loss_scale))
+            continue
         spec = asdict(EmulationSpec.parse(cfg.recipe))
         changed[cfg.recipe] = {k: v for k, v in spec.items() if v != base[k]}
         assert cfg.resolved(load_digits()).hidden == (128, 128)  # the LNS rows' network
@@ -121,6 +126,7 @@ def test_lns_matmul_parts_grid_changes_one_thing_of_lns_matmul(tmp_path):
                        "w=lns5.10,a=lns5.10,gi=lns5.10": {"grad_weight": None},
                        "w=lns5.10,a=lns5.10,gi=lns6.10,gw=lns6.10": {"grad_input": LNS(6, 10),
                                                                      "grad_weight": LNS(6, 10)}}
+    assert scaled == [("lns-matmul", "dynamic")]
     a = train(small("lns-matmul", tmp_path / "a", epochs=1), progress=False)
     b = train(small("lns5.10", tmp_path / "b", epochs=1), progress=False)
     assert a["test_acc"] == b["test_acc"]
