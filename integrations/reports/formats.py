@@ -31,7 +31,7 @@ import lowbit.emulators as E
 from lowbit.integrations.data import load_digits
 from lowbit.integrations.reports.lns import adder_errors
 from lowbit.integrations.runs import save_figure, write_csv, write_text
-from lowbit.numerics import LNS, Binary, Fixed, Float, Format, Ternary, parse_format
+from lowbit.numerics import LNS, Binary, Block, Fixed, Float, Format, Ternary, parse_format
 
 ALL_FORMATS = ("fixed4.2", "fixed8.5", "fixed12.8", "fixed16.12", "binary:mean_abs", "ternary",
                "lns5.10", "lns5.10:table8", "lns5.10:interp6", "lns5.7", "lns5.7:table8",
@@ -65,6 +65,8 @@ def cast_stats(fmt: Format, name: str, x: np.ndarray) -> CastStats:
         sat = np.mean(np.abs(q.codes) == fmt.max_code)
     elif isinstance(fmt, Fixed):
         sat = np.mean((q.codes == fmt.min_code) | (q.codes == fmt.max_code))
+    elif isinstance(fmt, Block):  # elements the block scale could not hold (clipped)
+        sat = E.block_cast(x, fmt).clipped / max(x.size, 1)
     else:
         sat = 0.0
     return CastStats(str(fmt), name, float(np.max(np.abs(err))), float(np.sqrt(np.mean(err**2))),
@@ -89,9 +91,10 @@ def dot_errors(fmt: Format, rs: np.random.Generator) -> dict[str, list[float]]:
         if isinstance(fmt, LNS):
             prod = E.mul(x, y)
             runs = {"plain": E.sum(prod, axis=1), "kahan": E.sum(prod, axis=1, compensated=True)}
-        elif isinstance(fmt, Float):  # exact products accumulated in the format itself
+        elif isinstance(fmt, (Float, Block)):  # exact products accumulated in the format
+            acc = fmt if isinstance(fmt, Float) else "fp32"  # (a block format: in fp32)
             for kind, comp in (("plain", False), ("kahan", True)):
-                dots = np.array([float(E.matmul(x[i], y[i], fmt, fmt, compensated=comp)
+                dots = np.array([float(E.matmul(x[i], y[i], acc, acc, compensated=comp)
                                        .to_float()) for i in range(TRIALS)])
                 with np.errstate(invalid="ignore"):
                     out[kind].append(float(np.mean(np.abs(dots - exact) / scale)))
@@ -193,7 +196,8 @@ def run_report(formats, out_dir: Path, seed: int = 0) -> Path:
               "Mean |emulated - float64| / sum|x y| over 16 trials, float64 computed from the "
               "same cast inputs. Fixed point accumulates in Fixed(2 x bits, frac) (every product "
               "rounded); LNS in the format; floats accumulate their exact products in the format "
-              "itself (every addition rounded); binary/ternary dot products are exact integers, so "
+              "itself (every addition rounded), block formats (MX, NVFP4) theirs in fp32 "
+              "(saturated = elements their block scale clipped); binary/ternary dot products are exact integers, so "
               "0 by construction (their loss is the representation's: see the cast table).", "",
               "| format | accumulation | " + " | ".join(f"K={k}" for k in DOT_KS) + " |",
               "|---|---|" + "---|" * len(DOT_KS)]

@@ -32,6 +32,17 @@ def test_report(tmp_path):
     assert acc["fixed16.12"] > 0.9 and acc["fixed4.2"] < acc["fixed16.12"]
 
 
+def test_report_takes_float_and_block_formats(tmp_path):
+    assert main(["report", "e4m3", "mxfp4", "mxfp4:rule=rceil", "nvfp4", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "report.csv")))
+    sat = {(r["format"], r["data"]): float(r["saturated"]) for r in rows}
+    err = {(r["format"], r["data"]): float(r["rms_rel_err"]) for r in rows}
+    assert sat[("mxfp4", "N(0,1)")] > 0  # OCP's floor rule clips a block's top element
+    assert sat[("mxfp4:rule=rceil", "N(0,1)")] == 0 and sat[("nvfp4", "N(0,1)")] == 0
+    assert err[("e4m3", "N(0,1)")] < err[("mxfp4", "N(0,1)")]
+    assert "| nvfp4 | plain |" in (tmp_path / "report.md").read_text()
+
+
 def test_compare(tmp_path):
     assert main(["compare", "float", "fixed16.12", "--epochs", "2", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "training.csv")))
