@@ -7,6 +7,8 @@ whenever a :class:`~lowbit.numerics.formats.Float` takes part.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from lowbit.emulators.array import EmuArray, as_format, contiguous, kernel_codes
@@ -31,10 +33,31 @@ def kernel_fields(fmt: Float) -> tuple[int, ...]:
             SPECIALS[fmt.specials], int(fmt.daz))
 
 
+TABLE_BITS = 16
+"""Formats of at most this many bits decode through a table of their values."""
+
+
+@functools.lru_cache(maxsize=64)
+def _value_table(fmt: Float) -> np.ndarray:
+    table = _decode(np.arange(1 << fmt.width, dtype=np.int64), fmt)
+    table.flags.writeable = False
+    return table
+
+
 def to_float(codes: np.ndarray, fmt: Float) -> np.ndarray:
     """The float64 values of codes, exactly (every Float value is a float64): ±inf and NaN
-    where the layout puts them, -0.0 for the code of -0."""
+    where the layout puts them, -0.0 for the code of -0. Formats of up to ``TABLE_BITS``
+    bits read a table of their values; binary32 codes are reinterpreted."""
     c = np.asarray(codes, dtype=np.int64)
+    if fmt.width <= TABLE_BITS:
+        return _value_table(fmt)[c]
+    if fmt == BINARY32:
+        return c.astype(np.uint32).view(np.float32).astype(np.float64)
+    return _decode(c, fmt)
+
+
+def _decode(c: np.ndarray, fmt: Float) -> np.ndarray:
+    """The values of int64 codes c, computed field by field."""
     M = fmt.man_bits
     sign = (c & fmt.sign_bit) != 0
     mag = c & ~np.int64(fmt.sign_bit)
