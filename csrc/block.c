@@ -6,6 +6,7 @@
 #include "float_core.h"
 
 #include <math.h>
+#include <string.h>
 
 enum { RULE_FLOOR = 0, RULE_CEIL = 1, RULE_EVEN = 2, RULE_RCEIL = 3, RULE_NEAREST = 4 };
 #define FP32_SMALLEST_NORMAL 0x1p-126
@@ -53,6 +54,29 @@ static int64_t pow2_scale_exp(double am, int64_t sh, double T, int rule, int64_t
     const double edge = ldexp((double)((INT64_C(1) << (precision + 1)) - 1) * T,
                               (int)(k - precision - sh));
     return (am >= edge ? k + 1 : k) - emax;
+}
+
+/* The round-to-nearest-even code of a normal double (biased exponent 1..2046) in a signed
+ * saturating element grid with a zero: round_to_code's arithmetic with the mode fixed. */
+static inline int64_t rne_code64(uint64_t b, const lowbit_float *f)
+{
+    const int64_t M = f->man_bits, emin = f->min_exponent;
+    const int64_t e = (int64_t)((b >> 52) & 0x7FF) - 1023;
+    const uint64_t sig = (b & UINT64_C(0xFFFFFFFFFFFFF)) | (UINT64_C(1) << 52);
+    const int64_t ec = e > emin ? e : emin;
+    const int64_t s = ec - e + 52 - M;
+    const int64_t t = s < 55 ? s : 55;
+    const uint64_t up = t ? (UINT64_C(1) << (t - 1)) - 1 + ((sig >> t) & 1) : 0;
+    const uint64_t n = (sig + up) >> t;
+    const int64_t sign = (b >> 63) ? f->sign_bit : 0;
+    int64_t mag = (int64_t)n + ((ec - emin) << M);
+    if (mag > f->max_field)
+        mag = f->max_field;  /* the grid saturates */
+    if (!f->subnormals && mag < (INT64_C(1) << M))
+        mag = 0;
+    if (mag == 0)
+        return f->negative_zero ? sign : 0;
+    return mag | sign;
 }
 
 /* The float64 value of a positive code of the scale format f. */
@@ -152,6 +176,11 @@ int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, con
             ed += 1;
         }
         const double top_pos = mpos * D, top_neg = (asym ? 2.0 : mpos) * D;
+        /* a power-of-two divisor and RNE elements: the quotient is a double, rounded by
+         * the fixed-mode path (the general one takes zeros and subnormal quotients) */
+        const int fast = Dd == 1 && grid->rounding == LOWBIT_NEAREST_EVEN && !is_int &&
+                         grid->overflow == LOWBIT_SATURATE;
+        const double Sinv = Dd == 1 ? ldexp(1.0, (int)-ed) : 0.0;
         int64_t nclip = 0;
         for (int64_t i = 0; i < width; i++) {
             const int64_t j = ib[i];
@@ -164,7 +193,13 @@ int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, con
                 a = 0.0;
             nclip += a > (neg ? top_neg : top_pos);
             int64_t code;
-            if (a == 0.0) {
+            const double q = (neg ? -a : a) * Sinv;  /* exact: a power of two, in range */
+            uint64_t qb;
+            memcpy(&qb, &q, sizeof qb);
+            const uint64_t qe = (qb >> 52) & 0x7FF;
+            if (fast && a != 0.0 && qe != 0 && qe != 0x7FF) {
+                code = rne_code64(qb, grid);
+            } else if (a == 0.0) {
                 code = zero_code(neg, grid);
             } else {
                 int64_t ex, e2;

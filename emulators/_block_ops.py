@@ -80,14 +80,15 @@ def block_cast(x: np.ndarray, fmt: Block, seed: int, be) -> BlockCast:
         raise ValueError(f"{fmt}: a block cast needs an array of at least 1 dimension")
     values = contiguous(x.astype(np.float64, copy=False))
     index, _, unmove = layout(x.shape, fmt)
-    amax, special = _read_amax(values, fmt)
-    T = tensor_scale_of(amax, special, fmt)
+    T = tensor_scale_of(*_read_amax(values, fmt), fmt) if fmt.tensor_scale else 1
     if x.size == 0:
         codes = np.zeros(x.shape, np.int64)
         return BlockCast(EmuArray(codes, fmt, np.ones(x.shape), float(T)),
                          np.zeros(grid_shape(x.shape, fmt), np.int64), float(T), 0)
     flat = values.reshape(-1)
-    x2d = np.where(index >= 0, flat[np.maximum(index, 0)], 0.0)
+    dense = fmt.tile is None and fmt.axis % x.ndim == x.ndim - 1 and x.shape[-1] % fmt.block == 0
+    x2d = flat.reshape(-1, fmt.block) if dense else \
+        np.where(index >= 0, flat[np.maximum(index, 0)], 0.0)
     is_int = isinstance(fmt.element, Fixed)
     codes, scale_codes, clipped, status = be.block_quantize(
         contiguous(x2d), contiguous(index), fmt.grid, is_int, fmt.asymmetric, fmt.scale,
@@ -97,10 +98,13 @@ def block_cast(x: np.ndarray, fmt: Block, seed: int, be) -> BlockCast:
         raise ValueError(f"{fmt}: a block holds a NaN or inf and the scale {fmt.scale} has "
                          "no NaN")
     svals = _float_ops.to_float(scale_codes, fmt.scale)
-    per_element = np.empty(x.size, np.float64)
-    rows = np.repeat(np.arange(index.shape[0]), index.shape[1])
-    keep = index.reshape(-1) >= 0
-    per_element[index.reshape(-1)[keep]] = svals[rows[keep]]
+    if dense:  # blocks are consecutive runs of the flat array
+        per_element = np.repeat(svals, fmt.block)
+    else:
+        per_element = np.empty(x.size, np.float64)
+        rows = np.repeat(np.arange(index.shape[0]), index.shape[1])
+        keep = index.reshape(-1) >= 0
+        per_element[index.reshape(-1)[keep]] = svals[rows[keep]]
     array = EmuArray(codes.reshape(x.shape), fmt, per_element.reshape(x.shape), float(T))
     return BlockCast(array, unmove(scale_codes), float(T), int(clipped.sum()))
 

@@ -91,6 +91,30 @@ def pow2_scale_exp(am, sh, amax, T, rule, emax, precision, mpos):
 
 
 @inline
+def rne_code64(b, f):
+    """The round-to-nearest-even code of a normal double (biased exponent 1..2046) in a
+    signed saturating element grid with a zero (the twin of csrc rne_code64)."""
+    M = f[0]
+    emin = f[1]
+    e = np.int64((b >> U64(52)) & U64(0x7FF)) - 1023
+    sig = (b & U64(0xFFFFFFFFFFFFF)) | (ONE << U64(52))
+    ec = e if e > emin else emin
+    s = ec - e + 52 - M
+    t = s if s < 55 else 55
+    up = ((ONE << U64(t - 1)) - ONE + ((sig >> U64(t)) & ONE)) if t > 0 else ZERO
+    n = (sig + up) >> U64(t)
+    sign = f[4] if (b >> U64(63)) != ZERO else 0
+    mag = np.int64(n) + ((ec - emin) << M)
+    if mag > f[3]:
+        mag = f[3]
+    if f[6] == 0 and mag < (1 << M):
+        mag = 0
+    if mag == 0:
+        return sign if f[5] != 0 else np.int64(0)
+    return mag | sign
+
+
+@inline
 def value_of(code, f):
     """The float64 value of a positive code of the scale format f."""
     _, _, sig, e2 = decode_raw(code, f, False)
@@ -180,6 +204,10 @@ def block_quantize(x, index, nblocks, width, grid, is_int, asym, scale_f, pow2, 
             ed += 1
         top_pos = mpos * D
         top_neg = (2.0 if asym else mpos) * D
+        # a power-of-two divisor and RNE elements: the quotient is a double, rounded by the
+        # fixed-mode path (the general one takes zeros and subnormal quotients)
+        fast = Dd == ONE and grid[11] == 0 and not is_int and grid[7] == 0
+        Sinv = math.ldexp(1.0, -ed) if Dd == ONE else 0.0
         for i in range(width):
             j = index[base + i]
             if j < 0:
@@ -191,7 +219,12 @@ def block_quantize(x, index, nblocks, width, grid, is_int, asym, scale_f, pow2, 
                 a = 0.0
             if a > (top_neg if neg else top_pos):
                 nclip += 1
-            if a == 0.0:
+            q = (-a if neg else a) * Sinv
+            qb = U64(np.float64(q).view(np.uint64)) if fast else ZERO
+            qe = (qb >> U64(52)) & U64(0x7FF)
+            if fast and a != 0.0 and qe != ZERO and qe != U64(0x7FF):
+                code = rne_code64(qb, grid)
+            elif a == 0.0:
                 code = zero_code(neg, grid)
             else:
                 X, ex = parts(a)
