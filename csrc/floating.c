@@ -871,3 +871,17 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64
     }
     return nomem ? LOWBIT_ERR_NOMEM : LOWBIT_OK;
 }
+
+int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const int64_t *table)
+{
+    int nans = 0, infs = 0;
+    _Pragma("omp parallel for schedule(static) reduction(+:nans,infs) if(n > LOWBIT_PARALLEL_MIN)")
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t b = (uint32_t)bits32(x, i);
+        const int64_t c = table[2 * (int64_t)(b >> 16) + ((b & 0xFFFF) != 0)];
+        out[i] = c >= 0 ? c : 0;
+        nans += c == -1;
+        infs += c == -2;
+    }
+    return nans ? LOWBIT_ERR_NAN : (infs ? LOWBIT_ERR_INF : LOWBIT_OK);
+}

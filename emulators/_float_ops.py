@@ -44,6 +44,36 @@ def _value_table(fmt: Float) -> np.ndarray:
     return table
 
 
+def table_cast_ok(fmt: Float) -> bool:
+    """Whether a float32 cast into ``fmt`` depends only on the top 16 bits of the input and
+    on whether its low 16 bits are zero: at most 6 mantissa bits (the rounding bit of a
+    normal input lies at bit 16 or above), a smallest quantum of at least 2^-132 (so also
+    for subnormal inputs), a signed format, and a deterministic rounding mode."""
+    return (fmt.man_bits <= 6 and fmt.min_exponent - fmt.man_bits >= -132 and fmt.signed
+            and fmt.rounding is not Rounding.STOCHASTIC)
+
+
+@functools.lru_cache(maxsize=64)
+def cast_table(fmt: Float, general) -> np.ndarray | None:
+    """The codes of the 2^17 classes of float32 inputs (index 2 * top16 + low16 != 0), by
+    the general cast ``general(x, fmt, seed) -> (codes, status)`` on one representative of
+    each; -1 / -2 where a NaN / inf has no code. None if a finite class fails."""
+    top = np.arange(1 << 16, dtype=np.uint32)
+    reps = ((top[:, None] << np.uint32(16)) | np.array([0, 1], np.uint32)).reshape(-1)
+    x = reps.view(np.float32)
+    special = ((reps >> np.uint32(23)) & np.uint32(0xFF)) == 0xFF
+    table = np.zeros(reps.size, np.int64)
+    codes, status = general(np.ascontiguousarray(x[~special]), fmt, 0)
+    if status:
+        return None
+    table[~special] = codes
+    for i in np.flatnonzero(special):
+        c, st = general(np.ascontiguousarray(x[i:i + 1]), fmt, 0)
+        table[i] = c[0] if st == 0 else (-1 if st == 1 else -2)
+    table.flags.writeable = False
+    return table
+
+
 def to_float(codes: np.ndarray, fmt: Float) -> np.ndarray:
     """The float64 values of codes, exactly (every Float value is a float64): ±inf and NaN
     where the layout puts them, -0.0 for the code of -0. Formats of up to ``TABLE_BITS``

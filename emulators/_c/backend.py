@@ -235,10 +235,23 @@ def _float_fmt(fmt):
     return ffi.new("lowbit_float *", kernel_fields(fmt))
 
 
-def float_cast(x, fmt, seed):
+def _general_float_cast(x, fmt, seed):
     out = np.empty(x.shape, np.int64)
     fn = lib.lowbit_float_cast_f32 if x.dtype == np.float32 else lib.lowbit_float_cast_f64
     return out, fn(_p(out), _p(x), x.size, _float_fmt(fmt), seed)
+
+
+def float_cast(x, fmt, seed):
+    """Codes of float32/float64 x in fmt: a float32 input whose cast depends only on its
+    top 16 bits (and the low ones' being zero) reads the table of those classes."""
+    from lowbit.emulators._float_ops import cast_table, table_cast_ok
+
+    if x.dtype == np.float32 and x.size > 4096 and table_cast_ok(fmt):
+        table = cast_table(fmt, _general_float_cast)
+        if table is not None:
+            out = np.empty(x.shape, np.int64)
+            return out, lib.lowbit_float_cast_f32_table(_p(out), _p(x), x.size, _p(table))
+    return _general_float_cast(x, fmt, seed)
 
 
 FLOAT_OPS = {"add": lib.LOWBIT_OP_ADD, "sub": lib.LOWBIT_OP_SUB, "mul": lib.LOWBIT_OP_MUL,

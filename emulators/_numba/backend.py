@@ -167,7 +167,7 @@ from lowbit.emulators._float_ops import kernel_fields  # noqa: E402
 from lowbit.emulators._numba import floating  # noqa: E402
 
 
-def float_cast(x, fmt, seed):
+def _general_float_cast(x, fmt, seed):
     out = np.empty(x.shape, np.int64)
     if x.dtype == np.float32:
         kernel, bits = floating.float_cast_f32, x.reshape(-1).view(np.uint32)
@@ -175,6 +175,21 @@ def float_cast(x, fmt, seed):
         kernel, bits = floating.float_cast_f64, x.reshape(-1).view(np.uint64)
     status = sized(kernel, x.size)(bits, kernel_fields(fmt), np.uint64(seed), out.reshape(-1))
     return out, int(status)
+
+
+def float_cast(x, fmt, seed):
+    """Codes of float32/float64 x in fmt: a float32 input whose cast depends only on its
+    top 16 bits (and the low ones' being zero) reads the table of those classes."""
+    from lowbit.emulators._float_ops import cast_table, table_cast_ok
+
+    if x.dtype == np.float32 and x.size > 4096 and table_cast_ok(fmt):
+        table = cast_table(fmt, _general_float_cast)
+        if table is not None:
+            out = np.empty(x.shape, np.int64)
+            status = sized(floating.float_cast_f32_table, x.size)(
+                x.reshape(-1).view(np.uint32), table, out.reshape(-1))
+            return out, int(status)
+    return _general_float_cast(x, fmt, seed)
 
 
 FLOAT_OPS = {"add": floating.OP_ADD, "sub": floating.OP_SUB, "mul": floating.OP_MUL,
