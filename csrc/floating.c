@@ -782,19 +782,45 @@ static inline double register_value(double S, int64_t q, const lowbit_float *reg
     return o.neg ? -v : v;
 }
 
-int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64_t M,
+/* register_value for a round-toward-zero register: S / sc (exact) truncated to the
+ * register's bits when it is a normal register value (exponent rlo..rhi), else the
+ * general rounding. */
+static inline double register_rz(double S, double sc, int64_t q, const lowbit_float *reg,
+                                 uint64_t mask, int64_t rlo, int64_t rhi)
+{
+    if (S == 0.0)
+        return 0.0;
+    const double v = S / sc;
+    uint64_t b;
+    memcpy(&b, &v, sizeof b);
+    const int64_t e = (int64_t)((b >> 52) & 0x7FF) - 1023;
+    if (e >= rlo && e < rhi) {
+        b &= mask;
+        double r;
+        memcpy(&r, &b, sizeof r);
+        return r;
+    }
+    return register_value(S, q, reg);
+}
+
+int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict b, int64_t M,
                             int64_t K, int64_t N, int64_t group, int64_t frac_bits,
                             int32_t floor_align, int64_t promote, const lowbit_float *regp)
 {
     const lowbit_float reg = *regp;
     int nomem = 0;
+    /* a round-toward-zero register: a normal result keeps its top man_bits + 1 bits */
+    const int rz = reg.rounding == LOWBIT_TOWARD_ZERO;
+    const uint64_t mask = ~((UINT64_C(1) << (52 - reg.man_bits)) - 1);
+    const int64_t rlo = reg.min_exponent, rhi = reg.min_exponent + (reg.max_field >> reg.man_bits) - 1;
     _Pragma("omp parallel reduction(|:nomem) if(M * N * K > LOWBIT_PARALLEL_MIN)")
     {
-        double *c = malloc(sizeof(double) * (size_t)N * 4);
-        float *outer = malloc(sizeof(float) * (size_t)N);
-        int64_t *qe = malloc(sizeof(int64_t) * (size_t)N);
-        double *m = c + N, *sc = c + 2 * N, *S = c + 3 * N;
-        if (!c || !outer || !qe)
+        double *const buf = malloc(sizeof(double) * (size_t)N * 4);
+        float *restrict outer = malloc(sizeof(float) * (size_t)N);
+        int64_t *restrict qe = malloc(sizeof(int64_t) * (size_t)N);
+        double *restrict c = buf, *restrict m = buf + N, *restrict sc = buf + 2 * N,
+               *restrict S = buf + 3 * N;
+        if (!buf || !outer || !qe)
             nomem = 1;
         _Pragma("omp for schedule(static)")
         for (int64_t i = 0; i < M; i++) {
@@ -810,7 +836,7 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64
                     m[j] = fabs(c[j]);
                 for (int64_t k = g0; k < g1; k++) {
                     const double x = a[i * K + k];
-                    const double *br = b + k * N;
+                    const double *restrict br = b + k * N;
                     for (int64_t j = 0; j < N; j++) {
                         const double p = fabs(x * br[j]);
                         m[j] = p > m[j] ? p : m[j];
@@ -832,7 +858,7 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64
                         S[j] = floor(c[j] * sc[j]);
                     for (int64_t k = g0; k < g1; k++) {
                         const double x = a[i * K + k];
-                        const double *br = b + k * N;
+                        const double *restrict br = b + k * N;
                         for (int64_t j = 0; j < N; j++)
                             S[j] += floor(x * br[j] * sc[j]);
                     }
@@ -841,13 +867,14 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64
                         S[j] = trunc(c[j] * sc[j]);
                     for (int64_t k = g0; k < g1; k++) {
                         const double x = a[i * K + k];
-                        const double *br = b + k * N;
+                        const double *restrict br = b + k * N;
                         for (int64_t j = 0; j < N; j++)
                             S[j] += trunc(x * br[j] * sc[j]);
                     }
                 }
                 for (int64_t j = 0; j < N; j++)
-                    c[j] = register_value(S[j], qe[j], &reg);
+                    c[j] = rz ? register_rz(S[j], sc[j], qe[j], &reg, mask, rlo, rhi)
+                              : register_value(S[j], qe[j], &reg);
                 if (promote && g1 % promote == 0)
                     for (int64_t j = 0; j < N; j++) {
                         outer[j] = outer[j] + (float)c[j];
@@ -865,7 +892,7 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64
                     out[i * N + j] = c[j];
             }
         }
-        free(c);
+        free(buf);
         free(outer);
         free(qe);
     }

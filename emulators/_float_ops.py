@@ -185,6 +185,9 @@ def _accumulator(acc, order: str, compensated: bool, op: str):
     if not isinstance(acc, Float):
         raise ValueError(f"{op}: acc for Float operands must be a Float format or an "
                          f"AccumulatorModel, got {acc!r}")
+    if not acc.zero:
+        raise ValueError(f"{op}: an accumulator needs a zero (the sum starts at +0); {acc} "
+                         "has none")
     if compensated:
         if order != "sequential":
             raise ValueError(f"{op}: compensated=True needs order='sequential'")

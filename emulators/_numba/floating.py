@@ -946,6 +946,20 @@ def register_value(S, q, reg):
     return -v if cn else v
 
 
+@inline
+def register_rz(S, sc, q, reg, mask, rlo, rhi):
+    """register_value for a round-toward-zero register: S / sc (exact) truncated to the
+    register's bits when it is a normal register value (the twin of csrc register_rz)."""
+    if S == 0.0:
+        return 0.0
+    v = S / sc
+    bits = np.float64(v).view(np.uint64)
+    e = np.int64((bits >> U64(52)) & U64(0x7FF)) - 1023
+    if e >= rlo and e < rhi:
+        return np.uint64(bits & mask).view(np.float64)
+    return register_value(S, q, reg)
+
+
 @pjit
 def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
     """out (M x N float64) = a @ b of float64 values under an accumulator model whose every
@@ -956,6 +970,10 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
     of csrc lowbit_fused_matmul_f64; vectorised over the output columns."""
     M, K = a.shape
     N = b.shape[1]
+    rz = reg[11] == TOWARD_ZERO
+    mask = ~((ONE << U64(52 - reg[0])) - ONE)
+    rlo = reg[1]
+    rhi = reg[1] + (reg[3] >> reg[0]) - 1
     for i in prange(M):
         c = np.zeros(N)
         outer = np.zeros(N, np.float32)
@@ -995,7 +1013,8 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
                     for j in range(N):
                         S[j] += np.trunc(x * b[k, j] * sc[j])
             for j in range(N):
-                c[j] = register_value(S[j], qe[j], reg)
+                c[j] = (register_rz(S[j], sc[j], qe[j], reg, mask, rlo, rhi) if rz
+                        else register_value(S[j], qe[j], reg))
             if promote and g1 % promote == 0:
                 for j in range(N):
                     outer[j] = outer[j] + np.float32(c[j])

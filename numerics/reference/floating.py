@@ -358,7 +358,11 @@ def accumulate(terms: list[Value], acc: Float, order: str = "sequential",
     - ``compensated`` (sequential): Kahan's algorithm with every operation in acc —
       y = round(t - c); n = round(s + y); c = round(round(n - s) - y); s = n — its
       roundings counted as steps 4k .. 4k+3 of term k.
+
+    An accumulator needs a zero (the sum starts at +0): one without raises ValueError.
     """
+    if not acc.zero:
+        raise ValueError(f"an accumulator needs a zero (the sum starts at +0); {acc} has none")
     def u(step: int) -> int:
         return _u64(acc, seed, rng.step_counter(element, step))
 
@@ -472,6 +476,8 @@ def matmul(a, fa: Float, b, fb: Float, out: Float, acc=None, order: str = "seque
            compensated: bool = False, seed: int = 0) -> np.ndarray:
     """a (M x K) @ b (K x N) of Float codes: exact products, summed by :func:`reduce_terms`
     over k = 0, 1, ... (output element e = i * N + j)."""
+    if isinstance(acc, Float) and not acc.zero:
+        raise ValueError(f"an accumulator needs a zero (the sum starts at +0); {acc} has none")
     P = _products(a, fa, b, fb)
     M, N = np.asarray(a).shape[0], np.asarray(b).shape[1]
     codes = [[reduce_terms(P[i][j], out, acc, order, compensated, seed, i * N + j)

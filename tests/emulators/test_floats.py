@@ -275,6 +275,13 @@ class TestMatmul:
         order, compensated = ("sequential", False) if not isinstance(acc, Float) else \
             {"sequential": ("sequential", False), "pairwise": ("pairwise", False),
              "kahan": ("sequential", True)}[how]
+        if isinstance(acc, Float) and not acc.zero:
+            for be in ("numba", "c"):
+                with pytest.raises(ValueError, match="an accumulator needs a zero"):
+                    E.matmul(E.from_codes(a, fa), E.from_codes(b, fb), out, acc, backend=be)
+            with pytest.raises(ValueError, match="an accumulator needs a zero"):
+                ref.matmul(a, fa, b, fb, out, acc, order, compensated, seed)
+            return
         if acc is None and (fa.max_exponent - fa.min_exponent + fb.max_exponent
                             - fb.min_exponent + fa.man_bits + fb.man_bits + K.bit_length()
                             + 3 > 62):
