@@ -685,7 +685,7 @@ FLOAT_PRESETS_BY_LAYOUT = {f._layout(): name for name, f in FLOAT_PRESETS.items(
 
 
 FORMAT_GRAMMAR = """\
-format   := fixed | binary | ternary            (case-insensitive, no spaces)
+format   := fixed | binary | ternary | lns | float | block     (case-insensitive, no spaces)
 fixed    := ["u"] "fixed" BITS "." FRAC (":" ROUNDING | ":" OVERFLOW)*
             BITS in 1..62, FRAC an integer in -512..512 (e.g. fixed8.-2)
 ROUNDING := "rne" | "rna" | "rtz" | "floor" | "ceil" | "sr"     (default rne)
