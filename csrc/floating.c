@@ -899,13 +899,15 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict
     return nomem ? LOWBIT_ERR_NOMEM : LOWBIT_OK;
 }
 
-int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const int64_t *table)
+int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const int64_t *table,
+                                int32_t shift)
 {
     int nans = 0, infs = 0;
+    const uint32_t low = (UINT32_C(1) << shift) - 1;
     _Pragma("omp parallel for schedule(static) reduction(+:nans,infs) if(n > LOWBIT_PARALLEL_MIN)")
     for (int64_t i = 0; i < n; i++) {
         const uint32_t b = (uint32_t)bits32(x, i);
-        const int64_t c = table[2 * (int64_t)(b >> 16) + ((b & 0xFFFF) != 0)];
+        const int64_t c = table[2 * (int64_t)(b >> shift) + ((b & low) != 0)];
         out[i] = c >= 0 ? c : 0;
         nans += c == -1;
         infs += c == -2;

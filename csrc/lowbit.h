@@ -247,11 +247,13 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
                         const lowbit_fused *fused, const lowbit_float *outer,
                         const lowbit_float *fmt, uint64_t seed);
 
-/* out[i] = table[2 * (bits(x[i]) >> 16) + (low 16 bits != 0)]: a float32 cast through the
- * table of its 2^17 classes (emulators/_float_ops.py builds it with lowbit_float_cast_f32;
- * exact for formats whose rounding bit lies above bit 16 of every input). Entries -1 / -2
- * are a NaN / an inf the format cannot hold: LOWBIT_ERR_NAN / LOWBIT_ERR_INF. */
-int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const int64_t *table);
+/* out[i] = table[2 * (bits(x[i]) >> shift) + (low shift bits != 0)]: a float32 cast
+ * through the table of its input classes (emulators/_float_ops.py builds it with
+ * lowbit_float_cast_f32; exact for formats whose rounding bit lies at or above bit
+ * `shift` of every input). Entries -1 / -2 are a NaN / an inf the format cannot hold:
+ * LOWBIT_ERR_NAN / LOWBIT_ERR_INF. */
+int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const int64_t *table,
+                                int32_t shift);
 
 /* out (M x N) = a @ b of float32 arrays (row-major), each output summed in binary32 from
  * +0 in k order, every addition rounded to nearest even: lowbit_float_matmul's sequential

@@ -44,22 +44,30 @@ def _value_table(fmt: Float) -> np.ndarray:
     return table
 
 
+def table_shift(fmt: Float) -> int:
+    """The number s of low float32 bits a cast into ``fmt`` reads only as "all zero or
+    not": the bits below a normal input's rounding bit, 22 - man_bits."""
+    return 22 - fmt.man_bits
+
+
 def table_cast_ok(fmt: Float) -> bool:
-    """Whether a float32 cast into ``fmt`` depends only on the top 16 bits of the input and
-    on whether its low 16 bits are zero: at most 6 mantissa bits (the rounding bit of a
-    normal input lies at bit 16 or above), a smallest quantum of at least 2^-132 (so also
-    for subnormal inputs), a signed format, and a deterministic rounding mode."""
-    return (fmt.man_bits <= 6 and fmt.min_exponent - fmt.man_bits >= -132 and fmt.signed
-            and fmt.rounding is not Rounding.STOCHASTIC)
+    """Whether a float32 cast into ``fmt`` depends only on the input's bits above the low
+    ``table_shift`` ones and on whether those are zero: at most 7 mantissa bits (tables of
+    at most 2^18 classes: fp8, fp6, fp4, bf16), a smallest quantum of at least 2^(s-148)
+    (so also for subnormal inputs), a signed format and a deterministic rounding mode."""
+    return (fmt.man_bits <= 7 and fmt.min_exponent - fmt.man_bits >= table_shift(fmt) - 148
+            and fmt.signed and fmt.rounding is not Rounding.STOCHASTIC)
 
 
 @functools.lru_cache(maxsize=64)
 def cast_table(fmt: Float, general) -> np.ndarray | None:
-    """The codes of the 2^17 classes of float32 inputs (index 2 * top16 + low16 != 0), by
-    the general cast ``general(x, fmt, seed) -> (codes, status)`` on one representative of
-    each; -1 / -2 where a NaN / inf has no code. None if a finite class fails."""
-    top = np.arange(1 << 16, dtype=np.uint32)
-    reps = ((top[:, None] << np.uint32(16)) | np.array([0, 1], np.uint32)).reshape(-1)
+    """The codes of the float32 input classes (index 2 * (bits >> s) + (low s bits != 0),
+    s = table_shift(fmt)), by the general cast ``general(x, fmt, seed) -> (codes,
+    status)`` on one representative of each; -1 / -2 where a NaN / inf has no code. None
+    if a finite class fails."""
+    sh = table_shift(fmt)
+    top = np.arange(1 << (32 - sh), dtype=np.uint32)
+    reps = ((top[:, None] << np.uint32(sh)) | np.array([0, 1], np.uint32)).reshape(-1)
     x = reps.view(np.float32)
     special = ((reps >> np.uint32(23)) & np.uint32(0xFF)) == 0xFF
     table = np.zeros(reps.size, np.int64)

@@ -244,13 +244,14 @@ def _general_float_cast(x, fmt, seed):
 def float_cast(x, fmt, seed):
     """Codes of float32/float64 x in fmt: a float32 input whose cast depends only on its
     top 16 bits (and the low ones' being zero) reads the table of those classes."""
-    from lowbit.emulators._float_ops import cast_table, table_cast_ok
+    from lowbit.emulators._float_ops import cast_table, table_cast_ok, table_shift
 
     if x.dtype == np.float32 and x.size > 4096 and table_cast_ok(fmt):
         table = cast_table(fmt, _general_float_cast)
         if table is not None:
             out = np.empty(x.shape, np.int64)
-            return out, lib.lowbit_float_cast_f32_table(_p(out), _p(x), x.size, _p(table))
+            return out, lib.lowbit_float_cast_f32_table(_p(out), _p(x), x.size, _p(table),
+                                                        table_shift(fmt))
     return _general_float_cast(x, fmt, seed)
 
 

@@ -180,14 +180,14 @@ def _general_float_cast(x, fmt, seed):
 def float_cast(x, fmt, seed):
     """Codes of float32/float64 x in fmt: a float32 input whose cast depends only on its
     top 16 bits (and the low ones' being zero) reads the table of those classes."""
-    from lowbit.emulators._float_ops import cast_table, table_cast_ok
+    from lowbit.emulators._float_ops import cast_table, table_cast_ok, table_shift
 
     if x.dtype == np.float32 and x.size > 4096 and table_cast_ok(fmt):
         table = cast_table(fmt, _general_float_cast)
         if table is not None:
             out = np.empty(x.shape, np.int64)
             status = sized(floating.float_cast_f32_table, x.size)(
-                x.reshape(-1).view(np.uint32), table, out.reshape(-1))
+                x.reshape(-1).view(np.uint32), table, table_shift(fmt), out.reshape(-1))
             return out, int(status)
     return _general_float_cast(x, fmt, seed)
 

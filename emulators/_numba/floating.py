@@ -1031,16 +1031,17 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
 
 
 @pjit
-def float_cast_f32_table(bits, table, out):
-    """out[i] = table[2 * (bits[i] >> 16) + (low 16 bits != 0)] (the twin of csrc
+def float_cast_f32_table(bits, table, shift, out):
+    """out[i] = table[2 * (bits[i] >> shift) + (low shift bits != 0)] (the twin of csrc
     lowbit_float_cast_f32_table); -1 / -2 entries (a NaN / inf without a code) give the
     status."""
     n = bits.size
     nans = 0
     infs = 0
+    low = (np.uint32(1) << np.uint32(shift)) - np.uint32(1)
     for i in prange(n):
         b = np.uint32(bits[i])
-        c = table[2 * np.int64(b >> np.uint32(16)) + (1 if (b & np.uint32(0xFFFF)) != 0 else 0)]
+        c = table[2 * np.int64(b >> np.uint32(shift)) + (1 if (b & low) != 0 else 0)]
         out[i] = c if c >= 0 else 0
         nans += c == -1
         infs += c == -2

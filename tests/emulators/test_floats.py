@@ -220,9 +220,9 @@ class TestArithmetic:
 
 @pytest.mark.parametrize("name", ["e4m3", "e4m3:inf", "e5m2", "e5m2:sat", "e2m1", "e3m2:rtz",
                                   "e2m3:ceil", "binary8p3", "e4m3fnuz:odd", "e3m4:floor",
-                                  "float4.6:rna:ftz"])
+                                  "float4.6:rna:ftz", "bf16", "bf16:rtz", "float6.7:sat"])
 def test_table_cast_equals_the_general_cast(name, backend):
-    """A float32 cast through the table of its 2^17 input classes gives the general
+    """A float32 cast through the table of its input classes gives the general
     kernel's codes and status on 2^20 random bit patterns (every low-16-bit pattern
     occurs, NaN and inf included)."""
     from lowbit.emulators import _float_ops
