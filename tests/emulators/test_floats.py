@@ -437,3 +437,26 @@ class TestMatmul:
             E.matmul(a, a, acc="fp32")
         with pytest.raises(ValueError, match="a is Fixed"):
             E.matmul(E.cast(np.ones((2, 3)), "fixed8.4"), b, acc="fp32")
+
+
+@pytest.mark.parametrize("name, dtype", [("e4m3:inf", "float8_e4m3fn"), ("e5m2", "float8_e5m2")])
+@pytest.mark.parametrize("op", ["add", "mul"])
+def test_all_pairs_of_8_bit_codes(name, dtype, op, backend):
+    """Every pair of codes (65,536) added and multiplied under RNE: the kernels equal
+    ml_dtypes' cast of the exact float64 result (float64 holds every sum and product of
+    two FP8 values exactly; ml_dtypes rounds float64 once), NaN for NaN."""
+    import ml_dtypes
+
+    fmt = parse_format(name)
+    codes = np.arange(256, dtype=np.int64)
+    a, b = (c.ravel() for c in np.meshgrid(codes, codes))
+    av, bv = E.from_codes(a, fmt).to_float(), E.from_codes(b, fmt).to_float()
+    with np.errstate(invalid="ignore", over="ignore"):
+        exact = av + bv if op == "add" else av * bv
+        want = exact.astype(getattr(ml_dtypes, dtype)).astype(np.float64)
+    got = getattr(E, op)(E.from_codes(a, fmt), E.from_codes(b, fmt), fmt, backend=backend)
+    v = got.to_float()
+    same = (v == want) | (np.isnan(v) & np.isnan(want))
+    assert same.all(), (np.flatnonzero(~same)[:5], v[~same][:5], want[~same][:5])
+    zero = (v == 0) & (want == 0)
+    assert np.array_equal(np.signbit(v[zero]), np.signbit(want[zero]))

@@ -56,7 +56,8 @@ LOSS_SCALED_PARTS = {"loss-scale-dynamic": "dynamic"}
 below 2^-16, scaled up by a dynamic loss scale (Micikevicius et al.), beside the wider
 gradient exponent of ``wide-gradients``."""
 MATMUL_PART_LABELS = {
-    "loss-scale-dynamic": "all of it in LNS(5, 10), dynamic loss scaling",
+    "loss-scale-dynamic": "with dynamic loss scaling (the gradients scaled up out of LNS(5, 10)'s "
+                          "flush-to-zero range)",
     "acc-lns5.16": "accumulator LNS(5, 16) (6 more fractional bits)",
     "forward-only": "only the forward matmul in LNS (both gradients in float32)",
     "forward-and-grad-input": "forward and input-gradient matmuls in LNS (weight gradient "
