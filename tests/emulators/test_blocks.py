@@ -87,6 +87,13 @@ class TestBlockCast:
         assert r.array.to_float().tolist() == [top, small, 1.0, 0.0]
         assert r.clipped == (1 if rule == "floor" else 0)
 
+    def test_even_rule_ties_away(self, backend):
+        """EVEN rounds amax to the element's 2 bits first, ties away: 7 = 1.11b x 4 is a tie
+        and goes up to 8 (scale 2^1); 6.999 rounds down to 6 (scale 2^0, 6.999 clips)."""
+        for amax, scale, clipped in ((7.0, 128, 0), (6.999, 127, 1)):
+            r = E.block_cast(np.array([amax, 1.0]), "mxfp4:block=2:rule=even", backend=backend)
+            assert int(r.scales[0]) == scale and r.clipped == clipped
+
     def test_nearest_rule_and_ties(self, backend):
         """round(log2(a / 6)): 6 * 2**0.5 = 8.485...: 8.48 takes scale 1 (clips), 8.49 scale 2."""
         for a, want_scale in ((8.48, 127), (8.49, 128)):
