@@ -56,6 +56,34 @@ static inline int round_up(uint64_t q, uint64_t rem, int64_t s, int negative,
     }
 }
 
+/* The code of a rounded magnitude (significand count plus binade offset, before the
+ * format's limits): no-zero offset, overflow by the mode and policy, FTZ, the zero's
+ * sign -- the end of round_to_code and round_to_code128. */
+static inline int64_t finish_code(int64_t mag, int negative, const lowbit_float *f)
+{
+    const int64_t M = f->man_bits, sign = negative ? f->sign_bit : 0;
+    if (!f->zero) { /* no zero: the field 0 is the smallest normal binade */
+        if (mag < (INT64_C(1) << M))
+            mag = INT64_C(1) << M;
+        mag -= INT64_C(1) << M;
+    }
+    if (mag > f->max_field) {
+        const int toward_zero = f->rounding == LOWBIT_TOWARD_ZERO || f->rounding == LOWBIT_ODD
+                                || (f->rounding == LOWBIT_FLOOR && !negative)
+                                || (f->rounding == LOWBIT_CEIL && negative);
+        if (f->overflow == LOWBIT_SATURATE || toward_zero)
+            return f->max_field | sign;
+        if (f->inf_code >= 0)
+            return f->inf_code | sign;
+        return f->nan_code;
+    }
+    if (f->zero && !f->subnormals && mag < (INT64_C(1) << M))
+        mag = 0;
+    if (mag == 0 && f->zero)
+        return f->negative_zero ? sign : 0;
+    return mag | sign;
+}
+
 /* The code of (-1)^negative * sig * 2^e2 (0 < sig < 2^63, e = e2 + its leading bit). */
 static inline int64_t round_to_code(int negative, uint64_t sig, int64_t e, int64_t e2,
                                     const lowbit_float *f, uint64_t u)
@@ -63,10 +91,7 @@ static inline int64_t round_to_code(int negative, uint64_t sig, int64_t e, int64
     const int64_t M = f->man_bits, emin = f->min_exponent;
     const int64_t ec = e > emin ? e : emin;
     const int64_t s = ec - M - e2;
-    const int64_t sign = negative ? f->sign_bit : 0;
     uint64_t n, q, rem;
-    int64_t mag;
-    int toward_zero;
     if (s <= 0) {
         n = sig << -s;
     } else {
@@ -79,27 +104,7 @@ static inline int64_t round_to_code(int negative, uint64_t sig, int64_t e, int64
         }
         n = q + (rem != 0 && round_up(q, rem, s, negative, f, u));
     }
-    mag = (int64_t)n + ((ec - emin) << M);
-    if (!f->zero) { /* no zero: the field 0 is the smallest normal binade */
-        if (mag < (INT64_C(1) << M))
-            mag = INT64_C(1) << M;
-        mag -= INT64_C(1) << M;
-    }
-    if (mag > f->max_field) {
-        toward_zero = f->rounding == LOWBIT_TOWARD_ZERO || f->rounding == LOWBIT_ODD
-                      || (f->rounding == LOWBIT_FLOOR && !negative)
-                      || (f->rounding == LOWBIT_CEIL && negative);
-        if (f->overflow == LOWBIT_SATURATE || toward_zero)
-            return f->max_field | sign;
-        if (f->inf_code >= 0)
-            return f->inf_code | sign;
-        return f->nan_code;
-    }
-    if (f->zero && !f->subnormals && mag < (INT64_C(1) << M))
-        mag = 0;
-    if (mag == 0 && f->zero)
-        return f->negative_zero ? sign : 0;
-    return mag | sign;
+    return finish_code((int64_t)n + ((ec - emin) << M), negative, f);
 }
 
 typedef unsigned __int128 u128;

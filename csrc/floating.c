@@ -215,11 +215,8 @@ static inline int64_t round_to_code128(int negative, u128 sig, int64_t e2,
     const int64_t e = e2 + bit_length128(sig) - 1;
     const int64_t ec = e > emin ? e : emin;
     const int64_t s = ec - M - e2;
-    const int64_t sign = negative ? f->sign_bit : 0;
     uint64_t n, q;
     u128 rem;
-    int64_t mag;
-    int toward_zero;
     if (s <= 0) {
         n = (uint64_t)(sig << -s);
     } else {
@@ -232,27 +229,7 @@ static inline int64_t round_to_code128(int negative, u128 sig, int64_t e2,
         }
         n = q + (rem != 0 && round_up128(q, rem, s, negative, f, u));
     }
-    mag = (int64_t)n + ((ec - emin) << M);
-    if (!f->zero) {
-        if (mag < (INT64_C(1) << M))
-            mag = INT64_C(1) << M;
-        mag -= INT64_C(1) << M;
-    }
-    if (mag > f->max_field) {
-        toward_zero = f->rounding == LOWBIT_TOWARD_ZERO || f->rounding == LOWBIT_ODD
-                      || (f->rounding == LOWBIT_FLOOR && !negative)
-                      || (f->rounding == LOWBIT_CEIL && negative);
-        if (f->overflow == LOWBIT_SATURATE || toward_zero)
-            return f->max_field | sign;
-        if (f->inf_code >= 0)
-            return f->inf_code | sign;
-        return f->nan_code;
-    }
-    if (f->zero && !f->subnormals && mag < (INT64_C(1) << M))
-        mag = 0;
-    if (mag == 0 && f->zero)
-        return f->negative_zero ? sign : 0;
-    return mag | sign;
+    return finish_code((int64_t)n + ((ec - emin) << M), negative, f);
 }
 
 

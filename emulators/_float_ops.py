@@ -229,6 +229,18 @@ def binary32_products(fa: Float, fb: Float, acc: "Float | None", out: Float) -> 
             and fa.man_bits + fb.man_bits + 2 <= 24 and out.rounding is not Rounding.STOCHASTIC)
 
 
+def _product_span(av: np.ndarray, bv: np.ndarray) -> "tuple[float, float] | None":
+    """(smallest, largest) magnitude a nonzero product of an element of av and one of bv
+    can have, (0, 0) when every product is zero, None when a value is not finite."""
+    if not (np.isfinite(av).all() and np.isfinite(bv).all()):
+        return None
+    amag, bmag = np.abs(av), np.abs(bv)
+    amax, bmax = amag.max(), bmag.max()
+    if amax == 0 or bmax == 0:
+        return 0.0, 0.0
+    return float(amag[amag > 0].min() * bmag[bmag > 0].min()), float(amax * bmax)
+
+
 _BINARY32_SMALLEST_NORMAL = 2.0 ** -126
 _BINARY32_PRODUCT_MAX = 2.0 ** 127
 
@@ -242,17 +254,11 @@ def _binary32_matmul(a, fa: Float, b, fb: Float, fmt: Float, seed: int, be):
     additions is what the sequential fp32 accumulator computes."""
     av, bv = to_float(a, fa), to_float(b, fb)
     a32, b32 = av.astype(np.float32), bv.astype(np.float32)
-    if not (np.isfinite(a32).all() and np.isfinite(b32).all()):
-        return None
     if not (np.array_equal(a32, av) and np.array_equal(b32, bv)):
-        return None
-    amag, bmag = np.abs(av), np.abs(bv)
-    amax, bmax = amag.max(), bmag.max()
-    if amax == 0 or bmax == 0:
-        pass  # every product is a zero
-    elif amax * bmax >= _BINARY32_PRODUCT_MAX:
-        return None
-    elif amag[amag > 0].min() * bmag[bmag > 0].min() < _BINARY32_SMALLEST_NORMAL:
+        return None  # (NaN never equals itself: non-finite values leave here too)
+    span = _product_span(av, bv)
+    if span is None or (span[1] and (span[1] >= _BINARY32_PRODUCT_MAX
+                                     or span[0] < _BINARY32_SMALLEST_NORMAL)):
         return None
     res = be.float_matmul_binary32(contiguous(a32), contiguous(b32))
     if not np.isfinite(res).all():
@@ -289,14 +295,9 @@ def _fused_matmul(a, fa: Float, b, fb: Float, model: AccumulatorModel, fmt: Floa
     by powers of two is exact, a cut term is an integer below 2**(frac_bits + 1) and a
     group's sum stays below 2**53; the register rounding is round_to_code's."""
     av, bv = to_float(a, fa), to_float(b, fb)
-    if not (np.isfinite(av).all() and np.isfinite(bv).all()):
+    span = _product_span(av, bv)
+    if span is None or (span[1] and (span[1] > _FUSED_RANGE or span[0] < 1 / _FUSED_RANGE)):
         return None
-    amag, bmag = np.abs(av), np.abs(bv)
-    amax, bmax = amag.max(), bmag.max()
-    if amax and bmax:
-        amin, bmin = amag[amag > 0].min(), bmag[bmag > 0].min()
-        if amax * bmax > _FUSED_RANGE or amin * bmin < 1 / _FUSED_RANGE:
-            return None
     res = be.fused_matmul_f64(contiguous(av), contiguous(bv), model.group, model.frac_bits,
                               model.align == "floor", model.promote_every or 0, model.register)
     if not np.isfinite(res).all():

@@ -65,7 +65,7 @@ def floor_log2_over(am, sh, t):
 
 
 @jit
-def pow2_scale_exp(am, sh, amax, T, rule, emax, precision, mpos):
+def pow2_scale_exp(am, sh, T, rule, emax, precision, mpos):
     """The scale exponent of a block (before clamping) by a power-of-two rule."""
     if rule == RULE_RCEIL or rule == RULE_NEAREST:
         t = mpos * T
@@ -189,7 +189,7 @@ def block_quantize(x, index, nblocks, width, grid, is_int, asym, scale_f, pow2, 
             _, ea = math.frexp(amax)
             sh = ea - 1
             am = math.ldexp(amax, -sh)
-            e = pow2_scale_exp(am, sh, amax, T, rule, emax, precision, mpos)
+            e = pow2_scale_exp(am, sh, T, rule, emax, precision, mpos)
             e = min(max(e, smin), scale_f[1] + smax_code)
             scales[b] = e - smin
             S = math.ldexp(1.0, e)

@@ -240,6 +240,17 @@ def test_table_cast_equals_the_general_cast(name, backend):
     assert _float_ops.cast_table(fmt, be._general_float_cast) is not None
 
 
+def _operands(fa: Float, fb: Float, M: int, K: int, N: int, typical: bool, data):
+    """Codes of an M x K and a K x N operand: ``typical`` values (normal, scaled by
+    2^-8..2^8, cast) or random codes of every class."""
+    if typical:
+        r = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+        a = E.cast(r.normal(size=(M, K)) * 2.0 ** r.integers(-8, 8, (M, K)), fa).codes
+        b = E.cast(r.normal(size=(K, N)) * 2.0 ** r.integers(-8, 8, (K, N)), fb).codes
+        return a, b
+    return data.draw(lt.codes(fa, (M, K))), data.draw(lt.codes(fb, (K, N)))
+
+
 def _models():
     """Accumulator models: the presets and small custom ones (groups, cuts, promotion)."""
     from lowbit.numerics.accumulators import ACCUMULATOR_MODELS, AccumulatorModel
@@ -316,13 +327,7 @@ class TestMatmul:
         fa, fb = parse_format(fa_s), parse_format(fb_s)
         M, K, N = (data.draw(st.integers(1, 5)), data.draw(st.integers(1, 48)),
                    data.draw(st.integers(1, 6)))
-        if typical:
-            r = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-            a = E.cast(r.normal(size=(M, K)) * 2.0 ** r.integers(-8, 8, (M, K)), fa).codes
-            b = E.cast(r.normal(size=(K, N)) * 2.0 ** r.integers(-8, 8, (K, N)), fb).codes
-        else:
-            a = data.draw(lt.codes(fa, (M, K)))
-            b = data.draw(lt.codes(fb, (K, N)))
+        a, b = _operands(fa, fb, M, K, N, typical, data)
         seed = data.draw(lt.seeds())
         try:
             want = ref.matmul(a, fa, b, fb, out, parse_format("fp32"), "sequential", False, seed)
@@ -368,13 +373,7 @@ class TestMatmul:
         fa, fb = parse_format(fa_s), parse_format(fb_s)
         M, K, N = (data.draw(st.integers(1, 4)), data.draw(st.integers(1, 140)),
                    data.draw(st.integers(1, 5)))
-        if typical:
-            r = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-            a = E.cast(r.normal(size=(M, K)) * 2.0 ** r.integers(-8, 8, (M, K)), fa).codes
-            b = E.cast(r.normal(size=(K, N)) * 2.0 ** r.integers(-8, 8, (K, N)), fb).codes
-        else:
-            a = data.draw(lt.codes(fa, (M, K)))
-            b = data.draw(lt.codes(fb, (K, N)))
+        a, b = _operands(fa, fb, M, K, N, typical, data)
         out = model.result_format
         try:
             want = ref.matmul(a, fa, b, fb, out, model)
