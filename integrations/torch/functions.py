@@ -192,6 +192,11 @@ class _EmulatedLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy):
+        with torch._C.DisableTorchFunction():  # lowbit's own arithmetic, not a model's
+            return _EmulatedLinear._backward(ctx, gy)
+
+    @staticmethod
+    def _backward(ctx, gy):
         spec, seed, step = ctx.spec, ctx.seed, ctx.step
         x2, w, xc, wc = ctx.saved_tensors
         xq, wq = ctx.xq, ctx.wq

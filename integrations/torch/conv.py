@@ -1,0 +1,313 @@
+"""Convolutions of any dimension, stride, padding, dilation and groups, and their
+transposes, as emulated matmuls.
+
+Semantics (one rule for every variant, so that a hardware architect can read off
+what each output element is):
+
+- **forward**: the input is cut into patches (im2col, an exact copy: zero padding,
+  ``"same"`` and ``"valid"``, any stride and dilation); each group's patches times its
+  weights is one :func:`~lowbit.integrations.torch.functions.emulated_linear` (the
+  contraction runs over (input channel, kernel position) in that order, the bias is
+  added in the output format);
+- **gradient w.r.t. the weight and bias**: that linear's own emulated backward
+  (g^T @ patches, contraction over batch x output positions);
+- **gradient w.r.t. the input**: the transposed convolution, computed as a
+  convolution of the stride-dilated gradient with the flipped, channel-swapped weights:
+  every input gradient is **one** emulated dot product over (output channel, kernel
+  position), rounded once into ``spec.grad_input`` -- not patch gradients added in
+  float;
+- **transposed convolution** (``conv_transpose``): the convolution of the
+  stride-dilated input with the flipped, channel-swapped weights (so its gradients
+  follow from the rules above).
+
+Padding modes other than zeros are applied by the caller (``nn.Conv*d`` pads with
+``F.pad`` before calling the convolution): that copy is exact, and its adjoint adds
+the gradients of mirrored positions in float (at most 2**d terms per element).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from lowbit.integrations.torch.carriers import from_carrier, to_carrier
+from lowbit.integrations.torch.functions import (CAST_W, GRAD_X, _family_ok, clip_bound,
+                                                 emulated_linear, op_seed)
+from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.numerics import Binary, Block, Ternary, rng
+
+
+def _tuple(v, d: int, name: str) -> tuple[int, ...]:
+    t = (v,) * d if isinstance(v, int) else tuple(int(e) for e in v)
+    if len(t) == 1 and d > 1:
+        t = t * d
+    if len(t) != d:
+        raise ValueError(f"conv: {name} {v!r} does not match {d} spatial dimensions")
+    return t
+
+
+def conv_pads(padding, kernel: Sequence[int], dilation: Sequence[int],
+              stride: Sequence[int]) -> list[tuple[int, int]]:
+    """(low, high) zero padding per spatial dimension for ``padding`` (ints, "valid",
+    or "same": total dilation*(k-1), the low side taking the floor half, as torch)."""
+    d = len(kernel)
+    if padding == "valid":
+        return [(0, 0)] * d
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ValueError("conv: padding='same' needs stride 1 (as in torch)")
+        tot = [dl * (k - 1) for k, dl in zip(kernel, dilation)]
+        return [(t // 2, t - t // 2) for t in tot]
+    if isinstance(padding, str):
+        raise ValueError(f"conv: padding must be ints, 'same' or 'valid', got {padding!r}")
+    p = _tuple(padding, d, "padding")
+    if any(e < 0 for e in p):
+        raise ValueError(f"conv: negative padding {padding!r}")
+    return [(e, e) for e in p]
+
+
+def _pad_or_crop(x: torch.Tensor, pads: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """Zero-pad (positive) or crop (negative) the trailing len(pads) dimensions."""
+    flat = []
+    for lo, hi in reversed(pads):
+        flat += [max(lo, 0), max(hi, 0)]
+    if any(flat):
+        x = F.pad(x, flat)
+    d0 = x.ndim - len(pads)
+    index = [slice(None)] * d0
+    for i, (lo, hi) in enumerate(pads):
+        n = x.shape[d0 + i]
+        index.append(slice(max(-lo, 0), n - max(-hi, 0)))
+    return x[tuple(index)]
+
+
+def im2col(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int],
+           dilation: Sequence[int], pads: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, tuple]:
+    """Patches of x (N, C, *S) as (N * prod(O), C * prod(kernel)), columns ordered
+    (channel, kernel position) like ``weight.reshape(out_channels, -1)``; returns the
+    patches and the output spatial shape O. An exact copy."""
+    d = len(kernel)
+    x = _pad_or_crop(x, pads)
+    for i in range(d):
+        span = dilation[i] * (kernel[i] - 1) + 1
+        if x.shape[2 + i] < span:
+            raise ValueError(f"conv: padded input size {x.shape[2 + i]} is smaller than the "
+                             f"dilated kernel {span} in spatial dimension {i}")
+        x = x.unfold(2 + i, span, stride[i])[..., ::dilation[i]]
+    n, c = x.shape[:2]
+    out = tuple(x.shape[2:2 + d])
+    perm = [0, *range(2, 2 + d), 1, *range(2 + d, 2 + 2 * d)]
+    cols = x.permute(perm).reshape(n * math.prod(out), c * math.prod(kernel))
+    return cols, out
+
+
+def dilate(x: torch.Tensor, stride: Sequence[int]) -> torch.Tensor:
+    """Insert stride-1 zeros between the elements of the trailing len(stride) dims."""
+    if all(s == 1 for s in stride):
+        return x
+    d = len(stride)
+    lead = x.shape[:x.ndim - d]
+    size = [(n - 1) * s + 1 for n, s in zip(x.shape[x.ndim - d:], stride)]
+    out = x.new_zeros(*lead, *size)
+    out[(...,) + tuple(slice(None, None, s) for s in stride)] = x
+    return out
+
+
+def transposed_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
+    """(O, I/g, *k) -> (I, O/g, *k) with the kernel flipped: the weight of the
+    convolution that is the adjoint of ``w``'s (and the forward weight of a
+    transposed convolution given in torch's (I, O/g, *k) layout)."""
+    o, ig = w.shape[:2]
+    d = w.ndim - 2
+    wg = w.reshape(groups, o // groups, ig, *w.shape[2:]).transpose(1, 2)
+    return wg.reshape(groups * ig, o // groups, *w.shape[2:]).flip(list(range(2, 2 + d)))
+
+
+def _dgrad_spec(spec: EmulationSpec) -> EmulationSpec:
+    """The input-gradient product as a forward one: the gradient (in gi) times the
+    weights, rounded into gi, with the spec's accumulator where it serves gi."""
+    gi = spec.grad_input
+    return dataclasses.replace(spec, activation=gi, output=gi, grad_weight=None,
+                               accumulator=spec.accumulator if _family_ok(gi, spec) else None)
+
+
+def _conv_values(x: torch.Tensor, w: torch.Tensor, b, spec: EmulationSpec, stride, pads,
+                 dilation, groups: int, seed: int, step: int):
+    """The forward products (no autograd of x): returns y (N, O, *S_out) and the
+    per-group linears' graphs (outputs, weight leaf, bias leaf) for the weight gradient."""
+    n, c = x.shape[:2]
+    oc = w.shape[0]
+    kernel = tuple(w.shape[2:])
+    cols, out = im2col(x.detach(), kernel, stride, dilation, pads)
+    cg, ocg = c // groups, oc // groups
+    cols = cols.reshape(cols.shape[0], groups, cg * math.prod(kernel))
+    with torch.enable_grad():
+        w_ = w.detach().requires_grad_(w.requires_grad)
+        b_ = None if b is None else b.detach().requires_grad_(b.requires_grad)
+        ys = []
+        for g in range(groups):
+            wg = w_[g * ocg:(g + 1) * ocg].reshape(ocg, -1)
+            bg = None if b_ is None else b_[g * ocg:(g + 1) * ocg]
+            ys.append(emulated_linear(cols[:, g], wg, bg, spec, seed=_group_seed(seed, g),
+                                      step=step))
+    y = torch.cat([t.detach() for t in ys], dim=1).reshape(n, *out, oc)
+    return y.movedim(-1, 1), (ys, w_, b_)
+
+
+def _group_seed(seed: int, g: int) -> int:
+    return seed if g == 0 else rng.random_u64(seed, g)
+
+
+class _EmulatedConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, spec, stride, pads, dilation, groups, seed, step):
+        y, graph = _conv_values(x, w, b, spec, stride, pads, dilation, groups, seed, step)
+        ctx.graph, ctx.geom = graph, (stride, pads, dilation, groups)
+        ctx.spec, ctx.seed, ctx.step = spec, seed, step
+        ctx.x_shape = x.shape
+        ctx.save_for_backward(x, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        with torch._C.DisableTorchFunction():
+            return _EmulatedConv._backward(ctx, gy)
+
+    @staticmethod
+    def _backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        spec, (stride, pads, dilation, groups) = ctx.spec, ctx.geom
+        ys, w_, b_ = ctx.graph
+        grad_x = grad_w = grad_b = None
+        oc = w.shape[0]
+        ocg = oc // groups
+        g2 = gy.movedim(1, -1).reshape(-1, oc)
+        leaves = [t for t, need in ((w_, ctx.needs_input_grad[1]), (b_, ctx.needs_input_grad[2]))
+                  if t is not None and need]
+        if leaves:
+            grads = torch.autograd.grad(ys, leaves, [g2[:, g * ocg:(g + 1) * ocg] for g in range(groups)])
+            it = iter(grads)
+            if ctx.needs_input_grad[1]:
+                grad_w = next(it)
+            if b_ is not None and ctx.needs_input_grad[2]:
+                grad_b = next(it)
+        if ctx.needs_input_grad[0]:
+            grad_x = _input_gradient(gy, w, spec, ctx.x_shape, stride, pads, dilation, groups,
+                                     ctx.seed, ctx.step)
+            if spec.ste == "clipped" and spec.activation is not None:
+                grad_x = grad_x * (x.abs() <= clip_bound(spec.activation)).to(grad_x.dtype)
+            grad_x = grad_x.to(x.dtype)
+        ctx.graph = None
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None, None
+
+
+def _input_gradient(gy, w, spec: EmulationSpec, x_shape, stride, pads, dilation, groups,
+                    seed, step):
+    """grad_x of a convolution: one emulated dot product per input element (the
+    transposed convolution as a convolution of the dilated gradient)."""
+    kernel = w.shape[2:]
+    d = len(kernel)
+    if spec.weight is not None and not isinstance(spec.weight, Block):
+        # the weights exactly as the forward used them (stochastic casts: the same seeds);
+        # a block format is cast from the float weights along the new contraction axis
+        ocg = w.shape[0] // groups
+        w = torch.cat([to_carrier(from_carrier(w[g * ocg:(g + 1) * ocg].reshape(ocg, -1), spec.weight,
+                                               op_seed(_group_seed(seed, g), step, CAST_W)),
+                                  like=w).reshape(ocg, *w.shape[1:]) for g in range(groups)])
+    if spec.grad_input is None or spec.weight is None:  # float gradients: in float
+        return _float_input_grad(gy, w, x_shape, stride, pads, dilation, groups)
+    wq = w
+    gz = dilate(gy, stride)
+    lo = [dl * (k - 1) - p for (p, _), k, dl in zip(pads, kernel, dilation)]
+    hi = [x_shape[2 + i] - gz.shape[2 + i] - lo[i] + dilation[i] * (kernel[i] - 1) for i in range(d)]
+    y, _ = _conv_values(gz, transposed_weight(wq, groups), None, _dgrad_spec(spec), (1,) * d,
+                        list(zip(lo, hi)), dilation, groups, op_seed(seed, step, GRAD_X), 0)
+    return y
+
+
+def _float_input_grad(gy, w, x_shape, stride, pads, dilation, groups):
+    d = w.ndim - 2
+    gz = dilate(gy, stride)
+    kernel = w.shape[2:]
+    lo = [dl * (k - 1) - p for (p, _), k, dl in zip(pads, kernel, dilation)]
+    hi = [x_shape[2 + i] - gz.shape[2 + i] - lo[i] + dilation[i] * (kernel[i] - 1) for i in range(d)]
+    conv = (F.conv1d, F.conv2d, F.conv3d)[d - 1]
+    return conv(_pad_or_crop(gz, list(zip(lo, hi))), transposed_weight(w, groups).to(gy.dtype),
+                None, 1, 0, dilation, groups)
+
+
+def check_conv(x: torch.Tensor, w: torch.Tensor, groups: int, spec: EmulationSpec, name: str) -> None:
+    d = w.ndim - 2
+    if x.ndim != d + 2:
+        raise ValueError(f"{name}: input of shape {tuple(x.shape)} for a {d}-d convolution "
+                         f"(weight {tuple(w.shape)})")
+    if groups < 1 or x.shape[1] % groups or w.shape[0] % groups:
+        raise ValueError(f"{name}: groups={groups} must divide the {x.shape[1]} input and "
+                         f"{w.shape[0]} output channels")
+    if x.shape[1] // groups != w.shape[1]:
+        raise ValueError(f"{name}: input has {x.shape[1]} channels, weight expects "
+                         f"{w.shape[1] * groups} (groups={groups})")
+    if spec.delayed:
+        raise ValueError(f"{name}: scaling=delayed keeps per-layer amax histories: use "
+                         "swap_layers (EmulatedConv2d) for delayed-scaled convolutions")
+    if isinstance(spec.weight, (Binary, Ternary)) and spec.grad_input is not None:
+        raise ValueError(f"{name}: binary/ternary weights with emulated input gradients run "
+                         "through EmulatedConv2d (groups=1), which folds their scales into the "
+                         "gradient; the general convolution does not yet")
+
+
+def emulated_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                  spec: EmulationSpec | str, stride=1, padding=0, dilation=1, groups: int = 1,
+                  *, seed: int = 0, step: int = 0) -> torch.Tensor:
+    """N-d convolution (N = w.ndim - 2: 1, 2 or 3) with every product emulated (see the
+    module docstring for the order of each sum). ``padding``: ints, "same" or
+    "valid" (zeros; other modes are the caller's ``F.pad``). Unbatched inputs
+    (C, *S) are accepted as in torch."""
+    spec = EmulationSpec.parse(spec)
+    d = w.ndim - 2
+    if d not in (1, 2, 3):
+        raise ValueError(f"emulated_conv: weight of shape {tuple(w.shape)} is not a 1-, 2- or 3-d kernel")
+    unbatched = x.ndim == d + 1
+    if unbatched:
+        x = x.unsqueeze(0)
+    check_conv(x, w, groups, spec, "emulated_conv")
+    st, dl = _tuple(stride, d, "stride"), _tuple(dilation, d, "dilation")
+    pads = conv_pads(padding, w.shape[2:], dl, st)
+    y = _EmulatedConv.apply(x, w, b, spec, st, pads, dl, groups, seed, step)
+    return y.squeeze(0) if unbatched else y
+
+
+def emulated_conv_transpose(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
+                            spec: EmulationSpec | str, stride=1, padding=0, output_padding=0,
+                            groups: int = 1, dilation=1, *, seed: int = 0,
+                            step: int = 0) -> torch.Tensor:
+    """Transposed N-d convolution (torch's argument order and weight layout
+    (in, out/groups, *k)): the convolution of the stride-dilated input, padded by
+    dilation*(k-1) - padding (+ output_padding on the high side), with the flipped,
+    channel-swapped weights; every product emulated."""
+    spec = EmulationSpec.parse(spec)
+    d = w.ndim - 2
+    if d not in (1, 2, 3):
+        raise ValueError(f"emulated_conv_transpose: weight of shape {tuple(w.shape)} is not a 1-, 2- or 3-d kernel")
+    unbatched = x.ndim == d + 1
+    if unbatched:
+        x = x.unsqueeze(0)
+    if x.ndim != d + 2 or x.shape[1] != w.shape[0] or x.shape[1] % groups:
+        raise ValueError(f"emulated_conv_transpose: input {tuple(x.shape)} does not match weight "
+                         f"{tuple(w.shape)} with groups={groups}")
+    st, dl = _tuple(stride, d, "stride"), _tuple(dilation, d, "dilation")
+    p, op = _tuple(padding, d, "padding"), _tuple(output_padding, d, "output_padding")
+    if any(o >= max(s, e) for o, s, e in zip(op, st, dl)):
+        raise ValueError(f"emulated_conv_transpose: output_padding {op} must be smaller than "
+                         f"stride {st} or dilation {dl}")
+    kernel = w.shape[2:]
+    pads = [(e * (k - 1) - pi, e * (k - 1) - pi + o) for k, e, pi, o in zip(kernel, dl, p, op)]
+    wt = transposed_weight(w, groups)
+    check_conv(x, wt, groups, spec, "emulated_conv_transpose")
+    xz = dilate(x, st)
+    y = _EmulatedConv.apply(xz, wt, b, spec, (1,) * d, pads, dl, groups, seed, step)
+    return y.squeeze(0) if unbatched else y
