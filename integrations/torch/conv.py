@@ -34,6 +34,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from lowbit.integrations.torch import account
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.functions import (CAST_W, GRAD_X, _family_ok, clip_bound,
                                                  emulated_linear, op_seed)
@@ -149,11 +150,12 @@ def _conv_values(x: torch.Tensor, w: torch.Tensor, b, spec: EmulationSpec, strid
         w_ = w.detach().requires_grad_(w.requires_grad)
         b_ = None if b is None else b.detach().requires_grad_(b.requires_grad)
         ys = []
-        for g in range(groups):
-            wg = w_[g * ocg:(g + 1) * ocg].reshape(ocg, -1)
-            bg = None if b_ is None else b_[g * ocg:(g + 1) * ocg]
-            ys.append(emulated_linear(cols[:, g], wg, bg, spec, seed=_group_seed(seed, g),
-                                      step=step))
+        with account.input_of_patches(x.numel() // groups):
+            for g in range(groups):
+                wg = w_[g * ocg:(g + 1) * ocg].reshape(ocg, -1)
+                bg = None if b_ is None else b_[g * ocg:(g + 1) * ocg]
+                ys.append(emulated_linear(cols[:, g], wg, bg, spec, seed=_group_seed(seed, g),
+                                          step=step))
     y = torch.cat([t.detach() for t in ys], dim=1).reshape(n, *out, oc)
     return y.movedim(-1, 1), (ys, w_, b_)
 
@@ -189,15 +191,18 @@ class _EmulatedConv(torch.autograd.Function):
         leaves = [t for t, need in ((w_, ctx.needs_input_grad[1]), (b_, ctx.needs_input_grad[2]))
                   if t is not None and need]
         if leaves:
-            grads = torch.autograd.grad(ys, leaves, [g2[:, g * ocg:(g + 1) * ocg] for g in range(groups)])
+            with account.input_of_patches(math.prod(ctx.x_shape) // groups):
+                grads = torch.autograd.grad(ys, leaves, [g2[:, g * ocg:(g + 1) * ocg]
+                                                         for g in range(groups)])
             it = iter(grads)
             if ctx.needs_input_grad[1]:
                 grad_w = next(it)
             if b_ is not None and ctx.needs_input_grad[2]:
                 grad_b = next(it)
         if ctx.needs_input_grad[0]:
-            grad_x = _input_gradient(gy, w, spec, ctx.x_shape, stride, pads, dilation, groups,
-                                     ctx.seed, ctx.step)
+            with account.as_role("grad_input"):
+                grad_x = _input_gradient(gy, w, spec, ctx.x_shape, stride, pads, dilation, groups,
+                                         ctx.seed, ctx.step)
             if spec.ste == "clipped" and spec.activation is not None:
                 grad_x = grad_x * (x.abs() <= clip_bound(spec.activation)).to(grad_x.dtype)
             grad_x = grad_x.to(x.dtype)
@@ -224,8 +229,9 @@ def _input_gradient(gy, w, spec: EmulationSpec, x_shape, stride, pads, dilation,
     gz = dilate(gy, stride)
     lo = [dl * (k - 1) - p for (p, _), k, dl in zip(pads, kernel, dilation)]
     hi = [x_shape[2 + i] - gz.shape[2 + i] - lo[i] + dilation[i] * (kernel[i] - 1) for i in range(d)]
-    y, _ = _conv_values(gz, transposed_weight(wq, groups), None, _dgrad_spec(spec), (1,) * d,
-                        list(zip(lo, hi)), dilation, groups, op_seed(seed, step, GRAD_X), 0)
+    with account.input_of_patches(gy.numel() // groups):
+        y, _ = _conv_values(gz, transposed_weight(wq, groups), None, _dgrad_spec(spec), (1,) * d,
+                            list(zip(lo, hi)), dilation, groups, op_seed(seed, step, GRAD_X), 0)
     return y
 
 

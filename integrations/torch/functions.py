@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import lowbit.emulators as E
 from lowbit.emulators import EmuArray, from_codes
+from lowbit.integrations.torch import account
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.spec import AMAX_HISTORY, EmulationSpec
 from lowbit.numerics import LNS, AccumulatorModel, Binary, Block, Fixed, Float, Format, Ternary, rng
@@ -48,6 +49,7 @@ def clip_bound(fmt: Format) -> float:
 class _Quantize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fmt, grad_fmt, ste, seed, step):
+        account.count_cast("forward", fmt, x.numel())
         q = from_carrier(x, fmt, op_seed(seed, step, QUANT))
         ctx.fmt, ctx.grad_fmt, ctx.ste, ctx.seed, ctx.step = fmt, grad_fmt, ste, seed, step
         ctx.x_dtype = x.dtype
@@ -61,6 +63,7 @@ class _Quantize(torch.autograd.Function):
             (x,) = ctx.saved_tensors
             g = g * (x.abs() <= clip_bound(ctx.fmt)).to(g.dtype)
         if ctx.grad_fmt is not None:
+            account.count_cast("grad_input", ctx.grad_fmt, g.numel(), "gradient")
             g = to_carrier(from_carrier(g, ctx.grad_fmt, op_seed(ctx.seed, ctx.step, QUANT_G)), like=g)
         return g.to(ctx.x_dtype), None, None, None, None, None
 
@@ -143,6 +146,7 @@ class _EmulatedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x2, w, b, spec, seed, step, amax=None, record=False):
         emu = spec.weight is not None and spec.activation is not None
+        _count_forward(x2, w, b, spec, emu)
         ctx.amax, ctx.record, ctx.k = amax, record, (0, 0, 0)
         if spec.delayed:
             ctx.k = tuple(scale_exponent(amax[r], f) for r, f in
@@ -199,6 +203,7 @@ class _EmulatedLinear(torch.autograd.Function):
     def _backward(ctx, gy):
         spec, seed, step = ctx.spec, ctx.seed, ctx.step
         x2, w, xc, wc = ctx.saved_tensors
+        _count_backward(ctx, gy, x2, w)
         xq, wq = ctx.xq, ctx.wq
         gi, gw = spec.grad_input, spec.grad_weight
         grad_x = grad_w = grad_b = None
@@ -272,6 +277,45 @@ class _EmulatedLinear(torch.autograd.Function):
         dx, dw, db = ctx.dtypes
         return (None if grad_x is None else grad_x.to(dx), None if grad_w is None else grad_w.to(dw),
                 None if grad_b is None else grad_b.to(db), None, None, None, None, None)
+
+
+def _count_forward(x2, w, b, spec: EmulationSpec, emu: bool) -> None:
+    """The forward product's entries in the operation account (if one is open)."""
+    if account.active() is None:
+        return
+    (m, k), n = x2.shape, w.shape[0]
+    out = _out_format(spec) if emu else None
+    account.count_cast("forward", spec.activation, m * k)
+    account.count_cast("forward", spec.weight, n * k, "weight")
+    account.count_matmul("forward", m, n, k, spec.activation, spec.weight,
+                         spec.accumulator if emu else None, out, a_tensor="activation",
+                         b_tensor="weight", out_tensor="activation")
+    if b is not None:
+        account.count_add("forward", out, m * n, "activation")
+
+
+def _count_backward(ctx, gy, x2, w) -> None:
+    """The backward products' entries: the incoming gradient's cast, g @ W, g^T @ x, sum(g)."""
+    if account.active() is None:
+        return
+    spec = ctx.spec
+    (m, k), n = x2.shape, w.shape[0]
+    gi, gw = spec.grad_input, spec.grad_weight
+    account.count_cast("grad_input", gi, m * n, "gradient")
+    if ctx.needs_input_grad[0]:
+        emu = gi is not None and ctx.wq is not None
+        account.count_matmul("grad_input", m, k, n, gi, spec.weight,
+                             spec.accumulator if emu and _family_ok(gi, spec) else None,
+                             gi if emu else None, a_tensor="gradient", b_tensor="weight",
+                             out_tensor="gradient")
+    if ctx.needs_input_grad[1]:
+        emu = gw is not None and gi is not None and ctx.xq is not None
+        account.count_matmul("grad_weight", n, k, m, gi, spec.activation,
+                             spec.accumulator if emu and _family_ok(gw, spec) else None,
+                             gw if emu else None, a_tensor="gradient", b_tensor="activation",
+                             out_tensor="gradient")
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        account.count_add("grad_weight", gw if gi is not None else None, m * n, "gradient")
 
 
 def _family_ok(out: Format, spec: EmulationSpec) -> bool:

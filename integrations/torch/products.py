@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import lowbit.emulators as E
+from lowbit.integrations.torch import account
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.functions import (CAST_G, CAST_W, CAST_X, FORWARD, GRAD_W, GRAD_X,
                                                  _family_ok, _out_format, clip_bound,
@@ -108,6 +109,12 @@ class _EmulatedBmm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, spec, seed, step):
+        n, m, k = a.shape
+        account.count_cast("forward", spec.activation, a.numel())
+        account.count_cast("forward", spec.activation, b.numel())
+        account.count_matmul("forward", m, b.shape[-1], k, spec.activation, spec.activation,
+                             spec.accumulator, _out_format(spec), a_tensor="activation",
+                             b_tensor="activation", out_tensor="activation", batch=n)
         aq = from_carrier(a, spec.activation, op_seed(seed, step, CAST_X))
         bq = from_carrier(b, spec.activation, op_seed(seed, step, CAST_W))
         out = _out_format(spec)
@@ -128,7 +135,14 @@ class _EmulatedBmm(torch.autograd.Function):
             acc = spec.accumulator if _family_ok(gi, spec) else None
             gq = from_carrier(g, gi, op_seed(seed, step, CAST_G))
             ga = gb = None
-            n = g.shape[0]
+            n, m, k = a.shape
+            account.count_cast("grad_input", gi, g.numel(), "gradient")
+            for i, need in enumerate(ctx.needs_input_grad[:2]):
+                if need:  # g @ b^T (m x k, over n columns) and a^T @ g (k x n, over m rows)
+                    cols = b.shape[-1]
+                    account.count_matmul("grad_input", *((m, k, cols) if i == 0 else (k, cols, m)),
+                                         gi, spec.activation, acc, gi, a_tensor="gradient",
+                                         b_tensor="activation", out_tensor="gradient", batch=n)
             if ctx.needs_input_grad[0]:
                 ga = torch.stack([to_carrier(E.matmul(gq[i], ctx.bq[i].T, gi, acc, spec.order,
                                                       spec.compensated,
