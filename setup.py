@@ -9,6 +9,6 @@ TOP = ("numerics", "emulators", "integrations")
 setup(
     package_dir={"lowbit": "lowbit", **{f"lowbit.{t}": t for t in TOP}},
     packages=["lowbit"] + [f"lowbit.{p}" for p in find_packages(include=[f"{t}*" for t in TOP])],
-    package_data={"lowbit": ["py.typed"]},
+    package_data={"lowbit": ["py.typed"], "lowbit.integrations.reports": ["data/*.toml"]},
     cffi_modules=["emulators/_c/build.py:ffibuilder"],
 )

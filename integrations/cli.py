@@ -234,6 +234,50 @@ def _lns_report(args) -> Path:
     return run_report(args.out, args.seed)
 
 
+def _costs(args):
+    from lowbit.integrations.reports.energy import Costs
+
+    return Costs(node=args.node, vdd=args.vdd, sb=args.sb, memory=args.memory)
+
+
+def _energy(args) -> Path:
+    from lowbit.integrations.reports.energy import run_energy
+
+    run_energy(list(args.formats), args.model, args.batch, _costs(args), args.out)
+    return args.out / ("energy.json" if args.json else "energy.md")
+
+
+def _inspect(args) -> Path:
+    from lowbit.integrations.reports.energy import load_model
+    from lowbit.integrations.torch import coverage
+
+    model, inputs = load_model(args.model, args.batch)
+    cov = coverage(model.eval(), inputs, "w=float" if args.format == "float" else args.format)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "coverage.md"
+    path.write_text(f"# Coverage of {args.model}\n\n{cov}\n")
+    return path
+
+
+def memory_policy(text: str) -> str:
+    """none, dram, or sram:SIZE (e.g. sram:32KB)."""
+    from lowbit.integrations.reports.energy import memory_per_bit
+
+    try:
+        memory_per_bit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(_one_line(exc)) from None
+    return text
+
+
+def model_name(text: str) -> str:
+    """mlp, cnn or module:callable."""
+    if text in ("mlp", "cnn") or (":" in text and all(text.partition(":")[::2])):
+        return text
+    raise argparse.ArgumentTypeError(f"must be mlp, cnn or module:callable (returning (model, "
+                                     f"example_inputs)), got {text!r}")
+
+
 def _compare(args) -> Path:
     from lowbit.integrations.programs.compare import DEFAULT_SPECS, run_compare
 
@@ -566,6 +610,37 @@ def build_parser() -> argparse.ArgumentParser:
                         "before the optimizer step)")
     _common(p, "results/language")
     p.set_defaults(run=_train_language)
+
+    p = sub.add_parser("energy", help="estimated pJ per training step by format (markdown + PNG)",
+                       description="Count one training step's operations under each spec and "
+                                   "cost them from Horowitz's 45 nm table: an estimate from "
+                                   "published tables, not a measurement.")
+    p.add_argument("--format", dest="formats", nargs="+", type=spec(), required=True,
+                   help="emulation specs (fp32 is always the first column), e.g. bf16 e4m3 "
+                        "fixed16.8 w=binary lns5.10:interp6")
+    p.add_argument("--model", type=model_name, default="mlp",
+                   help="mlp (784-256-256-10), cnn, or module:callable returning "
+                        "(model, example_inputs)")
+    p.add_argument("--batch", type=count(1), default=32, help="batch of the built-in models")
+    p.add_argument("--node", type=int_range(3, 45), default=45, help="process node in nm")
+    p.add_argument("--vdd", type=float, choices=(0.8, 0.9), default=0.9)
+    p.add_argument("--sb", choices=("free", "logic", "sram"), default="logic",
+                   help="cost model of an LNS sb/db table read (all three are shown as a range)")
+    p.add_argument("--memory", type=memory_policy, default="none",
+                   help="none (arithmetic only), dram, or sram:SIZE such as sram:32KB")
+    p.add_argument("--json", action="store_true", help="print the JSON form")
+    _common(p, "results/energy", with_data=False, quiet=False)
+    p.set_defaults(run=_energy)
+
+    p = sub.add_parser("inspect", help="which ops of a model run in the emulator (coverage)",
+                       description="One forward pass under lowbit.emulate: a per-op table "
+                                   "with MACs, formats, emulated or float and why.")
+    p.add_argument("model", type=model_name, help="mlp, cnn, or module:callable returning "
+                                                  "(model, example_inputs)")
+    p.add_argument("--format", type=spec(), default="bf16", help="the emulation spec")
+    p.add_argument("--batch", type=count(1), default=2, help="batch of the built-in models")
+    _common(p, "results/inspect", with_data=False, quiet=False)
+    p.set_defaults(run=_inspect)
 
     from lowbit.integrations.programs import GRIDS
 

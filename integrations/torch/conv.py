@@ -224,6 +224,11 @@ def _input_gradient(gy, w, spec: EmulationSpec, x_shape, stride, pads, dilation,
                                                op_seed(_group_seed(seed, g), step, CAST_W)),
                                   like=w).reshape(ocg, *w.shape[1:]) for g in range(groups)])
     if spec.grad_input is None or spec.weight is None:  # float gradients: in float
+        c, ocg = x_shape[1], w.shape[0] // groups
+        with account.input_of_patches(gy.numel()):  # the gradient read once
+            account.count_matmul("grad_input", x_shape[0] * math.prod(x_shape[2:]), c, ocg * math.prod(kernel),
+                                 None, spec.weight, None, None, a_tensor="gradient",
+                                 b_tensor="weight", out_tensor="gradient")
         return _float_input_grad(gy, w, x_shape, stride, pads, dilation, groups)
     wq = w
     gz = dilate(gy, stride)

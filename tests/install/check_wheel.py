@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             errors.append("the wheel holds no compiled C module lowbit/emulators/_c/_lowbit_c*.so")
         if "lowbit/py.typed" not in names:
             errors.append("the wheel holds no lowbit/py.typed")
+        if "lowbit/integrations/reports/data/horowitz_45nm.toml" not in names:
+            errors.append("the wheel holds no energy table (integrations/reports/data/*.toml)")
         run([sys.executable, "-m", "venv", "--clear", venv])
         pip = [venv / "bin" / "python", "-m", "pip", "install", "--quiet"]
         run(pip + ["-c", ROOT / "constraints.txt", f"{wheel}[torch]"])

@@ -11,7 +11,7 @@ import pytest
 from lowbit.integrations.cli import CliError, build_parser, main
 
 
-@pytest.mark.parametrize("command", ["report", "lns-report", "compare", "demo"])
+@pytest.mark.parametrize("command", ["report", "lns-report", "compare", "demo", "energy", "inspect"])
 def test_help(command):
     out = subprocess.run([sys.executable, "-m", "lowbit.integrations.cli", command, "--help"],
                          capture_output=True, text=True, check=True).stdout
@@ -53,3 +53,26 @@ def test_compare(tmp_path):
 def test_parser_rejects_unknown_commands():
     with pytest.raises(CliError, match="invalid choice: 'train-everything'"):
         build_parser().parse_args(["train-everything"])
+
+
+def test_inspect_a_model_given_as_module_callable(tmp_path, monkeypatch, capsys):
+    (tmp_path / "user_model.py").write_text(
+        "import torch, torch.nn as nn\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    m = nn.Sequential(nn.Conv1d(2, 4, 3, padding='same', groups=2), nn.Flatten(),\n"
+        "                      nn.Linear(4 * 8, 3))\n"
+        "    return m, torch.randn(2, 2, 8)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["inspect", "user_model:make", "--format", "fixed16.8", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "(100.0 %)" in out and "| conv1d | 0 |" in out and "groups=2" in out
+    assert (tmp_path / "o" / "coverage.md").exists()
+
+
+def test_energy_writes_markdown_png_and_json(tmp_path, capsys):
+    assert main(["energy", "--format", "bf16", "--batch", "2", "--memory", "sram:32KB",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "not a measurement" in out and "| total | pJ / step |" in out and "memory" in out
+    assert {p.name for p in tmp_path.iterdir()} == {"energy.md", "energy.png", "energy.json"}

@@ -72,6 +72,15 @@ MISTAKES = [
     (["experiment", "run", "qnn", "--data", "/nonexistent"], "argument --data: must be digits"),
     (["experiment", "run", "nodes", "--rounds", "0"], "argument --steps/--rounds: must be"),
     (["experiment", "sail"], "argument action: invalid choice: 'sail'"),
+    (["energy"], "the following arguments are required: --format"),
+    (["energy", "--format", "fixed8.x"], "argument --format: cannot parse"),
+    (["energy", "--format", "bf16", "--memory", "hbm"], "argument --memory: memory policy must be"),
+    (["energy", "--format", "bf16", "--node", "2"], "argument --node: must be an integer in 3..45"),
+    (["energy", "--format", "bf16", "--sb", "rom"], "argument --sb: invalid choice: 'rom'"),
+    (["energy", "--format", "bf16", "--model", "resnet"], "argument --model: must be mlp, cnn or"),
+    (["energy", "--format", "bf16", "--model", "no_such_module:f"], "cannot load model"),
+    (["inspect", "mlp", "--format", "w=binary,gi=binary"], "gradients cannot be binary"),
+    (["inspect", "x:"], "argument model: must be mlp, cnn or module:callable"),
 ]
 
 
