@@ -13,7 +13,7 @@ array([1])
 
 from lowbit.emulators.array import EmuArray, from_codes
 from lowbit.emulators.backends import BACKENDS, default_backend, get_backend, set_backend
-from lowbit.emulators.ops import ORDERS, add, block_cast, cast, div, fma, matmul, mul, sub, sum  # noqa: A004
+from lowbit.emulators.ops import ORDERS, add, block_cast, bmm, cast, div, fma, matmul, mul, sub, sum  # noqa: A004
 
 __all__ = [
     "BACKENDS",
@@ -28,6 +28,7 @@ __all__ = [
     "from_codes",
     "get_backend",
     "matmul",
+    "bmm",
     "mul",
     "set_backend",
     "sub",

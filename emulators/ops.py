@@ -37,7 +37,7 @@ from lowbit.emulators.array import (
 )
 from lowbit.emulators.backends import get_backend
 from lowbit.numerics import rng, scales
-from lowbit.numerics.formats import LNS, Binary, Block, Fixed, Float, Format
+from lowbit.numerics.formats import LNS, Binary, Block, Fixed, Float, Format, Rounding
 
 ORDERS = ("sequential", "pairwise")
 EXACT_BLAS_LIMIT = 1 << 53
@@ -385,7 +385,8 @@ def fma(a: EmuArray, b: EmuArray, c: EmuArray, out: Float | str | None = None, *
 # ------------------------------------------------------------ accumulation ---
 
 def _max_abs(codes: np.ndarray) -> int:
-    return int(np.max(np.abs(codes))) if codes.size else 0
+    """max |code| (two reductions, no temporary array)."""
+    return max(int(codes.max()), -int(codes.min())) if codes.size else 0
 
 
 def _scale_along(x: EmuArray, axis: int, name: str) -> np.ndarray | None:
@@ -497,6 +498,92 @@ def matmul(a: EmuArray, b: EmuArray, out: Fixed | str | None = None,
     return EmuArray(codes, out_f, scale)
 
 
+def bmm(a: EmuArray, b: EmuArray, out: Format | str | None = None, acc=None,
+        order: str = "sequential", compensated: bool = False, *, seed: int = 0,
+        backend: str | None = None) -> EmuArray:
+    """Batched a @ b for (B, M, K) and (B, K, N) operands: batch element i is exactly
+    ``matmul(a[i], b[i], out, acc, order, compensated, seed=s_i)`` with s_0 = seed and
+    s_i = rng.random_u64(seed, i) (same codes; one call instead of B).
+
+    Two cases run vectorised over the batch (each the 2-D kernel's arithmetic): Float
+    operands summed sequentially in IEEE binary32 when every product is an exact,
+    normal binary32 (the native-binary32 rule of :func:`matmul`), and unscaled fixed-point
+    operands summed exactly when every partial sum stays below 2**53; both need an
+    ``out`` that does not round stochastically (its random draws follow the element's
+    position in its own matrix). Everything else loops over :func:`matmul`.
+    """
+    a = _check_emu(a, "a")
+    b = _check_emu(b, "b")
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise ValueError(f"bmm takes (B, M, K) and (B, K, N) operands, got {a.shape} and {b.shape}")
+    seed = rng.check_seed(seed)
+    fast = _bmm_fast(a, b, out, acc, order, compensated, seed, get_backend(backend))
+    if fast is not None:
+        return fast
+    parts = [matmul(a[i], b[i], out, acc, order, compensated,
+                    seed=seed if i == 0 else rng.random_u64(seed, i), backend=backend)
+             for i in range(a.shape[0])]
+    if not parts:
+        return _empty_bmm(a, b, out, acc, order, compensated)
+    scale = None if parts[0].scale is None else np.stack([np.broadcast_to(p.scale, p.shape) for p in parts])
+    return EmuArray(np.stack([p.codes for p in parts]), parts[0].fmt, scale)
+
+
+def _empty_bmm(a, b, out, acc, order, compensated) -> EmuArray:
+    """The (0, M, N) result of an empty batch, in the format a 2-D matmul would give."""
+    z = matmul(EmuArray(np.zeros(a.shape[1:], np.int64), a.fmt), EmuArray(np.zeros(b.shape[1:], np.int64), b.fmt),
+               out, acc, order, compensated)
+    return EmuArray(np.zeros((0,) + z.shape, np.int64), z.fmt)
+
+
+def _bmm_fast(a: EmuArray, b: EmuArray, out, acc, order, compensated, seed, be):
+    """The vectorised cases of :func:`bmm`, or None."""
+    B, M, K = a.shape
+    N = b.shape[2]
+    if not B * M * N * K or order != "sequential" or compensated:
+        return None
+    if _is_float(a, b) and isinstance(a.fmt, Float) and isinstance(b.fmt, Float):
+        if a.scale is not None or b.scale is not None:
+            return None
+        _, acc_f, model = _float_ops._accumulator(acc, order, compensated, "bmm")
+        if model is not None or acc_f is None:
+            return None
+        fmt = _float_ops._out_format(out, [a, b], "bmm") if out is not None else acc_f
+        if not _float_ops.binary32_products(a.fmt, b.fmt, acc_f, fmt):
+            return None
+        av, bv = _float_ops.to_float(kernel_codes(a), a.fmt), _float_ops.to_float(kernel_codes(b), b.fmt)
+        a32, b32 = av.astype(np.float32), bv.astype(np.float32)
+        if not (np.array_equal(a32, av) and np.array_equal(b32, bv)):
+            return None
+        span = _float_ops._product_span(av, bv)
+        if span is None or (span[1] and (span[1] >= 2.0 ** 127 or span[0] < 2.0 ** -126)):
+            return None
+        res = np.zeros((B, M, N), np.float32)
+        for k in range(K):  # exact products, one RNE binary32 addition each, k ascending
+            res += a32[:, :, k, None] * b32[:, None, k, :]
+        if not np.isfinite(res).all():
+            return None
+        if fmt == _float_ops.BINARY32:
+            return EmuArray(res.view(np.uint32).astype(np.int64), fmt)
+        codes, status = be.float_cast(res.reshape(B * M, N), fmt, seed)
+        if status:
+            _float_ops._raise_nan("bmm", fmt)
+        return EmuArray(codes.reshape(B, M, N), fmt)
+    if isinstance(a.fmt, Fixed) and isinstance(b.fmt, Fixed) and acc is None and \
+            a.scale is None and b.scale is None:
+        out_f = _default_out(out, [a.fmt, b.fmt], "bmm")
+        if out_f.rounding is Rounding.STOCHASTIC:
+            return None
+        ca, cb = kernel_codes(a), kernel_codes(b)
+        if K * _max_abs(ca) * _max_abs(cb) >= EXACT_BLAS_LIMIT:
+            return None
+        dots = np.matmul(ca.astype(np.float64), cb.astype(np.float64)).astype(np.int64)
+        codes = be.fixed_convert(dots.reshape(B * M, N), a.fmt.frac + b.fmt.frac, out_f, seed,
+                                 rng.STEP_BITS, rng.FINAL_STEP)
+        return EmuArray(codes.reshape(B, M, N), out_f)
+    return None
+
+
 def _vector_shapes(a: EmuArray, b: EmuArray):
     """2-D views of 1-D/2-D matmul operands and the result shape numpy would give."""
     a2 = a if a.ndim == 2 else a.reshape(1, -1)
@@ -595,4 +682,4 @@ def sum(a: EmuArray, axis: int | None = None, out: Fixed | str | None = None,  #
     return EmuArray(codes.reshape(shape), out_f, scale)
 
 
-__all__ = ["ORDERS", "add", "cast", "div", "fma", "matmul", "mul", "sub", "sum"]
+__all__ = ["ORDERS", "add", "bmm", "cast", "div", "fma", "matmul", "mul", "sub", "sum"]

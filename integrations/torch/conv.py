@@ -36,10 +36,13 @@ import torch.nn.functional as F
 
 from lowbit.integrations.torch import account
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
-from lowbit.integrations.torch.functions import (CAST_W, GRAD_X, _family_ok, clip_bound,
-                                                 emulated_linear, op_seed)
+import lowbit.emulators as E
+from lowbit.integrations.torch.functions import (BIAS, CAST_G, CAST_W, CAST_X, FORWARD, GRAD_B,
+                                                 GRAD_W, GRAD_X, _family_ok, _out_format,
+                                                 clip_bound, emulated_linear, op_seed)
+from lowbit.integrations.torch.products import _swapped
 from lowbit.integrations.torch.spec import EmulationSpec
-from lowbit.numerics import Binary, Block, Ternary, rng
+from lowbit.numerics import LNS, Binary, Block, Fixed, Float, Ternary, rng
 
 
 def _tuple(v, d: int, name: str) -> tuple[int, ...]:
@@ -149,15 +152,101 @@ def _conv_values(x: torch.Tensor, w: torch.Tensor, b, spec: EmulationSpec, strid
     with torch.enable_grad():
         w_ = w.detach().requires_grad_(w.requires_grad)
         b_ = None if b is None else b.detach().requires_grad_(b.requires_grad)
-        ys = []
         with account.input_of_patches(x.numel() // groups):
+            if _grouped(spec, groups):  # all groups in one batched product
+                b3 = None if b_ is None else b_.reshape(groups, ocg)
+                y3 = _EmulatedGroupedLinear.apply(cols.transpose(0, 1), w_.reshape(groups, ocg, -1),
+                                                  b3, spec, seed, step)
+                ys = [y3]
+                y = y3.detach().transpose(0, 1).reshape(n, *out, oc)
+                return y.movedim(-1, 1), (ys, w_, b_, lambda g2: [
+                    g2.reshape(-1, groups, ocg).transpose(0, 1)])
+            ys = []
             for g in range(groups):
                 wg = w_[g * ocg:(g + 1) * ocg].reshape(ocg, -1)
                 bg = None if b_ is None else b_[g * ocg:(g + 1) * ocg]
                 ys.append(emulated_linear(cols[:, g], wg, bg, spec, seed=_group_seed(seed, g),
                                           step=step))
     y = torch.cat([t.detach() for t in ys], dim=1).reshape(n, *out, oc)
-    return y.movedim(-1, 1), (ys, w_, b_)
+    return y.movedim(-1, 1), (ys, w_, b_, lambda g2: [g2[:, g * ocg:(g + 1) * ocg]
+                                                       for g in range(groups)])
+
+
+def _grouped(spec: EmulationSpec, groups: int) -> bool:
+    """Whether a grouped convolution's groups run as one batched product (element formats
+    for weights and activations; binary/ternary scales and block formats go per group)."""
+    elem = (Fixed, Float, LNS)
+    return (groups > 1 and isinstance(spec.weight, elem) and isinstance(spec.activation, elem)
+            and not spec.delayed)
+
+
+class _EmulatedGroupedLinear(torch.autograd.Function):
+    """y[g] = x[g] @ w[g]^T + b[g] for every group g, x (G, R, K), w (G, O, K): the numbers
+    of ``emulated_linear`` per group (forward rounded into the output format, the bias
+    added there; weight gradient g^T x and bias gradient into ``grad_weight``), with each
+    operand cast once and one batched product per matmul (:func:`lowbit.emulators.bmm`).
+    The input (patches) needs no gradient: a convolution computes it as a convolution."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, spec, seed, step):
+        G, R, K = x.shape
+        O = w.shape[1]
+        out = _out_format(spec)
+        account.count_cast("forward", spec.activation, x.numel())
+        account.count_cast("forward", spec.weight, w.numel(), "weight")
+        account.count_matmul("forward", R, O, K, spec.activation, spec.weight, spec.accumulator,
+                             out, a_tensor="activation", b_tensor="weight", out_tensor="activation",
+                             batch=G)
+        xq = from_carrier(x, spec.activation, op_seed(seed, step, CAST_X))
+        wq = from_carrier(w, spec.weight, op_seed(seed, step, CAST_W))
+        y = E.bmm(xq, _swapped(wq), out, spec.accumulator, spec.order, spec.compensated,
+                  seed=op_seed(seed, step, FORWARD))
+        if b is not None:
+            account.count_add("forward", out, G * R * O, "activation")
+            y = E.add(y, from_carrier(b, out)[:, None, :], out, seed=op_seed(seed, step, BIAS))
+        ctx.spec, ctx.seed, ctx.step, ctx.xq, ctx.has_bias = spec, seed, step, xq, b is not None
+        ctx.save_for_backward(w)
+        return to_carrier(y, like=x)
+
+    @staticmethod
+    def backward(ctx, gy):
+        with torch._C.DisableTorchFunction():
+            spec, seed, step = ctx.spec, ctx.seed, ctx.step
+            (w,) = ctx.saved_tensors
+            gi, gw = spec.grad_input, spec.grad_weight
+            G, R, O = gy.shape
+            K = w.shape[2]
+            grad_w = grad_b = None
+            if gi is None or gw is None:  # float gradients, as emulated_linear's float roles
+                xc = to_carrier(ctx.xq, like=gy).to(gy.dtype)
+                if ctx.needs_input_grad[1]:
+                    account.count_matmul("grad_weight", O, K, R, None, spec.activation, None, None,
+                                         a_tensor="gradient", b_tensor="activation",
+                                         out_tensor="gradient", batch=G)
+                    grad_w = gy.transpose(1, 2) @ xc
+                if ctx.has_bias and ctx.needs_input_grad[2]:
+                    account.count_add("grad_weight", None, G * R * O, "gradient")
+                    grad_b = gy.sum(1)
+            else:
+                account.count_cast("grad_input", gi, gy.numel(), "gradient")
+                gq = from_carrier(gy, gi, op_seed(seed, step, CAST_G))
+                if ctx.needs_input_grad[1]:
+                    acc = spec.accumulator if _family_ok(gw, spec) else None
+                    account.count_matmul("grad_weight", O, K, R, gi, spec.activation, acc, gw,
+                                         a_tensor="gradient", b_tensor="activation",
+                                         out_tensor="gradient", batch=G)
+                    grad_w = to_carrier(E.bmm(_swapped(gq), ctx.xq, gw, acc, spec.order,
+                                              spec.compensated, seed=op_seed(seed, step, GRAD_W)),
+                                        like=gy)
+                if ctx.has_bias and ctx.needs_input_grad[2]:
+                    account.count_add("grad_weight", gw, G * R * O, "gradient")
+                    bias_acc = spec.accumulator if isinstance(gw, Float) else None
+                    grad_b = to_carrier(E.sum(gq, axis=1, out=gw, acc=bias_acc,
+                                              seed=op_seed(seed, step, GRAD_B)), like=gy)
+            if grad_w is not None and spec.ste == "clipped":
+                grad_w = grad_w * (w.abs() <= clip_bound(spec.weight)).to(grad_w.dtype)
+            return (None, None if grad_w is None else grad_w.to(w.dtype),
+                    None if grad_b is None else grad_b.to(w.dtype), None, None, None)
 
 
 def _group_seed(seed: int, g: int) -> int:
@@ -183,7 +272,7 @@ class _EmulatedConv(torch.autograd.Function):
     def _backward(ctx, gy):
         x, w = ctx.saved_tensors
         spec, (stride, pads, dilation, groups) = ctx.spec, ctx.geom
-        ys, w_, b_ = ctx.graph
+        ys, w_, b_, split = ctx.graph
         grad_x = grad_w = grad_b = None
         oc = w.shape[0]
         ocg = oc // groups
@@ -192,8 +281,7 @@ class _EmulatedConv(torch.autograd.Function):
                   if t is not None and need]
         if leaves:
             with account.input_of_patches(math.prod(ctx.x_shape) // groups):
-                grads = torch.autograd.grad(ys, leaves, [g2[:, g * ocg:(g + 1) * ocg]
-                                                         for g in range(groups)])
+                grads = torch.autograd.grad(ys, leaves, split(g2))
             it = iter(grads)
             if ctx.needs_input_grad[1]:
                 grad_w = next(it)
@@ -220,9 +308,14 @@ def _input_gradient(gy, w, spec: EmulationSpec, x_shape, stride, pads, dilation,
         # the weights exactly as the forward used them (stochastic casts: the same seeds);
         # a block format is cast from the float weights along the new contraction axis
         ocg = w.shape[0] // groups
-        w = torch.cat([to_carrier(from_carrier(w[g * ocg:(g + 1) * ocg].reshape(ocg, -1), spec.weight,
-                                               op_seed(_group_seed(seed, g), step, CAST_W)),
-                                  like=w).reshape(ocg, *w.shape[1:]) for g in range(groups)])
+        if _grouped(spec, groups):  # one cast of every group's weights, as the forward did
+            w = to_carrier(from_carrier(w.reshape(groups, ocg, -1), spec.weight,
+                                        op_seed(seed, step, CAST_W)), like=w).reshape(w.shape)
+        else:
+            w = torch.cat([to_carrier(from_carrier(w[g * ocg:(g + 1) * ocg].reshape(ocg, -1),
+                                                   spec.weight,
+                                                   op_seed(_group_seed(seed, g), step, CAST_W)),
+                                      like=w).reshape(ocg, *w.shape[1:]) for g in range(groups)])
     if spec.grad_input is None or spec.weight is None:  # float gradients: in float
         c, ocg = x_shape[1], w.shape[0] // groups
         with account.input_of_patches(gy.numel()):  # the gradient read once

@@ -46,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from lowbit.integrations.torch import account
 from lowbit.integrations.torch.conv import conv_pads, emulated_conv, emulated_conv_transpose, _tuple
 from lowbit.integrations.torch.functions import emulated_linear, quantize
 from lowbit.integrations.torch.products import (activation_spec, einsum_macs, einsum_plan,
@@ -197,6 +198,11 @@ class emulate(TorchFunctionMode):
         return out
 
     # --- dispatch -----------------------------------------------------------------
+    @property
+    def passthrough(self) -> bool:
+        """Nothing to emulate and nothing to count: products run as torch's own (recorded)."""
+        return not self.spec.emulated and account.active() is None
+
     def _next_seed(self) -> int:
         self._calls += 1
         return rng.random_u64(self.seed, self._calls)
@@ -279,6 +285,8 @@ def _linear(mode: emulate, func, args, kwargs):
     b = args[2] if len(args) > 2 else kwargs.get("bias")
     mode._record("linear", [x.shape, w.shape], x.numel() // x.shape[-1] * w.shape[0] * w.shape[1],
                  str(mode.spec))
+    if mode.passthrough:
+        return func(*args, **kwargs)
     y = emulated_linear(x, w, b, mode.spec, seed=mode._next_seed())
     return _same_dtype(y, x)
 
@@ -286,6 +294,8 @@ def _linear(mode: emulate, func, args, kwargs):
 def _matmul_like(op: str, a, b, mode: emulate, like):
     role = _weight_role(a, b)
     mode._record(op, [a.shape, b.shape], matmul_macs(a.shape, b.shape), _formats(mode.spec, role))
+    if mode.passthrough:
+        return torch.matmul(a, b)
     return _same_dtype(emulated_matmul(a, b, mode.spec, weight=role, seed=mode._next_seed()), like)
 
 
@@ -319,6 +329,8 @@ def _addmm(mode, func, args, kwargs):
                  and beta == 1 and alpha == 1)
     mode._record(name, [inp.shape, m1.shape, m2.shape], matmul_macs(m1.shape, m2.shape),
                  _formats(mode.spec, role), True, "" if bias_like else "added term in float")
+    if mode.passthrough:
+        return func(*args, **kwargs)
     if bias_like:  # GPT-2's Conv1D: addmm(bias, x, W) is a linear layer
         s = mode.spec if role else activation_spec(mode.spec)
         return _same_dtype(emulated_linear(m1, m2.mT, inp, s, seed=mode._next_seed()), m1)
@@ -352,6 +364,8 @@ def _einsum(mode, func, args, kwargs):
         return func(*args, **kwargs)
     role = _weight_role(a, b)
     mode._record("einsum", [a.shape, b.shape], einsum_macs(eq, a, b), _formats(mode.spec, role))
+    if mode.passthrough:
+        return func(*args, **kwargs)
     return _same_dtype(emulated_einsum(eq, a, b, mode.spec, weight=role, seed=mode._next_seed()), a)
 
 
@@ -374,6 +388,8 @@ def _conv(mode, func, args, kwargs):
         if x.ndim == d + 2 else w.shape[0] * math.prod(out) * w.shape[1] * math.prod(w.shape[2:])
     mode._record(name, [x.shape, w.shape], macs, str(mode.spec), True,
                  f"groups={g}" if g > 1 else "")
+    if mode.passthrough:
+        return func(*args, **kwargs)
     y = emulated_conv(x, w, b, mode.spec, st, v.get("padding", 0), dl, g, seed=mode._next_seed())
     return _same_dtype(y, x)
 
@@ -388,6 +404,8 @@ def _conv_transpose(mode, func, args, kwargs):
     macs = x.numel() * (w.shape[1]) * math.prod(w.shape[2:])
     mode._record(name, [x.shape, w.shape], macs, str(mode.spec), True,
                  "as a convolution of the stride-dilated input")
+    if mode.passthrough:
+        return func(*args, **kwargs)
     y = emulated_conv_transpose(x, w, v.get("bias"), mode.spec, v.get("stride", 1),
                                 v.get("padding", 0), v.get("output_padding", 0), g,
                                 v.get("dilation", 1), seed=mode._next_seed())
@@ -401,6 +419,8 @@ def _sdpa(mode, func, args, kwargs):
     macs = matmul_macs(q.shape, k.mT.shape) + matmul_macs(q.shape[:-1] + (k.shape[-2],), val.shape)
     mode._record("scaled_dot_product_attention", [q.shape, k.shape, val.shape], macs,
                  str(activation_spec(mode.spec)), True, "softmax in float")
+    if mode.passthrough:
+        return func(*args, **kwargs)
     y = emulated_attention(q, k, val, mode.spec, v.get("attn_mask"), v.get("dropout_p", 0.0),
                            v.get("is_causal", False), v.get("scale"), v.get("enable_gqa", False),
                            seed=mode._next_seed())

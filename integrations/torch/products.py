@@ -15,6 +15,8 @@ import dataclasses
 import math
 import string
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 
@@ -117,14 +119,12 @@ class _EmulatedBmm(torch.autograd.Function):
                              b_tensor="activation", out_tensor="activation", batch=n)
         aq = from_carrier(a, spec.activation, op_seed(seed, step, CAST_X))
         bq = from_carrier(b, spec.activation, op_seed(seed, step, CAST_W))
-        out = _out_format(spec)
-        ys = [E.matmul(aq[i], bq[i], out, spec.accumulator, spec.order, spec.compensated,
-                       seed=rng.random_u64(op_seed(seed, step, FORWARD), i))
-              for i in range(a.shape[0])]
+        y = E.bmm(aq, bq, _out_format(spec), spec.accumulator, spec.order, spec.compensated,
+                  seed=op_seed(seed, step, FORWARD))
         ctx.spec, ctx.seed, ctx.step, ctx.aq, ctx.bq = spec, seed, step, aq, bq
         ctx.save_for_backward(a, b)
         ctx.dtypes = (a.dtype, b.dtype)
-        return torch.stack([to_carrier(y, like=a) for y in ys])
+        return to_carrier(y, like=a)
 
     @staticmethod
     def backward(ctx, g):
@@ -144,22 +144,23 @@ class _EmulatedBmm(torch.autograd.Function):
                                          gi, spec.activation, acc, gi, a_tensor="gradient",
                                          b_tensor="activation", out_tensor="gradient", batch=n)
             if ctx.needs_input_grad[0]:
-                ga = torch.stack([to_carrier(E.matmul(gq[i], ctx.bq[i].T, gi, acc, spec.order,
-                                                      spec.compensated,
-                                                      seed=rng.random_u64(op_seed(seed, step, GRAD_X), i)),
-                                             like=g) for i in range(n)])
+                ga = to_carrier(E.bmm(gq, _swapped(ctx.bq), gi, acc, spec.order, spec.compensated,
+                                      seed=op_seed(seed, step, GRAD_X)), like=g)
                 if spec.ste == "clipped":
                     ga = ga * (a.abs() <= clip_bound(spec.activation)).to(ga.dtype)
                 ga = ga.to(ctx.dtypes[0])
             if ctx.needs_input_grad[1]:
-                gb = torch.stack([to_carrier(E.matmul(ctx.aq[i].T, gq[i], gi, acc, spec.order,
-                                                      spec.compensated,
-                                                      seed=rng.random_u64(op_seed(seed, step, GRAD_W), i)),
-                                             like=g) for i in range(n)])
+                gb = to_carrier(E.bmm(_swapped(ctx.aq), gq, gi, acc, spec.order, spec.compensated,
+                                      seed=op_seed(seed, step, GRAD_W)), like=g)
                 if spec.ste == "clipped":
                     gb = gb * (b.abs() <= clip_bound(spec.activation)).to(gb.dtype)
                 gb = gb.to(ctx.dtypes[1])
             return ga, gb, None, None, None
+
+
+def _swapped(x: E.EmuArray) -> E.EmuArray:
+    """The batch of transposes of a (B, M, K) array (unscaled formats)."""
+    return E.from_codes(np.ascontiguousarray(np.swapaxes(x.codes, 1, 2)), x.fmt)
 
 
 def _batched_ok(spec: EmulationSpec) -> bool:
