@@ -364,6 +364,15 @@ def check_conv(x: torch.Tensor, w: torch.Tensor, groups: int, spec: EmulationSpe
                          "gradient; the general convolution does not yet")
 
 
+def _batched(x: torch.Tensor, w: torch.Tensor, name: str):
+    """(x with a batch dimension, spatial dimensions d, whether x had none)."""
+    d = w.ndim - 2
+    if d not in (1, 2, 3):
+        raise ValueError(f"{name}: weight of shape {tuple(w.shape)} is not a 1-, 2- or 3-d kernel")
+    unbatched = x.ndim == d + 1
+    return (x.unsqueeze(0) if unbatched else x), d, unbatched
+
+
 def emulated_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
                   spec: EmulationSpec | str, stride=1, padding=0, dilation=1, groups: int = 1,
                   *, seed: int = 0, step: int = 0) -> torch.Tensor:
@@ -372,12 +381,7 @@ def emulated_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
     "valid" (zeros; other modes are the caller's ``F.pad``). Unbatched inputs
     (C, *S) are accepted as in torch."""
     spec = EmulationSpec.parse(spec)
-    d = w.ndim - 2
-    if d not in (1, 2, 3):
-        raise ValueError(f"emulated_conv: weight of shape {tuple(w.shape)} is not a 1-, 2- or 3-d kernel")
-    unbatched = x.ndim == d + 1
-    if unbatched:
-        x = x.unsqueeze(0)
+    x, d, unbatched = _batched(x, w, "emulated_conv")
     check_conv(x, w, groups, spec, "emulated_conv")
     st, dl = _tuple(stride, d, "stride"), _tuple(dilation, d, "dilation")
     pads = conv_pads(padding, w.shape[2:], dl, st)
@@ -394,12 +398,7 @@ def emulated_conv_transpose(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | 
     dilation*(k-1) - padding (+ output_padding on the high side), with the flipped,
     channel-swapped weights; every product emulated."""
     spec = EmulationSpec.parse(spec)
-    d = w.ndim - 2
-    if d not in (1, 2, 3):
-        raise ValueError(f"emulated_conv_transpose: weight of shape {tuple(w.shape)} is not a 1-, 2- or 3-d kernel")
-    unbatched = x.ndim == d + 1
-    if unbatched:
-        x = x.unsqueeze(0)
+    x, d, unbatched = _batched(x, w, "emulated_conv_transpose")
     if x.ndim != d + 2 or x.shape[1] != w.shape[0] or x.shape[1] % groups:
         raise ValueError(f"emulated_conv_transpose: input {tuple(x.shape)} does not match weight "
                          f"{tuple(w.shape)} with groups={groups}")

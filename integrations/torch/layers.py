@@ -69,6 +69,14 @@ class _Emulated:
         w = self.weight.detach()
         return w if self.spec.weight is None else to_carrier(from_carrier(w, self.spec.weight), like=w)
 
+    def _stored_into(self, m: nn.Module, w: torch.Tensor) -> nn.Module:
+        """m (a plain torch layer) holding the stored weights ``w`` and the bias."""
+        with torch.no_grad():
+            m.weight.copy_(w)
+            if self.bias is not None:
+                m.bias.copy_(self.bias.to(w.dtype))
+        return m
+
     def clip_latent_(self, bound: float = 1.0) -> None:
         """Clip the latent float weights to [-bound, bound] (BinaryNet's recipe)."""
         with torch.no_grad():
@@ -107,11 +115,7 @@ class EmulatedLinear(_Emulated, nn.Linear):
         w = self.quantized_weight()
         m = nn.Linear(self.in_features, self.out_features, self.bias is not None,
                       device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            m.weight.copy_(w)
-            if self.bias is not None:
-                m.bias.copy_(self.bias.to(w.dtype))
-        return m
+        return self._stored_into(m, w)
 
 
 class _EmulatedConvNd(_Emulated):
@@ -123,6 +127,17 @@ class _EmulatedConvNd(_Emulated):
     :func:`emulated_conv2d` (2-d, groups = 1, zero padding)."""
 
     _conv_dims = 2
+    _torch_type: type = nn.Conv2d
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, bias: bool = True, spec: EmulationSpec | str | None = None,
+                 seed: int = 0, device=None, dtype=None, *, groups: int = 1,
+                 padding_mode: str = "zeros"):
+        self._torch_type.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                                  dilation, groups=groups, bias=bias, padding_mode=padding_mode,
+                                  device=device, dtype=dtype)
+        self._setup(spec, seed)
+        self._check_old_path()
 
     def _old_path(self) -> bool:
         s = self.spec
@@ -166,33 +181,13 @@ class _EmulatedConvNd(_Emulated):
                              self.padding, self.dilation, groups=self.groups,
                              bias=self.bias is not None, padding_mode=self.padding_mode,
                              device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            m.weight.copy_(w)
-            if self.bias is not None:
-                m.bias.copy_(self.bias.to(w.dtype))
-        return m
-
-
-def _conv_init(self, torch_type, in_channels, out_channels, kernel_size, stride, padding,
-               dilation, bias, spec, seed, device, dtype, groups, padding_mode):
-    torch_type.__init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                        groups=groups, bias=bias, padding_mode=padding_mode, device=device,
-                        dtype=dtype)
-    self._setup(spec, seed)
-    self._check_old_path()
+        return self._stored_into(m, w)
 
 
 class EmulatedConv1d(_EmulatedConvNd, nn.Conv1d):
     """``nn.Conv1d`` with every product emulated (see :class:`EmulatedConv2d`)."""
 
     _conv_dims, _torch_type = 1, nn.Conv1d
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, bias: bool = True, spec: EmulationSpec | str | None = None,
-                 seed: int = 0, device=None, dtype=None, *, groups: int = 1,
-                 padding_mode: str = "zeros"):
-        _conv_init(self, nn.Conv1d, in_channels, out_channels, kernel_size, stride, padding,
-                   dilation, bias, spec, seed, device, dtype, groups, padding_mode)
 
 
 class EmulatedConv2d(_EmulatedConvNd, nn.Conv2d):
@@ -201,25 +196,11 @@ class EmulatedConv2d(_EmulatedConvNd, nn.Conv2d):
 
     _conv_dims, _torch_type = 2, nn.Conv2d
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, bias: bool = True, spec: EmulationSpec | str | None = None,
-                 seed: int = 0, device=None, dtype=None, *, groups: int = 1,
-                 padding_mode: str = "zeros"):
-        _conv_init(self, nn.Conv2d, in_channels, out_channels, kernel_size, stride, padding,
-                   dilation, bias, spec, seed, device, dtype, groups, padding_mode)
-
 
 class EmulatedConv3d(_EmulatedConvNd, nn.Conv3d):
     """``nn.Conv3d`` with every product emulated (see :class:`EmulatedConv2d`)."""
 
     _conv_dims, _torch_type = 3, nn.Conv3d
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, bias: bool = True, spec: EmulationSpec | str | None = None,
-                 seed: int = 0, device=None, dtype=None, *, groups: int = 1,
-                 padding_mode: str = "zeros"):
-        _conv_init(self, nn.Conv3d, in_channels, out_channels, kernel_size, stride, padding,
-                   dilation, bias, spec, seed, device, dtype, groups, padding_mode)
 
 
 class _EmulatedConvTransposeNd(_Emulated):
@@ -247,11 +228,7 @@ class _EmulatedConvTransposeNd(_Emulated):
         m = self._torch_type(self.in_channels, self.out_channels, self.kernel_size, self.stride,
                              self.padding, self.output_padding, self.groups, self.bias is not None,
                              self.dilation, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            m.weight.copy_(w)
-            if self.bias is not None:
-                m.bias.copy_(self.bias.to(w.dtype))
-        return m
+        return self._stored_into(m, w)
 
 
 def _conv_transpose_type(torch_type):

@@ -195,6 +195,23 @@ def digits_images(n=8):
     return torch.tensor(X[:n], dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0, torch.tensor(y[:n])
 
 
+def train_under(model, X, y, spec, steps, seed):
+    """Adam (3e-3) on minibatches of 32 of the first 1500 samples, every product under
+    ``emulate(spec)``; returns the losses and the mode."""
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    g = torch.Generator().manual_seed(seed)
+    losses = []
+    with emulate(spec, model=model) as emu:
+        for _ in range(steps):
+            idx = torch.randint(0, 1500, (32,), generator=g)
+            loss = F.cross_entropy(model(X[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return losses, emu
+
+
 # --- tests -------------------------------------------------------------------------------
 
 class TestTransformerEncoder:
@@ -250,17 +267,7 @@ class TestTransformerEncoder:
         y = torch.tensor(y)
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(8, 32), encoder(1, 32, 2, 64).train(), nn.Flatten(), nn.Linear(256, 10))
-        opt = torch.optim.Adam(model.parameters(), 3e-3)
-        g = torch.Generator().manual_seed(0)
-        losses = []
-        with emulate("bf16", model=model) as emu:
-            for _ in range(200):
-                idx = torch.randint(0, 1500, (32,), generator=g)
-                loss = F.cross_entropy(model(X[idx]), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
+        losses, emu = train_under(model, X, y, "bf16", 200, seed=0)
         assert all(r.emulated for r in emu.records)
         assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:20])
         with torch.no_grad(), emulate("bf16"):
@@ -514,16 +521,6 @@ def test_a_mobilenet_trains_on_digits():
     X, y = load_digits(return_X_y=True)
     X = torch.tensor(X, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
     y = torch.tensor(y)
-    model = mobilenet().train()
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    g = torch.Generator().manual_seed(1)
-    losses = []
-    with emulate("w=fixed8.6,a=fixed16.8,gi=fixed16.12,gw=fixed16.12", model=model):
-        for _ in range(120):
-            idx = torch.randint(0, 1500, (32,), generator=g)
-            loss = F.cross_entropy(model(X[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+    losses, _ = train_under(mobilenet().train(), X, y,
+                            "w=fixed8.6,a=fixed16.8,gi=fixed16.12,gw=fixed16.12", 120, seed=1)
     assert np.mean(losses[-20:]) < 0.6 * np.mean(losses[:20])
