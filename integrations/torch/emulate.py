@@ -215,7 +215,14 @@ class emulate(TorchFunctionMode):
         kwargs = kwargs or {}
         handler = _HANDLERS.get(func) or _NAMED_HANDLERS.get(_name(func))
         if handler is not None:
-            return handler(self, func, args, kwargs)
+            n = len(self.records)
+            try:
+                return handler(self, func, args, kwargs)
+            except EmulationError:
+                raise
+            except (ValueError, TypeError, NotImplementedError) as exc:  # the spec cannot apply here
+                del self.records[n:]
+                return self._float_product(func, _name(func), args, kwargs, str(exc))
         name = _name(func)
         if name in NOT_EMULATED:
             return self._float_product(func, name, args, kwargs, NOT_EMULATED[name])

@@ -353,8 +353,9 @@ class TestConvNets:
             assert torch.equal(swapped(x), want)
         assert isinstance(swapped[0], EmulatedConv2d)
 
-    def test_a_training_step_has_every_gradient(self):
-        model = mobilenet().train()
+    @pytest.mark.parametrize("make", [mobilenet, resnet])
+    def test_a_training_step_has_every_gradient(self, make):
+        model = make().train()
         x, y = digits_images()
         with emulate("fixed16.8,w=fixed8.6", model=model):
             F.cross_entropy(model(x), y).backward()
@@ -524,3 +525,18 @@ def test_a_mobilenet_trains_on_digits():
     losses, _ = train_under(mobilenet().train(), X, y,
                             "w=fixed8.6,a=fixed16.8,gi=fixed16.12,gw=fixed16.12", 120, seed=1)
     assert np.mean(losses[-20:]) < 0.6 * np.mean(losses[:20])
+
+
+def test_a_spec_that_cannot_apply_names_the_op_and_module():
+    """Binary weights with emulated gradients on a convolution: an error naming conv2d and
+    the module, or (strict=False) float, listed with the reason."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+    x = torch.randn(2, 1, 8, 8)
+    spec = "w=binary,a=fixed8.4,gi=fixed16.8,gw=fixed16.8"
+    with pytest.raises(EmulationError, match=r"conv2d in 0: not emulated \(emulated_conv: binary/ternary"):
+        with emulate(spec, model=model):
+            model(x)
+    cov = coverage(model, x, spec)
+    conv = [r for r in cov.records if r.op == "conv2d"]
+    assert len(conv) == 1 and not conv[0].emulated and "binary/ternary" in conv[0].note
+    assert [r.emulated for r in cov.records if r.op == "linear"] == [True]
