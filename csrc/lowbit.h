@@ -284,6 +284,13 @@ int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, con
                           const lowbit_float *grid, int32_t is_int, int32_t asym,
                           const lowbit_float *scale_f, int32_t pow2, int32_t rule, int64_t emax,
                           int64_t precision, double mpos, double T, int32_t daz, uint64_t seed);
+/* ---- LSH (csrc/lsh.c) ------------------------------------------------------
+ * SimHash buckets (n x L) of the rows of codes (n x dim): bit j of table t is 1 when
+ * sum_q sign[h][q] * row[idx[h][q]] < 0, h = t * K + j; packed high bit first
+ * (numerics/lsh.py). The caller bounds |code| * m below 2^62. */
+void lowbit_simhash(int64_t *out, const int64_t *codes, int64_t n, int64_t dim,
+                    const int64_t *idx, const int64_t *sign, int64_t m, int64_t K, int64_t L);
+
 /* cffi:end */
 
 /* ------------------------------------------------------------------------

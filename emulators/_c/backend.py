@@ -313,3 +313,10 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg):
     _check(lib.lowbit_fused_matmul_f64(_p(out), _p(a), _p(b), M, K, N, group, frac_bits,
                                        int(floor_align), promote, _float_fmt(reg)))
     return out
+
+
+def simhash(codes, idx, sign, K, L):
+    out = np.empty((codes.shape[0], L), np.int64)
+    lib.lowbit_simhash(_p(out), _p(codes), codes.shape[0], codes.shape[1], _p(idx), _p(sign),
+                       idx.shape[1], K, L)
+    return out

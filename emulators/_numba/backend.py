@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lowbit.emulators._numba import binary, fixed
+from lowbit.emulators._numba import binary, fixed, lsh
 from lowbit.emulators._numba.jit import sized
 
 name = "numba"
@@ -256,4 +256,10 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg):
     out = np.empty((M, N), np.float64)
     sized(floating.fused_matmul_f64, M * K * N)(a, b, group, frac_bits, bool(floor_align),
                                                 promote, kernel_fields(reg), out)
+    return out
+
+
+def simhash(codes, idx, sign, K, L):
+    out = np.empty((codes.shape[0], L), np.int64)
+    sized(lsh.simhash, codes.size * K * L)(codes, idx, sign, K, L, out)
     return out

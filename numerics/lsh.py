@@ -1,0 +1,89 @@
+"""Locality-sensitive hash families on integer codes (SLIDE's sparse layers).
+
+:class:`SimHash`: K bits x L tables of signed random projections, each bit the sign of a
+sum of +-codes over a random third of the coordinates (SLIDE's ``srp.cpp``, "additions
+only"). Hashing the **integer codes** of a format, not float carriers, makes every bit an
+exact integer comparison: the reference, Numba and C give the same buckets, and a weight
+row and a query in the same format hash on the same grid. Bias augmentation (rows
+[w; b], queries [x; 1], MONGOOSE) is the caller's: ``dim`` counts every coordinate hashed.
+
+The projections are data, drawn from lowbit's counter RNG (:mod:`lowbit.numerics.rng`):
+coordinate c belongs to hash h when random_u64(seed, h * dim + c) is among the ``terms``
+smallest of its hash (ties broken by c), with sign + when bit 0 of
+random_u64(seed ^ SIGN_SALT, h * dim + c) is 0. Bit j of table l is 1 when the sum of hash
+h = l * K + j is negative (SLIDE: ``sum >= 0 ? 0 : 1``); bucket = sum_j bit_j << (K - 1 - j)
+(a true K-bit concatenation).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from lowbit.numerics import rng
+
+SIGN_SALT = 0x5EED_51C0_DE5A_17ED
+MAX_BITS = 24
+
+
+@dataclass(frozen=True)
+class SimHash:
+    """K = ``bits`` per table, L = ``tables``, over vectors of ``dim`` coordinates, each
+    hash summing ``terms`` = max(1, round(dim * density)) of them."""
+
+    bits: int
+    tables: int
+    dim: int
+    density: float = 1 / 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, v, hi in (("bits", self.bits, MAX_BITS), ("tables", self.tables, 1 << 16),
+                            ("dim", self.dim, 1 << 24)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise ValueError(f"SimHash.{name} must be an integer in 1..{hi}, got {v!r}")
+        if not 0 < self.density <= 1:
+            raise ValueError(f"SimHash.density must be in (0, 1], got {self.density!r}")
+        rng.check_seed(self.seed)
+
+    @property
+    def hashes(self) -> int:
+        return self.bits * self.tables
+
+    @property
+    def terms(self) -> int:
+        return max(1, round(self.dim * self.density))
+
+    @property
+    def buckets(self) -> int:
+        """Buckets per table, 2**K."""
+        return 1 << self.bits
+
+    def projections(self) -> tuple[np.ndarray, np.ndarray]:
+        """(coordinates (hashes, terms) int64, ascending per hash; signs (hashes, terms)
+        int64 in {-1, +1})."""
+        return _projections(self)
+
+
+def _u64(seed: int, counters: np.ndarray) -> np.ndarray:
+    """rng.random_u64 of (seed, each counter), vectorised in uint64 (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + (counters.astype(np.uint64) + np.uint64(1)) * np.uint64(rng.GAMMA)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(rng.MIX1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(rng.MIX2)
+    return z ^ (z >> np.uint64(31))
+
+
+@functools.lru_cache(maxsize=32)
+def _projections(spec: SimHash) -> tuple[np.ndarray, np.ndarray]:
+    H, D, m = spec.hashes, spec.dim, spec.terms
+    counters = np.arange(H * D, dtype=np.uint64).reshape(H, D)
+    keys = _u64(spec.seed, counters)
+    idx = np.sort(np.argsort(keys, axis=1, kind="stable")[:, :m], axis=1).astype(np.int64)
+    bits = _u64(spec.seed ^ SIGN_SALT, np.take_along_axis(counters, idx, axis=1))
+    sign = np.where((bits & np.uint64(1)) == 0, 1, -1).astype(np.int64)
+    idx.setflags(write=False)
+    sign.setflags(write=False)
+    return idx, sign

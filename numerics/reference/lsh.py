@@ -1,0 +1,28 @@
+"""Exact reference of the LSH families of :mod:`lowbit.numerics.lsh`: Python integers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lowbit.numerics.lsh import SimHash
+
+
+def simhash(codes: np.ndarray, spec: SimHash) -> np.ndarray:
+    """Buckets (n, L) of the rows of ``codes`` (n, dim): bit j of table l is 1 when
+    sum_t sign[h, t] * codes[row, idx[h, t]] < 0 (h = l * K + j), packed high bit first."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[1] != spec.dim:
+        raise ValueError(f"simhash: codes of shape {codes.shape}, expected (n, {spec.dim})")
+    idx, sign = spec.projections()
+    K, L = spec.bits, spec.tables
+    rows = [[int(c) for c in row] for row in codes.tolist()]
+    out = np.zeros((len(rows), L), np.int64)
+    for r, row in enumerate(rows):
+        for t in range(L):
+            bucket = 0
+            for j in range(K):
+                h = t * K + j
+                s = sum(int(sg) * row[int(c)] for c, sg in zip(idx[h], sign[h]))
+                bucket |= (1 if s < 0 else 0) << (K - 1 - j)
+            out[r, t] = bucket
+    return out
