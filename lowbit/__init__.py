@@ -98,6 +98,7 @@ _LAZY = {
     "EmulatedConvTranspose2d": "lowbit.integrations.torch",
     "EmulatedConvTranspose3d": "lowbit.integrations.torch",
     "EmulatedMultiheadAttention": "lowbit.integrations.torch",
+    "SlideLinear": "lowbit.integrations.torch",
     "EmulatedOptimizer": "lowbit.integrations.torch.optim",
     "EmulatedSGD": "lowbit.integrations.torch.optim",
 }

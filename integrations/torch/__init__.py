@@ -26,6 +26,7 @@ from lowbit.integrations.torch.layers import (
     swap_layers,
 )
 from lowbit.integrations.torch.products import emulated_attention, emulated_einsum, emulated_matmul
+from lowbit.integrations.torch.slide import SlideLinear
 from lowbit.integrations.torch.spec import SPEC_GRAMMAR, EmulationSpec
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "EmulationError",
     "EmulationSpec",
     "QuantAct",
+    "SlideLinear",
     "TernaryConv2d",
     "TernaryLinear",
     "carrier_dtype",

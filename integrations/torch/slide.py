@@ -1,0 +1,231 @@
+"""``SlideLinear``: an LSH-sampled sparse linear layer (SLIDE, Chen et al. 2020), at any
+emulated precision.
+
+Training forward (batch scope, MONGOOSE's form: one gather and one product per batch, the
+fast form on 2 cores): every query x of the batch is hashed (bias-augmented, [x; 1]) into
+the L tables of the rows ([w_j; b_j]); a sampling ``policy`` turns the buckets into active
+ids, the batch's labels are always added, and the union S over the batch is the active
+set. The layer returns the logits of S only -- ``emulated_linear`` of x and the gathered
+rows W[S], b[S], so each active logit is exactly the dense emulated layer's logit -- and S.
+Evaluation (``model.eval()``) is dense unless ``lsh_inference``.
+
+Policies (``beta``: the active count a policy aims at per query):
+
+- ``union``: every id in any of the query's L buckets (the released code's Mode 4); if the
+  batch's set is smaller than ``min_active``, random ids fill it up to that size;
+- ``vanilla``: the paper's: visit the tables in a random order, take whole buckets until
+  beta ids are collected;
+- ``threshold``: ids found in at least ``threshold`` of the L buckets (Mode 1);
+- ``topk``: the beta ids found in the most buckets (ties: smaller id first);
+- ``random``: beta uniformly random ids per query (sampled softmax, same count);
+- ``oracle``: the true top-beta ids by the dense float product (an upper bound for recall).
+
+Hashing runs on integer codes (:mod:`lowbit.emulators.lsh`): rows and queries are cast
+into ``hash_format`` (a fixed-point format: a SimHash sum of float codes would not be a
+projection) unless the spec already stores them in one. Tables are rebuilt (rows re-hashed,
+same functions) on a schedule: every ``rebuild_every`` training batches, the period
+growing by ``rebuild_growth`` after each rebuild (1: fixed, SLIDE's code; > 1: the paper's
+exponential schedule), or ``rebuild="change"``: MONGOOSE's trigger, a rebuild when more than
+``change_threshold`` of a 1-bit x ``sketch_tables`` SimHash sketch of the rows has flipped
+since the last rebuild. Every rebuild is logged with its cost (``rebuild_log``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from lowbit.emulators.lsh import Tables, build_tables, simhash
+from lowbit.integrations.torch.carriers import from_carrier
+from lowbit.integrations.torch.functions import emulated_linear
+from lowbit.integrations.torch.spec import EmulationSpec
+from lowbit.numerics import Fixed, parse_format
+from lowbit.numerics.lsh import SimHash
+
+POLICIES = ("union", "vanilla", "threshold", "topk", "random", "oracle")
+SCHEDULES = ("period", "change")
+
+
+@dataclass
+class Rebuild:
+    """One table rebuild: the training batch it ran before, why, and its cost in seconds."""
+
+    batch: int
+    reason: str
+    seconds: float
+
+
+class SlideLinear(nn.Module):
+    """y = x W^T + b over an LSH-sampled active set of the ``out_features`` rows (see the
+    module docstring). ``forward(x, labels=None)`` returns (logits (B, |S|), S) in
+    training, the dense logits (B, N) in evaluation."""
+
+    def __init__(self, in_features: int, out_features: int, *, spec: EmulationSpec | str | None = None,
+                 bits: int = 6, tables: int = 20, policy: str = "union", beta: int = 64,
+                 min_active: int = 0, threshold: int = 2, hash_format: str = "fixed16.12",
+                 rebuild: str = "period", rebuild_every: int = 50, rebuild_growth: float = 1.0,
+                 change_threshold: float = 0.1, sketch_tables: int = 10, seed: int = 0,
+                 lsh_inference: bool = False):
+        super().__init__()
+        if policy not in POLICIES:
+            raise ValueError(f"SlideLinear: policy must be one of {POLICIES}, got {policy!r}")
+        if rebuild not in SCHEDULES:
+            raise ValueError(f"SlideLinear: rebuild must be one of {SCHEDULES}, got {rebuild!r}")
+        if rebuild_every < 1 or rebuild_growth < 1 or beta < 1 or min_active < 0 or threshold < 1:
+            raise ValueError("SlideLinear: rebuild_every, beta, threshold >= 1, rebuild_growth >= 1, "
+                             "min_active >= 0")
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) * 0.01)
+        self.bias = nn.Parameter(torch.zeros(out_features))
+        self.spec = None if spec is None else EmulationSpec.parse(spec)
+        self.hash_fmt = parse_format(hash_format)
+        if not isinstance(self.hash_fmt, Fixed):
+            raise ValueError(f"SlideLinear: hash_format must be a fixed-point format, got {hash_format!r}")
+        self.lsh = SimHash(bits, tables, in_features + 1, seed=seed)
+        self.sketch = SimHash(1, sketch_tables, in_features + 1, seed=seed ^ 0x5C37C4)
+        self.policy, self.beta, self.min_active, self.threshold = policy, beta, min_active, threshold
+        self.rebuild, self.rebuild_every, self.rebuild_growth = rebuild, rebuild_every, rebuild_growth
+        self.change_threshold, self.lsh_inference = change_threshold, lsh_inference
+        self.seed = seed
+        self.batches = 0
+        self.period = float(rebuild_every)
+        self.next_rebuild = 0.0
+        self.tables: Tables | None = None
+        self.sketch_bits: np.ndarray | None = None
+        self.rebuild_log: list[Rebuild] = []
+        self.last_stats: dict = {}
+
+    # --- hashing -------------------------------------------------------------------
+    def _codes(self, t: torch.Tensor) -> np.ndarray:
+        return from_carrier(t, self.hash_fmt).codes
+
+    def row_codes(self) -> np.ndarray:
+        """[w_j; b_j] as codes of the hash format, (N, d + 1)."""
+        w = torch.cat([self.weight.detach(), self.bias.detach()[:, None]], 1)
+        return self._codes(w)
+
+    def query_codes(self, x: torch.Tensor) -> np.ndarray:
+        """[x; 1] as codes of the hash format, (B, d + 1)."""
+        return self._codes(torch.cat([x.detach().reshape(-1, x.shape[-1]),
+                                      torch.ones(x.shape[0], 1, dtype=x.dtype)], 1))
+
+    def rebuild_tables(self, reason: str = "manual") -> None:
+        """Re-hash every row into the tables (same functions) and reset the change sketch."""
+        t0 = time.perf_counter()
+        rows = self.row_codes()
+        self.tables = build_tables(simhash(rows, self.lsh), self.lsh)
+        self.sketch_bits = simhash(rows, self.sketch)
+        self.rebuild_log.append(Rebuild(self.batches, reason, time.perf_counter() - t0))
+
+    def changed_fraction(self) -> float:
+        """The fraction of sketch bits that flipped since the last rebuild (1.0 before any)."""
+        if self.sketch_bits is None:
+            return 1.0
+        return float((simhash(self.row_codes(), self.sketch) != self.sketch_bits).mean())
+
+    def _maybe_rebuild(self) -> None:
+        if self.tables is None:
+            self.rebuild_tables("initial")
+        elif self.rebuild == "period" and self.batches >= self.next_rebuild:
+            self.rebuild_tables("period")
+        elif self.rebuild == "change" and self.changed_fraction() > self.change_threshold:
+            self.rebuild_tables("change")
+        else:
+            return
+        if self.rebuild == "period":
+            self.next_rebuild = self.batches + self.period
+            self.period *= self.rebuild_growth
+
+    # --- sampling ------------------------------------------------------------------
+    def active_set(self, x: torch.Tensor, labels=None) -> tuple[np.ndarray, dict]:
+        """The batch's active ids (ascending) and where they came from: counts of
+        labels, retrieved and fill ids."""
+        rs = np.random.default_rng([self.seed, self.batches])
+        N = self.weight.shape[0]
+        found: list[np.ndarray] = []
+        if self.policy == "random":
+            found = [rs.choice(N, min(self.beta, N), replace=False) for _ in range(x.shape[0])]
+        elif self.policy == "oracle":
+            with torch.no_grad():
+                logits = (x.detach() @ self.weight.detach().T + self.bias.detach()).numpy()
+            k = min(self.beta, N)
+            found = [np.argpartition(-row, k - 1)[:k] for row in logits]
+        else:
+            buckets = simhash(self.query_codes(x), self.lsh)
+            for q in buckets:
+                if self.policy == "union":
+                    found.append(self.tables.union(q))
+                elif self.policy == "vanilla":
+                    got, n = [], 0
+                    for t in rs.permutation(self.lsh.tables):
+                        ids = self.tables.bucket(int(t), int(q[t]))
+                        got.append(ids)
+                        n += len(ids)
+                        if n >= self.beta:
+                            break
+                    found.append(np.unique(np.concatenate(got)))
+                else:
+                    ids, counts = self.tables.counts(q)
+                    if self.policy == "threshold":
+                        found.append(ids[counts >= self.threshold])
+                    else:  # topk by count, ties by smaller id (ids ascending, stable sort)
+                        found.append(ids[np.argsort(-counts, kind="stable")[:self.beta]])
+        retrieved = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        lab = np.zeros(0, np.int64) if labels is None else np.unique(_label_ids(labels))
+        active = np.union1d(retrieved, lab)
+        fill = np.zeros(0, np.int64)
+        if len(active) < self.min_active:
+            rest = np.setdiff1d(np.arange(N), active)
+            fill = rs.choice(rest, min(self.min_active - len(active), len(rest)), replace=False)
+            active = np.union1d(active, fill)
+        stats = {"active": len(active), "labels": len(lab),
+                 "retrieved": len(np.setdiff1d(retrieved, lab)), "fill": len(fill),
+                 "per_query_mean": float(np.mean([len(f) for f in found])) if found else 0.0}
+        return active.astype(np.int64), stats
+
+    # --- forward -------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, labels=None):
+        if not self.training and not self.lsh_inference:
+            return self._product(x, self.weight, self.bias)
+        if self.tables is None or self.training:
+            self._maybe_rebuild()
+        active, self.last_stats = self.active_set(x, labels if self.training else None)
+        idx = torch.from_numpy(active)
+        y = self._product(x, self.weight.index_select(0, idx), self.bias.index_select(0, idx))
+        if self.training:
+            self.batches += 1
+        return y, active
+
+    def _product(self, x, w, b):
+        if self.spec is None:
+            return x @ w.T + b
+        return emulated_linear(x, w, b, self.spec, seed=self.seed, step=self.batches)
+
+
+def _label_ids(labels) -> np.ndarray:
+    """Label ids of a batch: a tensor/array of ids, or a list of per-sample id lists."""
+    if isinstance(labels, torch.Tensor):
+        return labels.detach().reshape(-1).numpy().astype(np.int64)
+    if isinstance(labels, np.ndarray):
+        return labels.reshape(-1).astype(np.int64)
+    return np.concatenate([np.asarray(list(r), np.int64) for r in labels]) if len(labels) else \
+        np.zeros(0, np.int64)
+
+
+def active_targets(labels, active: np.ndarray) -> torch.Tensor:
+    """Multi-label targets over the active set, (B, |S|): 1/n_labels at each of a sample's
+    labels (SLIDE's softmax target), 0 elsewhere."""
+    pos = {int(a): i for i, a in enumerate(active)}
+    rows = labels if not isinstance(labels, torch.Tensor) else [[int(v)] for v in labels.reshape(-1)]
+    t = torch.zeros(len(rows), len(active))
+    for r, lab in enumerate(rows):
+        lab = list(lab)
+        for v in lab:
+            t[r, pos[int(v)]] = 1.0 / len(lab)
+    return t
+
+
+__all__ = ["POLICIES", "Rebuild", "SlideLinear", "active_targets"]
