@@ -387,6 +387,23 @@ def _train_teacher(args) -> Path:
     return args.out / "summary.json"
 
 
+def _train_slide(args) -> Path:
+    from lowbit.integrations.programs.slide.train import SlideConfig, train_xmc
+
+    cfg = SlideConfig(labels=args.labels, features=args.features, train=args.train_samples,
+                      test=args.test_samples, hidden=args.hidden, policy=args.policy,
+                      bits=args.bits, tables=args.tables, beta=args.beta,
+                      min_active=args.min_active, threshold=args.threshold,
+                      rebuild=args.rebuild, rebuild_every=args.rebuild_every,
+                      rebuild_growth=args.rebuild_growth, format=args.format,
+                      optimizer=args.optimizer, lr=args.lr, batch=args.batch,
+                      epochs=args.epochs, seed=args.seed, out=str(args.out))
+    s = train_xmc(cfg, progress=not args.quiet)
+    print(f"P@1 {s['p_at_1']:.4f}  P@5 {s['p_at_5']:.4f}  active {s['active_mean']:.0f} of "
+          f"{cfg.labels} ({100 * s['active_fraction']:.2f} %), {s['s_step'] * 1e3:.1f} ms/step")
+    return args.out / "summary.json"
+
+
 def _train_language(args) -> Path:
     from lowbit.integrations.programs.language.train import LanguageConfig, train
 
@@ -578,6 +595,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where trained teachers are cached")
     _common(p, "results/teacher")
     p.set_defaults(run=_train_teacher)
+
+    from lowbit.integrations.programs.slide.train import OPTIMIZERS
+    from lowbit.integrations.torch.slide import POLICIES
+
+    p = tsub.add_parser("slide", help="LSH-sampled sparse training (SLIDE) against dense",
+                        description="A sparse-input MLP V -> 128 -> N on the synthetic "
+                        "extreme-classification task, its output layer LSH-sampled.")
+    p.add_argument("--data", choices=("xmc",), default="xmc",
+                   help="xmc: the synthetic Amazon-670K-like task (the Fashion-MNIST wide-hidden "
+                        "setting is not built yet)")
+    p.add_argument("--labels", type=count(2), default=5000, help="N, output labels")
+    p.add_argument("--features", type=count(2), default=20000, help="V, input features")
+    p.add_argument("--train-samples", type=count(1), default=20000)
+    p.add_argument("--test-samples", type=count(1), default=2000)
+    p.add_argument("--hidden", type=count(1), default=128)
+    p.add_argument("--policy", choices=POLICIES + ("dense",), default="union",
+                   help="sampling policy, or dense (the baseline)")
+    p.add_argument("--bits", type=int_range(1, 24), default=6, help="K, bits per table")
+    p.add_argument("--tables", type=count(1), default=20, help="L, hash tables")
+    p.add_argument("--beta", type=count(1), default=64, help="active ids per query (vanilla, topk, "
+                                                             "random, oracle)")
+    p.add_argument("--min-active", type=count(0), default=0, help="random fill up to this many")
+    p.add_argument("--threshold", type=count(1), default=2, help="threshold policy: buckets")
+    p.add_argument("--rebuild", choices=("period", "change"), default="period")
+    p.add_argument("--rebuild-every", type=count(1), default=50, help="batches between rebuilds")
+    p.add_argument("--rebuild-growth", type=real(1.0), default=1.0,
+                   help="factor of the period after each rebuild (1: fixed)")
+    p.add_argument("--format", type=spec(), default="float", help="the output layer's spec")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam_dense")
+    p.add_argument("--lr", type=real(0.0, low_open=True), default=1e-2, help="Adam's")
+    p.add_argument("--batch", type=count(1), default=128)
+    p.add_argument("--epochs", type=count(1), default=2)
+    _common(p, "results/slide", with_data=False)
+    p.set_defaults(run=_train_slide)
 
     p = tsub.add_parser("language", help="two agents learn a bit language",
                         description="Two agents see an image through different inverting masks "

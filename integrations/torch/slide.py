@@ -97,6 +97,7 @@ class SlideLinear(nn.Module):
         self.sketch_bits: np.ndarray | None = None
         self.rebuild_log: list[Rebuild] = []
         self.last_stats: dict = {}
+        self.timing = {"hash": 0.0, "query": 0.0}
 
     # --- hashing -------------------------------------------------------------------
     def _codes(self, t: torch.Tensor) -> np.ndarray:
@@ -154,7 +155,10 @@ class SlideLinear(nn.Module):
             k = min(self.beta, N)
             found = [np.argpartition(-row, k - 1)[:k] for row in logits]
         else:
+            t0 = time.perf_counter()
             buckets = simhash(self.query_codes(x), self.lsh)
+            t1 = time.perf_counter()
+            self.timing["hash"] += t1 - t0
             for q in buckets:
                 if self.policy == "union":
                     found.append(self.tables.union(q))
@@ -173,6 +177,7 @@ class SlideLinear(nn.Module):
                         found.append(ids[counts >= self.threshold])
                     else:  # topk by count, ties by smaller id (ids ascending, stable sort)
                         found.append(ids[np.argsort(-counts, kind="stable")[:self.beta]])
+            self.timing["query"] += time.perf_counter() - t1
         retrieved = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         lab = np.zeros(0, np.int64) if labels is None else np.unique(_label_ids(labels))
         active = np.union1d(retrieved, lab)
@@ -199,10 +204,58 @@ class SlideLinear(nn.Module):
             self.batches += 1
         return y, active
 
+    def lsh_state(self) -> dict:
+        """What a checkpoint needs beyond the parameters (tables, sketch, schedule, log)."""
+        t = self.tables
+        return {"batches": self.batches, "period": self.period, "next_rebuild": self.next_rebuild,
+                "offsets": None if t is None else t.offsets, "ids": None if t is None else t.ids,
+                "sketch_bits": self.sketch_bits, "timing": dict(self.timing),
+                "rebuild_log": [(r.batch, r.reason, r.seconds) for r in self.rebuild_log]}
+
+    def load_lsh_state(self, st: dict) -> None:
+        self.batches, self.period, self.next_rebuild = st["batches"], st["period"], st["next_rebuild"]
+        self.tables = None if st["offsets"] is None else Tables(self.lsh, st["offsets"], st["ids"])
+        self.sketch_bits, self.timing = st["sketch_bits"], dict(st["timing"])
+        self.rebuild_log = [Rebuild(*r) for r in st["rebuild_log"]]
+
     def _product(self, x, w, b):
         if self.spec is None:
             return x @ w.T + b
         return emulated_linear(x, w, b, self.spec, seed=self.seed, step=self.batches)
+
+
+class LazyAdam:
+    """Adam on the rows of a SlideLinear that were active (TF's LazyAdam): the moments and
+    the parameters of other rows stay as they are; bias correction uses the global step.
+    ``DenseAdam``'s counterpart is ``torch.optim.Adam`` on every row (the released SLIDE)."""
+
+    def __init__(self, layer: SlideLinear, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.layer, self.lr, self.betas, self.eps = layer, lr, betas, eps
+        self.t = 0
+        self.m = [torch.zeros_like(p) for p in (layer.weight, layer.bias)]
+        self.v = [torch.zeros_like(p) for p in (layer.weight, layer.bias)]
+
+    @torch.no_grad()
+    def step(self, active: np.ndarray) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        idx = torch.from_numpy(active)
+        scale = self.lr * (1 - b2 ** self.t) ** 0.5 / (1 - b1 ** self.t)
+        for p, m, v in zip((self.layer.weight, self.layer.bias), self.m, self.v):
+            if p.grad is None:
+                continue
+            g = p.grad.index_select(0, idx)
+            mi = m.index_select(0, idx).mul_(b1).add_(g, alpha=1 - b1)
+            vi = v.index_select(0, idx).mul_(b2).addcmul_(g, g, value=1 - b2)
+            m.index_copy_(0, idx, mi)
+            v.index_copy_(0, idx, vi)
+            p.index_add_(0, idx, -scale * mi / (vi.sqrt() + self.eps))
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "m": self.m, "v": self.v}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.t, self.m, self.v = st["t"], st["m"], st["v"]
 
 
 def _label_ids(labels) -> np.ndarray:
@@ -228,4 +281,4 @@ def active_targets(labels, active: np.ndarray) -> torch.Tensor:
     return t
 
 
-__all__ = ["POLICIES", "Rebuild", "SlideLinear", "active_targets"]
+__all__ = ["POLICIES", "LazyAdam", "Rebuild", "SlideLinear", "active_targets"]

@@ -81,6 +81,10 @@ MISTAKES = [
     (["energy", "--format", "bf16", "--model", "no_such_module:f"], "cannot load model"),
     (["inspect", "mlp", "--format", "w=binary,gi=binary"], "gradients cannot be binary"),
     (["inspect", "x:"], "argument model: must be mlp, cnn or module:callable"),
+    (["train", "slide", "--policy", "greedy"], "argument --policy: invalid choice: 'greedy'"),
+    (["train", "slide", "--bits", "30"], "argument --bits: must be an integer in 1..24"),
+    (["train", "slide", "--data", "fashion-mnist"], "argument --data: invalid choice"),
+    (["train", "slide", "--format", "w=binary,gi=binary"], "gradients cannot be binary"),
 ]
 
 

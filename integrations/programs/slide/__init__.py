@@ -1,0 +1,1 @@
+"""SLIDE: LSH-sampled sparse training against dense training (:mod:`.train`)."""
