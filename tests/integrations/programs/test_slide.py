@@ -54,3 +54,16 @@ def test_sampled_runs_report_their_active_sets(tmp_path):
     m = _metrics(tmp_path)[0]
     assert m["active_labels"] > 0 and s["active_fraction"] < 1
     assert abs(m["active_labels"] + m["active_retrieved"] + m["active_fill"] - m["active_mean"]) < 1e-6
+
+
+def test_recall_report(tmp_path):
+    from lowbit.integrations.programs.slide.recall import recall_table
+
+    train_xmc(SlideConfig(**TINY, epochs=1, beta=20, out=str(tmp_path)), progress=False)
+    text = recall_table(tmp_path, top=5, queries=40)
+    rows = {line.split("|")[1].strip().split(" ")[0]: line.split("|") for line in text.splitlines()
+            if line.startswith("| ") and "policy" not in line}
+    assert set(rows) == {"union", "vanilla", "threshold", "topk", "oracle"}
+    assert float(rows["oracle"][4]) == 1.0  # beta 20 >= top 5: the oracle finds them all
+    assert float(rows["union"][4]) >= float(rows["union"][5])  # LSH at least as good as random
+    assert "Bucket loads" in text
