@@ -392,6 +392,7 @@ def _train_slide(args) -> Path:
 
     cfg = SlideConfig(labels=args.labels, features=args.features, train=args.train_samples,
                       test=args.test_samples, hidden=args.hidden, policy=args.policy,
+                      scope=args.scope,
                       bits=args.bits, tables=args.tables, beta=args.beta,
                       min_active=args.min_active, threshold=args.threshold,
                       rebuild=args.rebuild, rebuild_every=args.rebuild_every,
@@ -399,8 +400,9 @@ def _train_slide(args) -> Path:
                       optimizer=args.optimizer, lr=args.lr, batch=args.batch,
                       epochs=args.epochs, seed=args.seed, out=str(args.out))
     s = train_xmc(cfg, progress=not args.quiet)
-    print(f"P@1 {s['p_at_1']:.4f}  P@5 {s['p_at_5']:.4f}  active {s['active_mean']:.0f} of "
-          f"{cfg.labels} ({100 * s['active_fraction']:.2f} %), {s['s_step'] * 1e3:.1f} ms/step")
+    print(f"P@1 {s['p_at_1']:.4f}  P@5 {s['p_at_5']:.4f}  active per sample "
+          f"{s['active_per_sample']:.0f} of {cfg.labels} ({100 * s['per_sample_fraction']:.2f} %), "
+          f"batch union {s['active_mean']:.0f}, {s['s_step'] * 1e3:.1f} ms/step")
     return args.out / "summary.json"
 
 
@@ -612,6 +614,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=count(1), default=128)
     p.add_argument("--policy", choices=POLICIES + ("dense",), default="union",
                    help="sampling policy, or dense (the baseline)")
+    p.add_argument("--scope", choices=("sample", "batch"), default="sample",
+                   help="sample: each sample's softmax over its own active set (SLIDE); batch: "
+                        "over the batch's union (MONGOOSE)")
     p.add_argument("--bits", type=int_range(1, 24), default=6, help="K, bits per table")
     p.add_argument("--tables", type=count(1), default=20, help="L, hash tables")
     p.add_argument("--beta", type=count(1), default=64, help="active ids per query (vanilla, topk, "

@@ -7,7 +7,11 @@ the L tables of the rows ([w_j; b_j]); a sampling ``policy`` turns the buckets i
 ids, the batch's labels are always added, and the union S over the batch is the active
 set. The layer returns the logits of S only -- ``emulated_linear`` of x and the gathered
 rows W[S], b[S], so each active logit is exactly the dense emulated layer's logit -- and S.
-Evaluation (``model.eval()``) is dense unless ``lsh_inference``.
+Evaluation (``model.eval()``) is dense unless ``lsh_inference``. With ``scope="sample"``
+each sample keeps only its own retrieved ids and labels (and the batch's random fill): its
+logits outside them are -inf, so a softmax normalises over the sample's own active set, as
+SLIDE does; the products still run over the batch's union (the masked entries' gradients
+are exact zeros), so this scope gives SLIDE's numbers, not its savings.
 
 Policies (``beta``: the active count a policy aims at per query):
 
@@ -48,6 +52,7 @@ from lowbit.numerics.lsh import SimHash
 
 POLICIES = ("union", "vanilla", "threshold", "topk", "random", "oracle")
 SCHEDULES = ("period", "change")
+SCOPES = ("batch", "sample")
 
 
 @dataclass
@@ -69,10 +74,12 @@ class SlideLinear(nn.Module):
                  min_active: int = 0, threshold: int = 2, hash_format: str = "fixed16.12",
                  rebuild: str = "period", rebuild_every: int = 50, rebuild_growth: float = 1.0,
                  change_threshold: float = 0.1, sketch_tables: int = 10, seed: int = 0,
-                 lsh_inference: bool = False):
+                 lsh_inference: bool = False, scope: str = "batch"):
         super().__init__()
         if policy not in POLICIES:
             raise ValueError(f"SlideLinear: policy must be one of {POLICIES}, got {policy!r}")
+        if scope not in SCOPES:
+            raise ValueError(f"SlideLinear: scope must be one of {SCOPES}, got {scope!r}")
         if rebuild not in SCHEDULES:
             raise ValueError(f"SlideLinear: rebuild must be one of {SCHEDULES}, got {rebuild!r}")
         if rebuild_every < 1 or rebuild_growth < 1 or beta < 1 or min_active < 0 or threshold < 1:
@@ -89,6 +96,8 @@ class SlideLinear(nn.Module):
         self.policy, self.beta, self.min_active, self.threshold = policy, beta, min_active, threshold
         self.rebuild, self.rebuild_every, self.rebuild_growth = rebuild, rebuild_every, rebuild_growth
         self.change_threshold, self.lsh_inference = change_threshold, lsh_inference
+        self.scope = scope
+        self._found: list[np.ndarray] = []
         self.seed = seed
         self.batches = 0
         self.period = float(rebuild_every)
@@ -178,6 +187,7 @@ class SlideLinear(nn.Module):
                     else:  # topk by count, ties by smaller id (ids ascending, stable sort)
                         found.append(ids[np.argsort(-counts, kind="stable")[:self.beta]])
             self.timing["query"] += time.perf_counter() - t1
+        self._found = found
         retrieved = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         lab = np.zeros(0, np.int64) if labels is None else np.unique(_label_ids(labels))
         active = np.union1d(retrieved, lab)
@@ -197,12 +207,31 @@ class SlideLinear(nn.Module):
             return self._product(x, self.weight, self.bias)
         if self.tables is None or self.training:
             self._maybe_rebuild()
-        active, self.last_stats = self.active_set(x, labels if self.training else None)
+        labels = labels if self.training else None
+        active, self.last_stats = self.active_set(x, labels)
         idx = torch.from_numpy(active)
         y = self._product(x, self.weight.index_select(0, idx), self.bias.index_select(0, idx))
+        if self.scope == "sample":
+            y = y.masked_fill(~torch.from_numpy(self.sample_mask(active, labels)), float("-inf"))
         if self.training:
             self.batches += 1
         return y, active
+
+    def sample_mask(self, active: np.ndarray, labels=None) -> np.ndarray:
+        """(B, |S|) bool: which ids of the batch's set S each sample has (its retrieved ids,
+        its own labels, and the batch's random fill)."""
+        B = len(self._found)
+        mask = np.zeros((B, len(active)), bool)
+        fill = np.setdiff1d(active, np.concatenate(self._found + [np.zeros(0, np.int64)] +
+                                                   ([_label_ids(labels)] if labels is not None else [])))
+        per_label = None if labels is None else (
+            [np.asarray(list(r), np.int64) for r in labels] if not isinstance(labels, (torch.Tensor, np.ndarray))
+            else [np.asarray([int(v)]) for v in np.asarray(labels).reshape(-1)])
+        for i in range(B):
+            own = self._found[i] if per_label is None else np.union1d(self._found[i], per_label[i])
+            mask[i, np.searchsorted(active, np.union1d(own, fill))] = True
+        self.last_stats["per_sample_mean"] = float(mask.sum(1).mean())
+        return mask
 
     def lsh_state(self) -> dict:
         """What a checkpoint needs beyond the parameters (tables, sketch, schedule, log)."""

@@ -105,3 +105,22 @@ def test_eval_is_dense_and_bad_arguments():
         SlideLinear(4, 10, policy="greedy")
     with pytest.raises(ValueError, match="hash_format"):
         SlideLinear(4, 10, hash_format="bf16")
+
+
+def test_sample_scope_keeps_each_samples_own_set():
+    m = layer(scope="sample", policy="topk", beta=7)
+    x = torch.randn(4, 16)
+    labels = [[1], [2, 250], [3], [4]]
+    y, active = m(x, labels)
+    m2 = layer(scope="batch", policy="topk", beta=7)
+    y2, active2 = m2(x, labels)
+    assert list(active) == list(active2)
+    finite = torch.isfinite(y)
+    assert torch.equal(y[finite], y2[finite])  # the same products, masked
+    for i, lab in enumerate(labels):
+        own = set(active[finite[i].numpy()].tolist())
+        assert set(lab) <= own and len(own) <= 7 + len(lab)
+    loss = -torch.log_softmax(y, 1)[torch.arange(4), torch.tensor(
+        [list(active).index(lab[0]) for lab in labels])].mean()
+    loss.backward()
+    assert torch.isfinite(m.weight.grad).all()

@@ -54,6 +54,7 @@ class SlideConfig:
     test: int = 2000
     hidden: int = 128
     policy: str = "union"
+    scope: str = "sample"
     bits: int = 6
     tables: int = 20
     beta: int = 64
@@ -91,7 +92,8 @@ class XMCNet(nn.Module):
                                policy=cfg.policy if cfg.policy != "dense" else "union",
                                beta=cfg.beta, min_active=cfg.min_active, threshold=cfg.threshold,
                                rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
-                               rebuild_growth=cfg.rebuild_growth, seed=cfg.seed)
+                               rebuild_growth=cfg.rebuild_growth, seed=cfg.seed,
+                               scope=cfg.scope)
         self.dense = cfg.policy == "dense"
 
     def hidden(self, s, rows: np.ndarray) -> torch.Tensor:
@@ -154,7 +156,7 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
     for epoch in range(len(metrics), cfg.epochs):
         order = np.random.default_rng([cfg.seed, epoch]).permutation(s.n)
         t_prod = t_opt = loss_sum = 0.0
-        act, split = [], np.zeros(3)
+        act, split, per_sample = [], np.zeros(3), []
         rebuild_before = sum(r.seconds for r in net.out.rebuild_log)
         timing_before = dict(net.out.timing)
         it = range(steps)
@@ -172,12 +174,16 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
                 logits = net.dense_logits(h)
                 active = np.arange(cfg.labels)
                 net.out.batches += 1
+                per_sample.append(cfg.labels)
             else:
                 logits, active = net.out(h, labs)
                 st = net.out.last_stats
                 split += (st["labels"], st["retrieved"], st["fill"])
+                per_sample.append(st.get("per_sample_mean", len(active)))
             act.append(len(active))
-            loss = -(active_targets(labs, active) * F.log_softmax(logits, 1)).sum(1).mean()
+            target = active_targets(labs, active)
+            logp = F.log_softmax(logits, 1).masked_fill(target == 0, 0.0)  # -inf outside a sample's set
+            loss = -(target * logp).sum(1).mean()
             opt.zero_grad()
             if lazy_opt is not None:
                 net.out.weight.grad = net.out.bias.grad = None
@@ -198,6 +204,7 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
                         "active_mean": float(np.mean(act)), "active_p95": float(np.percentile(act, 95)),
                         "active_labels": split[0] / steps, "active_retrieved": split[1] / steps,
                         "active_fill": split[2] / steps,
+                        "active_per_sample": float(np.mean(per_sample)),
                         "s_hash": lsh["hash"], "s_query": lsh["query"], "s_rebuild": rebuild,
                         "s_products": t_prod - lsh["hash"] - lsh["query"] - rebuild,
                         "s_optimizer": t_opt, "s_step": (t_prod + t_opt) / steps})
@@ -208,8 +215,9 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
         save_checkpoint(ckpt, lambda fh: torch.save(state, fh))
     last = metrics[-1]
     summary = {"config": asdict(cfg), "epochs_done": len(metrics), **{k: last[k] for k in
-               ("p_at_1", "p_at_5", "active_mean", "active_p95", "s_step")},
+               ("p_at_1", "p_at_5", "active_mean", "active_p95", "active_per_sample", "s_step")},
                "active_fraction": last["active_mean"] / cfg.labels,
+               "per_sample_fraction": last["active_per_sample"] / cfg.labels,
                "rebuilds": len(net.out.rebuild_log),
                "note": "input layer (embedding bag) in float32; output layer in " + cfg.format}
     write_run(out, metrics, summary, "epoch", {"P@1": "p_at_1", "P@5": "p_at_5"},
