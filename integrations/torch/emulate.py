@@ -213,24 +213,26 @@ class emulate(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        handler = _HANDLERS.get(func) or _NAMED_HANDLERS.get(_name(func))
-        if handler is not None:
-            n = len(self.records)
-            try:
-                return handler(self, func, args, kwargs)
-            except EmulationError:
-                raise
-            except (ValueError, TypeError, NotImplementedError) as exc:  # the spec cannot apply here
-                del self.records[n:]
-                return self._float_product(func, _name(func), args, kwargs, str(exc))
-        name = _name(func)
-        if name in NOT_EMULATED:
-            return self._float_product(func, name, args, kwargs, NOT_EMULATED[name])
-        if name not in _NO_ARITHMETIC and not name.startswith("__") or name in (
-                "__add__", "__mul__", "__sub__", "__truediv__", "__radd__", "__rmul__",
-                "__rsub__", "__iadd__", "__imul__", "__neg__", "__pow__"):
-            self.float_ops[name] = self.float_ops.get(name, 0) + 1
-        return func(*args, **kwargs)
+        kind = _KINDS.get(func)
+        if kind is None:
+            kind = _KINDS[func] = _kind(func)
+        what, value = kind
+        if what == "skip":  # the common case: views, shapes, metadata
+            return func(*args, **kwargs)
+        if what == "count":
+            self.float_ops[value] = self.float_ops.get(value, 0) + 1
+            return func(*args, **kwargs)
+        if what == "float":
+            name, why = value
+            return self._float_product(func, name, args, kwargs, why)
+        n = len(self.records)
+        try:
+            return value(self, func, args, kwargs)
+        except EmulationError:
+            raise
+        except (ValueError, TypeError, NotImplementedError) as exc:  # the spec cannot apply here
+            del self.records[n:]
+            return self._float_product(func, _name(func), args, kwargs, str(exc))
 
     def _float_product(self, func, name, args, kwargs, why):
         shapes = [tuple(a.shape) for a in args if isinstance(a, torch.Tensor)]
@@ -461,6 +463,24 @@ def _embedding(mode, func, args, kwargs):
         w = quantize(w, mode.spec.weight, grad_fmt=mode.spec.grad_weight, seed=mode._next_seed())
     rest = {k: v[k] for k in names[2:] if k in v}
     return func(v["input"], w, **rest)
+
+
+_COUNTED_DUNDERS = {"__add__", "__mul__", "__sub__", "__truediv__", "__radd__", "__rmul__",
+                    "__rsub__", "__iadd__", "__imul__", "__neg__", "__pow__"}
+_KINDS: dict = {}  # func -> what the mode does with it (decided once per function)
+
+
+def _kind(func) -> tuple[str, object]:
+    """("handler", fn), ("float", (name, why)), ("count", name) or ("skip", None)."""
+    name = _name(func)
+    handler = _HANDLERS.get(func) or _NAMED_HANDLERS.get(name)
+    if handler is not None:
+        return "handler", handler
+    if name in NOT_EMULATED:
+        return "float", (name, NOT_EMULATED[name])
+    if (name not in _NO_ARITHMETIC and not name.startswith("__")) or name in _COUNTED_DUNDERS:
+        return "count", name
+    return "skip", None
 
 
 _HANDLERS: dict[object, Callable] = {
