@@ -291,6 +291,14 @@ int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, con
 void lowbit_simhash(int64_t *out, const int64_t *codes, int64_t n, int64_t dim,
                     const int64_t *idx, const int64_t *sign, int64_t m, int64_t K, int64_t L);
 
+/* DWTA buckets (n x L): per bin (n_bins x width coordinates) the position of the largest
+ * non-zero code (first on ties); an empty bin h takes the code of the first non-empty bin
+ * among probes[h][0..n_probes) (else 0); bucket = sum_j code_j << ((K-1-j) * shift).
+ * Returns LOWBIT_ERR_NOMEM if a scratch row cannot be allocated. */
+int lowbit_dwta(int64_t *out, const int64_t *codes, int64_t n, int64_t dim,
+                const int64_t *bins, int64_t n_bins, int64_t width,
+                const int64_t *probes, int64_t n_probes, int64_t K, int64_t L, int64_t shift);
+
 /* cffi:end */
 
 /* ------------------------------------------------------------------------

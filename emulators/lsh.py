@@ -3,6 +3,7 @@
 - :func:`simhash`: the buckets (n, L) of the rows of an EmuArray (its integer codes) or of
   an integer array, by a :class:`~lowbit.numerics.lsh.SimHash` (exact integer sums: the
   same on every backend and the reference);
+- :func:`dwta`: the same by densified winner-take-all hashing (:class:`~lowbit.numerics.lsh.DWTA`);
 - :class:`Tables` / :func:`build_tables`: L tables in a compact sorted layout -- per table
   the neuron ids sorted by bucket (a stable counting sort, ascending id within a bucket)
   and ``offsets`` (L, 2**K + 1) into them -- O(L (N + 2**K)) integers instead of SLIDE's
@@ -18,7 +19,7 @@ import numpy as np
 
 from lowbit.emulators.array import EmuArray, contiguous, kernel_codes
 from lowbit.emulators.backends import get_backend
-from lowbit.numerics.lsh import SimHash
+from lowbit.numerics.lsh import DWTA, SimHash
 
 LIMIT = 1 << 62
 
@@ -50,12 +51,30 @@ def simhash(x, spec: SimHash, *, backend: str | None = None) -> np.ndarray:
     return get_backend(backend).simhash(c, idx, sign, spec.bits, spec.tables)
 
 
+def dwta(x, spec: DWTA, *, backend: str | None = None) -> np.ndarray:
+    """Buckets (n, L) int64 of the n rows of ``x`` (n, spec.dim) by densified
+    winner-take-all hashing, see numerics/lsh.py (comparisons only: no overflow)."""
+    if not isinstance(spec, DWTA):
+        raise TypeError(f"dwta: spec must be a DWTA, got {spec!r}")
+    c = _codes(x)
+    if c.ndim != 2 or c.shape[1] != spec.dim:
+        raise ValueError(f"dwta: rows of shape {c.shape}, expected (n, {spec.dim})")
+    return get_backend(backend).dwta(c, np.ascontiguousarray(spec.bins()),
+                                     np.ascontiguousarray(spec.probes()), spec.bits, spec.tables,
+                                     spec.shift)
+
+
+def lsh_hash(x, spec: "SimHash | DWTA", *, backend: str | None = None) -> np.ndarray:
+    """:func:`simhash` or :func:`dwta`, by the spec's family."""
+    return (dwta if isinstance(spec, DWTA) else simhash)(x, spec, backend=backend)
+
+
 @dataclass(frozen=True)
 class Tables:
     """L hash tables of N ids: table t's bucket b holds ``ids[t, offsets[t, b]:offsets[t, b+1]]``."""
 
-    spec: SimHash
-    offsets: np.ndarray  # (L, 2**K + 1) int64
+    spec: "SimHash | DWTA"
+    offsets: np.ndarray  # (L, buckets + 1) int64
     ids: np.ndarray      # (L, N) int64
 
     @property
@@ -84,7 +103,7 @@ class Tables:
         return np.unique(parts, return_counts=True)
 
 
-def build_tables(buckets: np.ndarray, spec: SimHash) -> Tables:
+def build_tables(buckets: np.ndarray, spec: "SimHash | DWTA") -> Tables:
     """The tables of N neurons whose buckets (N, L) are given (e.g. ``simhash(W_aug, spec)``)."""
     b = np.asarray(buckets, np.int64)
     if b.ndim != 2 or b.shape[1] != spec.tables:

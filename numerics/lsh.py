@@ -87,3 +87,87 @@ def _projections(spec: SimHash) -> tuple[np.ndarray, np.ndarray]:
     idx.setflags(write=False)
     sign.setflags(write=False)
     return idx, sign
+
+
+DENSIFY_SALT = 0xD3A5_1F1E_D0B1_0C5E
+DENSIFY_PROBES = 100
+
+
+@dataclass(frozen=True)
+class DWTA:
+    """Densified winner-take-all hashing (SLIDE's ``DensifiedWtaHash.cpp``) on integer codes.
+
+    K = ``bits`` codes per table, L = ``tables``. ``permutations`` = ceil(K L / (dim // bin))
+    random permutations of the coordinates (from the counter RNG: coordinate order by
+    random_u64(seed, p * dim + c)) are cut into bins of ``bin`` coordinates (a remainder is
+    unused); hash h = l * K + j is bin h of that sequence. Its code is the position (0 ..
+    bin - 1) of the largest **non-zero** code in the bin (the first one on ties); a bin with
+    no non-zero code is densified: probe c = 0 .. 99 looks at bin
+    random_u64(seed ^ DENSIFY_SALT, h * 128 + c) mod (number of bins) and takes its code if
+    it has one (else 0 after 100 probes). Bucket of table l: sum_j code_j << ((K - 1 - j) *
+    ``shift``): ``shift`` = 3 concatenates 3-bit codes (bin 8), the released code's 2 (its
+    floor(ln 8)) overlaps them (9,556 of 2^18 indices reachable at K = 6).
+    """
+
+    bits: int
+    tables: int
+    dim: int
+    bin: int = 8
+    shift: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, v, lo, hi in (("bits", self.bits, 1, 16), ("tables", self.tables, 1, 1 << 16),
+                                ("dim", self.dim, 1, 1 << 24), ("bin", self.bin, 2, 256),
+                                ("shift", self.shift, 1, 8)):
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"DWTA.{name} must be an integer in {lo}..{hi}, got {v!r}")
+        if self.dim < self.bin:
+            raise ValueError(f"DWTA: dim {self.dim} is smaller than a bin ({self.bin})")
+        if (self.bits - 1) * self.shift + (self.bin - 1).bit_length() > 62:
+            raise ValueError("DWTA: bits x shift leaves no room in a 62-bit bucket index")
+        rng.check_seed(self.seed)
+
+    @property
+    def hashes(self) -> int:
+        return self.bits * self.tables
+
+    @property
+    def permutations(self) -> int:
+        """ceil(K L / bins per permutation), dim // bin bins per permutation."""
+        return -(-self.hashes // (self.dim // self.bin))
+
+    @property
+    def buckets(self) -> int:
+        """Size of the bucket index range, 1 + the largest index."""
+        top = self.bin - 1
+        return sum(top << ((self.bits - 1 - j) * self.shift) for j in range(self.bits)) + 1
+
+    def bins(self) -> np.ndarray:
+        """(number of bins, bin) int64: the coordinates of every bin, hash h = bin h."""
+        return _dwta_bins(self)
+
+    def probes(self) -> np.ndarray:
+        """(hashes, 100) int64: the bins an empty bin h looks at, in order."""
+        return _dwta_probes(self)
+
+
+@functools.lru_cache(maxsize=32)
+def _dwta_bins(spec: DWTA) -> np.ndarray:
+    P, D, b = spec.permutations, spec.dim, spec.bin
+    keys = _u64(spec.seed, np.arange(P * D, dtype=np.uint64).reshape(P, D))
+    perm = np.argsort(keys, axis=1, kind="stable").astype(np.int64)
+    per = D // b
+    out = perm[:, :per * b].reshape(P * per, b)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _dwta_probes(spec: DWTA) -> np.ndarray:
+    n_bins = _dwta_bins(spec).shape[0]
+    c = (np.arange(spec.hashes, dtype=np.uint64)[:, None] * np.uint64(128)
+         + np.arange(DENSIFY_PROBES, dtype=np.uint64)[None, :])
+    out = (_u64(spec.seed ^ DENSIFY_SALT, c) % np.uint64(n_bins)).astype(np.int64)
+    out.setflags(write=False)
+    return out

@@ -320,3 +320,10 @@ def simhash(codes, idx, sign, K, L):
     lib.lowbit_simhash(_p(out), _p(codes), codes.shape[0], codes.shape[1], _p(idx), _p(sign),
                        idx.shape[1], K, L)
     return out
+
+
+def dwta(codes, bins, probes, K, L, shift):
+    out = np.empty((codes.shape[0], L), np.int64)
+    _check(lib.lowbit_dwta(_p(out), _p(codes), codes.shape[0], codes.shape[1], _p(bins),
+                           bins.shape[0], bins.shape[1], _p(probes), probes.shape[1], K, L, shift))
+    return out

@@ -263,3 +263,9 @@ def simhash(codes, idx, sign, K, L):
     out = np.empty((codes.shape[0], L), np.int64)
     sized(lsh.simhash, codes.size * K * L)(codes, idx, sign, K, L, out)
     return out
+
+
+def dwta(codes, bins, probes, K, L, shift):
+    out = np.empty((codes.shape[0], L), np.int64)
+    sized(lsh.dwta, codes.size * L)(codes, bins, probes, K, L, shift, out)
+    return out

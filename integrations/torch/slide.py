@@ -26,7 +26,9 @@ Policies (``beta``: the active count a policy aims at per query):
 
 Hashing runs on integer codes (:mod:`lowbit.emulators.lsh`): rows and queries are cast
 into ``hash_format`` (a fixed-point format: a SimHash sum of float codes would not be a
-projection) unless the spec already stores them in one. Tables are rebuilt (rows re-hashed,
+projection) unless the spec already stores them in one. ``family="dwta"`` hashes by
+densified winner-take-all (SLIDE's Amazon setting) with ``dwta_shift`` 3 (true
+concatenation) or 2 (the released code's overlapping packing). Tables are rebuilt (rows re-hashed,
 same functions) on a schedule: every ``rebuild_every`` training batches, the period
 growing by ``rebuild_growth`` after each rebuild (1: fixed, SLIDE's code; > 1: the paper's
 exponential schedule), or ``rebuild="change"``: MONGOOSE's trigger, a rebuild when more than
@@ -43,12 +45,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from lowbit.emulators.lsh import Tables, build_tables, simhash
+from lowbit.emulators.lsh import Tables, build_tables, lsh_hash, simhash
 from lowbit.integrations.torch.carriers import from_carrier
 from lowbit.integrations.torch.functions import emulated_linear
 from lowbit.integrations.torch.spec import EmulationSpec
 from lowbit.numerics import Fixed, parse_format
-from lowbit.numerics.lsh import SimHash
+from lowbit.numerics.lsh import DWTA, SimHash
 
 POLICIES = ("union", "vanilla", "threshold", "topk", "random", "oracle")
 SCHEDULES = ("period", "change")
@@ -74,7 +76,8 @@ class SlideLinear(nn.Module):
                  min_active: int = 0, threshold: int = 2, hash_format: str = "fixed16.12",
                  rebuild: str = "period", rebuild_every: int = 50, rebuild_growth: float = 1.0,
                  change_threshold: float = 0.1, sketch_tables: int = 10, seed: int = 0,
-                 lsh_inference: bool = False, scope: str = "batch"):
+                 lsh_inference: bool = False, scope: str = "batch", family: str = "simhash",
+                 dwta_shift: int = 3):
         super().__init__()
         if policy not in POLICIES:
             raise ValueError(f"SlideLinear: policy must be one of {POLICIES}, got {policy!r}")
@@ -91,7 +94,10 @@ class SlideLinear(nn.Module):
         self.hash_fmt = parse_format(hash_format)
         if not isinstance(self.hash_fmt, Fixed):
             raise ValueError(f"SlideLinear: hash_format must be a fixed-point format, got {hash_format!r}")
-        self.lsh = SimHash(bits, tables, in_features + 1, seed=seed)
+        if family not in ("simhash", "dwta"):
+            raise ValueError(f"SlideLinear: family must be simhash or dwta, got {family!r}")
+        self.lsh = SimHash(bits, tables, in_features + 1, seed=seed) if family == "simhash" else \
+            DWTA(bits, tables, in_features + 1, shift=dwta_shift, seed=seed)
         self.sketch = SimHash(1, sketch_tables, in_features + 1, seed=seed ^ 0x5C37C4)
         self.policy, self.beta, self.min_active, self.threshold = policy, beta, min_active, threshold
         self.rebuild, self.rebuild_every, self.rebuild_growth = rebuild, rebuild_every, rebuild_growth
@@ -126,7 +132,7 @@ class SlideLinear(nn.Module):
         """Re-hash every row into the tables (same functions) and reset the change sketch."""
         t0 = time.perf_counter()
         rows = self.row_codes()
-        self.tables = build_tables(simhash(rows, self.lsh), self.lsh)
+        self.tables = build_tables(lsh_hash(rows, self.lsh), self.lsh)
         self.sketch_bits = simhash(rows, self.sketch)
         self.rebuild_log.append(Rebuild(self.batches, reason, time.perf_counter() - t0))
 
@@ -165,7 +171,7 @@ class SlideLinear(nn.Module):
             found = [np.argpartition(-row, k - 1)[:k] for row in logits]
         else:
             t0 = time.perf_counter()
-            buckets = simhash(self.query_codes(x), self.lsh)
+            buckets = lsh_hash(self.query_codes(x), self.lsh)
             t1 = time.perf_counter()
             self.timing["hash"] += t1 - t0
             for q in buckets:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lowbit.numerics.lsh import SimHash
+from lowbit.numerics.lsh import DWTA, SimHash
 
 
 def simhash(codes: np.ndarray, spec: SimHash) -> np.ndarray:
@@ -24,5 +24,37 @@ def simhash(codes: np.ndarray, spec: SimHash) -> np.ndarray:
                 h = t * K + j
                 s = sum(int(sg) * row[int(c)] for c, sg in zip(idx[h], sign[h]))
                 bucket |= (1 if s < 0 else 0) << (K - 1 - j)
+            out[r, t] = bucket
+    return out
+
+
+def _bin_code(row, coords) -> int | None:
+    """Position of the largest non-zero code among coords (first on ties), None if all zero."""
+    best, pos = None, None
+    for i, c in enumerate(coords):
+        v = row[int(c)]
+        if v != 0 and (best is None or v > best):
+            best, pos = v, i
+    return pos
+
+
+def dwta(codes: np.ndarray, spec: "DWTA") -> np.ndarray:
+    """Buckets (n, L) by densified winner-take-all hashing (see numerics/lsh.py)."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[1] != spec.dim:
+        raise ValueError(f"dwta: codes of shape {codes.shape}, expected (n, {spec.dim})")
+    bins, probes = spec.bins(), spec.probes()
+    K, L = spec.bits, spec.tables
+    out = np.zeros((codes.shape[0], L), np.int64)
+    for r, row in enumerate(codes.tolist()):
+        raw = [_bin_code(row, bins[b]) for b in range(bins.shape[0])]
+        for t in range(L):
+            bucket = 0
+            for j in range(K):
+                h = t * K + j
+                code = raw[h]
+                if code is None:
+                    code = next((raw[int(p)] for p in probes[h] if raw[int(p)] is not None), 0)
+                bucket += code << ((K - 1 - j) * spec.shift)
             out[r, t] = bucket
     return out

@@ -92,3 +92,49 @@ def test_bad_inputs():
         simhash(np.full((1, 8), 2**61), spec)
     with pytest.raises(ValueError, match="buckets must lie"):
         build_tables(np.full((2, 2), 16), spec)
+
+
+# --- DWTA ----------------------------------------------------------------------------------
+
+from lowbit.emulators.lsh import dwta  # noqa: E402
+from lowbit.numerics.lsh import DWTA  # noqa: E402
+from lowbit.numerics.reference.lsh import dwta as dwta_reference  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 8), st.integers(1, 6), st.integers(8, 40), st.sampled_from([4, 8]),
+       st.sampled_from([2, 3]), st.integers(0, 2**64 - 1), st.integers(0, 6),
+       st.sampled_from([0.0, 0.5, 0.95]), st.integers(0, 2**32))
+def test_dwta_backends_equal_the_reference(backend, K, L, dim, width, shift, seed, n, zeros, data_seed):
+    spec = DWTA(K, L, dim, width, shift, seed)
+    rs = np.random.default_rng(data_seed)
+    codes = rs.integers(-1000, 1000, (n, dim)) * (rs.random((n, dim)) >= zeros)  # sparse rows densify
+    got = dwta(codes, spec, backend=backend)
+    assert np.array_equal(got, dwta_reference(codes, spec))
+    assert got.min(initial=0) >= 0 and got.max(initial=0) < spec.buckets
+
+
+def test_dwta_semantics():
+    spec = DWTA(2, 3, 16, 8, 3, seed=1)
+    bins = spec.bins()
+    assert bins.shape[1] == 8 and bins.shape[0] >= spec.hashes
+    row = np.zeros((1, 16), np.int64)
+    assert dwta(row, spec).tolist() == [[0, 0, 0]]  # nothing non-zero anywhere: codes 0
+    b0 = bins[0]
+    row[0, b0[5]] = 7  # the only non-zero code of bin 0 is at position 5
+    row[0, b0[2]] = -9  # a negative code is smaller
+    out = dwta(row, spec)
+    assert out[0, 0] >> 3 == 5
+    # SLIDE's 2-bit packing shift at K = 6: 9,556 reachable bucket indices (the fact sheet)
+    assert DWTA(6, 50, 128, shift=2).buckets == 9556 and DWTA(6, 50, 128).buckets == 2**18
+
+
+def test_dwta_tables_and_bad_specs():
+    spec = DWTA(4, 3, 24, seed=2)
+    b = dwta(np.random.default_rng(0).integers(0, 50, (100, 24)), spec)
+    t = build_tables(b, spec)
+    assert t.loads().sum(axis=1).tolist() == [100] * 3
+    with pytest.raises(ValueError, match="smaller than a bin"):
+        DWTA(2, 2, 4, bin=8)
+    with pytest.raises(ValueError, match="DWTA.shift"):
+        DWTA(2, 2, 16, shift=0)

@@ -124,3 +124,10 @@ def test_sample_scope_keeps_each_samples_own_set():
         [list(active).index(lab[0]) for lab in labels])].mean()
     loss.backward()
     assert torch.isfinite(m.weight.grad).all()
+
+
+@pytest.mark.parametrize("shift", [2, 3])
+def test_dwta_family(shift):
+    m = layer(family="dwta", dwta_shift=shift, policy="union")
+    y, active = m(torch.randn(4, 16), [[1], [2], [3], [4]])
+    assert {1, 2, 3, 4} <= set(active.tolist()) and m.tables.offsets.shape[1] == m.lsh.buckets + 1

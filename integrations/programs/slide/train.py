@@ -55,6 +55,8 @@ class SlideConfig:
     hidden: int = 128
     policy: str = "union"
     scope: str = "sample"
+    family: str = "simhash"
+    dwta_shift: int = 3
     bits: int = 6
     tables: int = 20
     beta: int = 64
@@ -93,7 +95,7 @@ class XMCNet(nn.Module):
                                beta=cfg.beta, min_active=cfg.min_active, threshold=cfg.threshold,
                                rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
                                rebuild_growth=cfg.rebuild_growth, seed=cfg.seed,
-                               scope=cfg.scope)
+                               scope=cfg.scope, family=cfg.family, dwta_shift=cfg.dwta_shift)
         self.dense = cfg.policy == "dense"
 
     def hidden(self, s, rows: np.ndarray) -> torch.Tensor:
