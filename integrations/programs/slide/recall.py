@@ -59,7 +59,7 @@ def recall_table(run: Path, top: int = 10, queries: int = 500) -> str:
                      f"{f' (>= {cfg.threshold} buckets)' if pol == 'threshold' else ''} | "
                      f"{np.mean(sizes):,.0f} | {np.mean(sizes) / cfg.labels:.3f} | {np.mean(rec):.3f} | "
                      f"{np.mean(rnd):.3f} |")
-    lines += ["", f"Bucket loads (ids per bucket, {2 ** cfg.bits} buckets x {cfg.tables} tables): "
+    lines += ["", f"Bucket loads (ids per bucket, {layer.lsh.buckets:,} buckets x {cfg.tables} tables): "
               f"mean {loads.mean():.1f}, max {loads.max()}, empty {100 * (loads == 0).mean():.1f} %."]
     return "\n".join(lines) + "\n"
 
