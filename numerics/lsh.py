@@ -28,6 +28,13 @@ SIGN_SALT = 0x5EED_51C0_DE5A_17ED
 MAX_BITS = 24
 
 
+def _check_ints(family: str, fields) -> None:
+    """Each (name, value, lo, hi): an int (not a bool) in lo..hi, else ValueError."""
+    for name, v, lo, hi in fields:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"{family}.{name} must be an integer in {lo}..{hi}, got {v!r}")
+
+
 @dataclass(frozen=True)
 class SimHash:
     """K = ``bits`` per table, L = ``tables``, over vectors of ``dim`` coordinates, each
@@ -40,10 +47,8 @@ class SimHash:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, v, hi in (("bits", self.bits, MAX_BITS), ("tables", self.tables, 1 << 16),
-                            ("dim", self.dim, 1 << 24)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
-                raise ValueError(f"SimHash.{name} must be an integer in 1..{hi}, got {v!r}")
+        _check_ints("SimHash", (("bits", self.bits, 1, MAX_BITS), ("tables", self.tables, 1, 1 << 16),
+                                ("dim", self.dim, 1, 1 << 24)))
         if not 0 < self.density <= 1:
             raise ValueError(f"SimHash.density must be in (0, 1], got {self.density!r}")
         rng.check_seed(self.seed)
@@ -117,11 +122,9 @@ class DWTA:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, v, lo, hi in (("bits", self.bits, 1, 16), ("tables", self.tables, 1, 1 << 16),
-                                ("dim", self.dim, 1, 1 << 24), ("bin", self.bin, 2, 256),
-                                ("shift", self.shift, 1, 8)):
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"DWTA.{name} must be an integer in {lo}..{hi}, got {v!r}")
+        _check_ints("DWTA", (("bits", self.bits, 1, 16), ("tables", self.tables, 1, 1 << 16),
+                             ("dim", self.dim, 1, 1 << 24), ("bin", self.bin, 2, 256),
+                             ("shift", self.shift, 1, 8)))
         if self.dim < self.bin:
             raise ValueError(f"DWTA: dim {self.dim} is smaller than a bin ({self.bin})")
         if (self.bits - 1) * self.shift + (self.bin - 1).bit_length() > 62:

@@ -29,7 +29,8 @@ def recall_table(run: Path, top: int = 10, queries: int = 500) -> str:
     saved = load_checkpoint(Path(run) / "checkpoint.pt", lambda fh: torch.load(fh, weights_only=False))
     if saved is None:
         raise FileNotFoundError(f"{run}: no checkpoint of a lowbit train slide run")
-    cfg = SlideConfig(**saved["config"])
+    known = SlideConfig.__dataclass_fields__
+    cfg = SlideConfig(**{k: v for k, v in saved["config"].items() if k in known})
     task = make_xmc(cfg.labels, cfg.features, train=cfg.train, test=cfg.test, seed=cfg.seed)
     net = XMCNet(cfg)
     net.load_state_dict(saved["model"])

@@ -47,7 +47,6 @@ class SlideConfig:
     """One run (saved in summary.json)."""
 
     data: str = "xmc"
-    data_dir: str | None = None
     labels: int = 5000
     features: int = 20000
     train: int = 20000
