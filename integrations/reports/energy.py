@@ -43,7 +43,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from lowbit.integrations.torch.account import ROLES, OpAccount
-from lowbit.numerics import LNS, AccumulatorModel, Binary, Block, Exact, Fixed, Float, Interp, Table, Ternary, parse_accumulator, parse_format
+from lowbit.numerics import (LNS, AccumulatorModel, Binary, Block, Exact, Fixed, Float, Interp, Ternary,
+                             parse_accumulator, parse_format)
 from lowbit.numerics.gaussian_log import essential_zero, geometry
 
 DATA = Path(__file__).parent / "data" / "horowitz_45nm.toml"
