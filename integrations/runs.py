@@ -118,6 +118,27 @@ def save_checkpoint(path: Path | str, dump: Callable) -> Path:
     return path
 
 
+def _numpy_globals() -> list:
+    """The numpy names a checkpoint's arrays and scalars pickle to: constructors of arrays,
+    dtypes and scalars from their bytes, which run no other code."""
+    import numpy.dtypes
+
+    from numpy._core.multiarray import _reconstruct, scalar
+
+    dtypes = [getattr(numpy.dtypes, n) for n in numpy.dtypes.__all__]
+    return [_reconstruct, scalar, np.ndarray, np.dtype, *dtypes]
+
+
+def torch_load(fh):
+    """A checkpoint written by ``torch.save``, read with ``weights_only=True``: tensors,
+    numbers, strings, bytes, containers and numpy arrays/scalars, never arbitrary objects
+    (a crafted checkpoint cannot run code)."""
+    import torch
+
+    with torch.serialization.safe_globals(_numpy_globals()):
+        return torch.load(fh, weights_only=True)
+
+
 def load_checkpoint(path: Path | str, load: Callable, log=None):
     """The newest readable checkpoint at ``path`` (``load(fh)`` of it), else of
     :func:`previous` (``path`` damaged or missing), else None (no checkpoint: start

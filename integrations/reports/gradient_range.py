@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> str:
     markdown tables."""
     from lowbit.integrations.data import load_dataset
     from lowbit.integrations.programs.qnn.train import TrainConfig, build
-    from lowbit.integrations.runs import load_checkpoint
+    from lowbit.integrations.runs import load_checkpoint, torch_load
 
     p = argparse.ArgumentParser(prog="python -m lowbit.integrations.reports.gradient_range",
                                 description=__doc__.split("\n\n")[0])
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--batch", type=int, default=100)
     args = p.parse_args(argv)
     fmt = parse_format(args.format)
-    ck = load_checkpoint(args.run / "checkpoint.pt", lambda fh: torch.load(fh, weights_only=False))
+    ck = load_checkpoint(args.run / "checkpoint.pt", torch_load)
     if ck is None:
         p.error(f"RUN: {args.run} holds no readable checkpoint.pt (a `lowbit train qnn --out` "
                 "folder is expected)")

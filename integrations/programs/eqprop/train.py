@@ -48,7 +48,7 @@ import numpy as np
 import lowbit.emulators as E
 from lowbit.emulators import EmuArray
 from lowbit.integrations.data import Dataset, load_dataset
-from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
+from lowbit.integrations.runs import load_checkpoint, save_checkpoint, torch_load, write_run
 from lowbit.integrations.torch.spec import EmulationSpec
 from lowbit.integrations.torch.updates import MasterWeights, update_format
 from lowbit.numerics import LNS, Fixed, Format, rng
@@ -360,13 +360,12 @@ def evaluate(net: EPNet, ds_x: np.ndarray, ds_y: np.ndarray, batch: int = 500) -
 
 
 def train(cfg: EPConfig, progress: bool = True, max_epochs: int | None = None) -> dict:
-    """Train EP (resuming from ``cfg.out``/checkpoint.pkl); returns the summary.
+    """Train EP (resuming from ``cfg.out``/checkpoint.pt); returns the summary.
 
     ``cfg.format == "bp"`` trains the same architecture (clip(0, 1) hidden units, linear
     output, squared error) with backpropagation in float32 instead: the baseline of the EP table.
     """
-    import pickle
-
+    import torch
     from tqdm import tqdm
 
     ds = load_dataset(cfg.data, cfg.data_dir)
@@ -382,8 +381,8 @@ def train(cfg: EPConfig, progress: bool = True, max_epochs: int | None = None) -
     start = 0
     n_train = len(ds.y_train)
     memory = [np.zeros((n_train, n), np.float32) for n in cfg.arch[1:]] if cfg.persistent else None
-    ckpt = out / "checkpoint.pkl"
-    state = load_checkpoint(ckpt, pickle.load)
+    ckpt = out / "checkpoint.pt"
+    state = load_checkpoint(ckpt, torch_load)
     if state is not None:
         if state["config"] != _key(cfg):
             raise ValueError(f"{ckpt} belongs to another run; use another --out")
@@ -422,7 +421,7 @@ def train(cfg: EPConfig, progress: bool = True, max_epochs: int | None = None) -
         state = {"config": _key(cfg), "W": [_save(arith, w) for w in net.W],
                  "b": [_save(arith, b) for b in net.b], "arith": arith.state_dict(),
                  "metrics": metrics, "epoch": epoch + 1, "memory": memory}
-        save_checkpoint(ckpt, lambda fh: pickle.dump(state, fh))
+        save_checkpoint(ckpt, lambda fh: torch.save(state, fh))
         _write(cfg, metrics, out)
         if progress:
             print(f"EP {cfg.format} {cfg.data} seed {cfg.seed} epoch {epoch + 1}: train acc "
@@ -541,7 +540,7 @@ def _train_backprop(cfg: EPConfig, ds: Dataset, out: Path, progress: bool,
 
     ckpt = out / "checkpoint.pt"
     metrics, start = [], 0
-    st = load_checkpoint(ckpt, lambda fh: torch.load(fh, weights_only=False))
+    st = load_checkpoint(ckpt, torch_load)
     if st is not None:
         if st.get("config", _key(cfg)) != _key(cfg):  # (older checkpoints hold no config)
             raise ValueError(f"{ckpt} belongs to another run; use another --out")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import pickle
 import socket
 import time
 from dataclasses import asdict
@@ -35,7 +34,14 @@ from lowbit.integrations.programs.nodes.collective import accuracies
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig
 from lowbit.integrations.programs.nodes.protocol import BASELINES, shards
 from lowbit.integrations.programs.nodes.sync import SyncNode
-from lowbit.integrations.runs import atomic_write, load_checkpoint, save_checkpoint, write_text
+from lowbit.integrations.programs.nodes.wire import encode
+from lowbit.integrations.runs import (
+    atomic_write,
+    load_checkpoint,
+    save_checkpoint,
+    torch_load,
+    write_text,
+)
 
 NOTHING = b"-"
 
@@ -76,7 +82,7 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
     d = _node_dir(cfg, i)
     d.mkdir(parents=True, exist_ok=True)
     start = 0
-    st = load_checkpoint(d / "checkpoint.pkl", pickle.load) if restarted else None
+    st = load_checkpoint(d / "checkpoint.pt", torch_load) if restarted else None
     if st is not None:
         node.load(st["node"])
         start = st["round"]
@@ -107,10 +113,12 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
                     continue
                 raw = store.get(key)
                 if raw != NOTHING:
-                    msgs.append(pickle.loads(raw))
+                    msg = node.receive(raw, j, r - 1)
+                    if msg is not None:
+                        msgs.append(msg)
             node.deliver(msgs)
         msg = node.round(r)
-        store.set(f"m/{r}/{i}", NOTHING if msg is None else pickle.dumps(msg))
+        store.set(f"m/{r}/{i}", NOTHING if msg is None else encode(msg))
         done = r + 1
         if done % cfg.eval_every == 0 or done == cfg.rounds:
             _save(node, ds, d, done, time.perf_counter() - t0, dead, restarted)
@@ -119,10 +127,12 @@ def node_main(i: int, cfg_dict: dict, port: int, timeout: float, kill_at: int | 
 
 def _save(node, ds, d: Path, done: int, seconds: float, dead=(), restarted=False) -> None:
     """Node i's test predictions, checkpoint and counters after round ``done``."""
+    import torch
+
     probs = node.predict_proba(ds.x_test)
     atomic_write(d / f"probs_r{done}.npy", lambda fh: np.save(fh, probs))
     state = {"node": node.state(), "round": done}
-    save_checkpoint(d / "checkpoint.pkl", lambda fh: pickle.dump(state, fh))
+    save_checkpoint(d / "checkpoint.pt", lambda fh: torch.save(state, fh))
     write_text(d / f"counts_r{done}.json", json.dumps(
         {"round": done, **node.counts, "seconds": seconds, "dead_neighbours": sorted(dead),
          "restarted": restarted}))
@@ -159,13 +169,14 @@ def _sync_main(node: SyncNode, ds, d: Path) -> None:
 
 
 def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int] | None = None,
-                    restart: bool = False) -> dict:
+                    restart: bool = False, port: int | None = None) -> dict:
     """Run the network as ``cfg.nodes`` processes (from scratch: ``cfg.out``'s node
     folders are cleared); returns the per-evaluation-round metrics of :func:`collect`.
 
     ``kill`` maps a node to the round at which its process crashes (fault
     injection); with ``restart`` a crashed node is started again from its last
-    checkpoint once the crash is seen.
+    checkpoint once the crash is seen. ``port``: the store's TCP port on 127.0.0.1
+    (default: a free one).
     """
     import torch.multiprocessing as mp
 
@@ -177,7 +188,7 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("node*/*"):
         old.unlink()
-    port = free_port()
+    port = free_port() if port is None else port
     store = _store(port, cfg.nodes + 1, True, timeout)
     ctx = mp.get_context("spawn")
     kill = kill or {}
@@ -214,7 +225,7 @@ def collect(cfg: NodeConfig) -> dict:
     for r in rounds:
         files = [(_node_dir(cfg, i) / f"probs_r{r}.npy") for i in range(cfg.nodes)]
         present = [f.exists() for f in files]
-        probs = np.stack([np.load(f) if ok else np.zeros((len(ds.y_test), ds.n_classes))
+        probs = np.stack([np.load(f, allow_pickle=False) if ok else np.zeros((len(ds.y_test), ds.n_classes))
                           for f, ok in zip(files, present)])
         avg, coll = accuracies(probs, ds.y_test, present)
         counts = [json.loads((_node_dir(cfg, i) / f"counts_r{r}.json").read_text())

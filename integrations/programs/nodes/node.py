@@ -17,6 +17,7 @@ top-level features and the received ones.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import asdict, dataclass
 
@@ -34,8 +35,11 @@ from lowbit.integrations.programs.nodes.protocol import (
     message_bytes,
     ring_neighbours,
 )
+from lowbit.integrations.programs.nodes.wire import Expect, WireError, decode, encode
 from lowbit.integrations.torch import EmulationSpec, swap_layers
 from lowbit.numerics import LNS, Fixed, parse_format
+
+log = logging.getLogger("lowbit.nodes")
 
 
 @dataclass
@@ -173,7 +177,7 @@ class Node:
         self.epoch, self.cursor = 0, 0
         self.order = self._order()
         self.counts = {"rounds": 0, "from_shard": 0, "from_inbox": 0, "broadcasts": 0,
-                       "dropped": 0, "bytes_images": 0, "bytes_payload": 0}
+                       "dropped": 0, "rejected": 0, "bytes_images": 0, "bytes_payload": 0}
 
     def _order(self) -> np.ndarray:
         return np.random.default_rng([self.cfg.seed, self.i, 2, self.epoch]).permutation(self.shard)
@@ -254,16 +258,37 @@ class Node:
                 out.append(torch.softmax(self.model(torch.from_numpy(x[i:i + batch]))[0], 1).double())
         return torch.cat(out).numpy()
 
+    def expect(self, sender: int, rnd: int) -> Expect:
+        """What a message of this run from ``sender`` in round ``rnd`` must look like."""
+        cols = {"logits": self.ds.n_classes, "features": self.cfg.hidden}.get(self.cfg.share, 0)
+        kind = self.cfg.share if self.cfg.share in SHARES[1:] else "labels"
+        return Expect(sender=sender, round=rnd, kind=kind, features=self.ds.n_features,
+                      classes=self.ds.n_classes, columns=cols, max_batch=self.cfg.batch)
+
+    def receive(self, raw: bytes, sender: int, rnd: int) -> Message | None:
+        """The message in ``raw`` (read under ``sender``'s key for round ``rnd``), or None
+        when it breaks the schema: dropped, counted in ``rejected`` and logged once."""
+        try:
+            return decode(raw, self.expect(sender, rnd))
+        except WireError as e:
+            self.counts["rejected"] += 1
+            log.warning("node %d: dropped a malformed message under node %d round %d: %s",
+                        self.i, sender, rnd, e)
+            return None
+
     def state(self) -> dict:
+        """Everything to resume the node: tensors, numbers and wire bytes only (loadable by
+        ``torch.load(weights_only=True)``)."""
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "rng": self.rng.bit_generator.state, "inbox": list(self.inbox),
+                "rng": self.rng.bit_generator.state,
+                "inbox": [(m.sender, m.round, encode(m)) for m in self.inbox],
                 "epoch": self.epoch, "cursor": self.cursor, "counts": dict(self.counts)}
 
     def load(self, st: dict) -> None:
         self.model.load_state_dict(st["model"])
         self.opt.load_state_dict(st["opt"])
         self.rng.bit_generator.state = st["rng"]
-        self.inbox = deque(st["inbox"])
+        self.inbox = deque(decode(raw, self.expect(s, r)) for s, r, raw in st["inbox"])
         self.epoch, self.cursor = st["epoch"], st["cursor"]
         self.order = self._order()
         self.counts = dict(st["counts"])

@@ -2,22 +2,25 @@
 
 Writes ``metrics.csv`` (every ``eval_every`` rounds: the nodes' mean test
 accuracy, the collective decision's, and the bytes sent so far), ``curve.png``,
-``summary.json`` and ``checkpoint.pkl`` (every node's state and the messages in
-flight) into ``out``; a rerun resumes from the checkpoint.
+``summary.json`` and ``checkpoint.pt`` (every node's state and the messages in
+flight, as tensors, numbers and wire bytes: it loads with ``torch.load(weights_only=True)``,
+never as arbitrary pickled objects) into ``out``; a rerun resumes from the checkpoint.
 """
 
 from __future__ import annotations
 
-import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+import torch
 
 from lowbit.integrations.data import load_dataset
 from lowbit.integrations.programs.nodes.collective import accuracies
 from lowbit.integrations.programs.nodes.node import NodeConfig
 from lowbit.integrations.programs.nodes.simulated import build_nodes, node_probs, run_rounds
-from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
+from lowbit.integrations.programs.nodes.wire import decode, encode
+from lowbit.integrations.runs import load_checkpoint, save_checkpoint, torch_load, write_run
 
 
 def evaluate(nodes, ds, alive=None) -> dict:
@@ -37,18 +40,18 @@ def totals(nodes) -> dict:
 
 def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
           timeout: float = 60.0, kill: dict[int, int] | None = None,
-          restart: bool = False) -> dict:
+          restart: bool = False, port: int | None = None) -> dict:
     """Run the network and write its results into ``cfg.out``; returns the summary.
 
     ``runtime="simulated"``: all nodes in this process, resuming from
-    ``checkpoint.pkl``. ``runtime="gloo"``: one process per node
+    ``checkpoint.pt``. ``runtime="gloo"``: one process per node
     (:func:`lowbit.integrations.programs.nodes.distributed.run_distributed`, with its fault
     injection ``kill`` / ``restart`` and message ``timeout``), from scratch.
     """
     if runtime == "gloo":
         from lowbit.integrations.programs.nodes.distributed import run_distributed
 
-        metrics = run_distributed(cfg, timeout=timeout, kill=kill, restart=restart)
+        metrics = run_distributed(cfg, timeout=timeout, kill=kill, restart=restart, port=port)
         out = Path(cfg.out)
         if metrics:
             _write(cfg, metrics, out)
@@ -62,15 +65,16 @@ def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     nodes = build_nodes(cfg, ds)
-    ckpt = out / "checkpoint.pkl"
+    ckpt = out / "checkpoint.pt"
     start, sent, metrics, seconds = 0, [], [], 0.0
-    st = load_checkpoint(ckpt, pickle.load)
+    st = load_checkpoint(ckpt, torch_load)
     if st is not None:
         if st["config"] != cfg.key():
             raise ValueError(f"{ckpt} belongs to another run; use another --out")
         for node, ns in zip(nodes, st["nodes"]):
             node.load(ns)
-        start, sent, metrics, seconds = st["round"], st["sent"], st["metrics"], st["seconds"]
+        start, metrics, seconds = st["round"], st["metrics"], st["seconds"]
+        sent = [decode(raw, nodes[0].expect(s, r)) for s, r, raw in st["sent"]]
     bar = tqdm(total=cfg.rounds, initial=start, disable=not progress, unit="round",
                desc=f"{cfg.nodes} nodes, share {cfg.share}")
     t0 = time.perf_counter()
@@ -85,8 +89,9 @@ def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
             metrics.append(row)
             bar.set_postfix(avg=f"{row['avg_acc']:.3f}", coll=f"{row['coll_acc']:.3f}")
             state = {"config": cfg.key(), "nodes": [n.state() for n in nodes], "round": r,
-                     "sent": last_sent, "metrics": metrics, "seconds": seconds}
-            save_checkpoint(ckpt, lambda fh: pickle.dump(state, fh))
+                     "sent": [(m.sender, m.round, encode(m)) for m in last_sent],
+                     "metrics": metrics, "seconds": seconds}
+            save_checkpoint(ckpt, lambda fh: torch.save(state, fh))
             _write(cfg, metrics, out)
             t0 = time.perf_counter()
 

@@ -68,7 +68,7 @@ from lowbit.integrations.programs.qnn import (  # noqa: F401
     QNN_RECIPES,
     RECIPES,
 )
-from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
+from lowbit.integrations.runs import load_checkpoint, save_checkpoint, torch_load, write_run
 from lowbit.integrations.torch import EmulationSpec, QuantAct, swap_layers
 from lowbit.integrations.torch.loss_scaling import LossScaler
 from lowbit.integrations.torch.optim import EmulatedSGD
@@ -300,7 +300,7 @@ def train(cfg: TrainConfig, progress: bool = True, max_epochs: int | None = None
     ckpt_path = out / "checkpoint.pt"
     metrics: list[dict] = []
     start = 0
-    ckpt = load_checkpoint(ckpt_path, lambda fh: torch.load(fh, weights_only=False))
+    ckpt = load_checkpoint(ckpt_path, torch_load)
     if ckpt is not None:
         stored = {"loss_scale": "none", **ckpt["config"]}  # runs from before loss scaling
         if stored != _config_key(cfg):

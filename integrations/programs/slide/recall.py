@@ -19,14 +19,14 @@ import numpy as np
 import torch
 
 from lowbit.integrations.programs.slide.train import SlideConfig, XMCNet
-from lowbit.integrations.runs import load_checkpoint
+from lowbit.integrations.runs import load_checkpoint, torch_load
 from lowbit.integrations.synthetic_xmc import make_xmc
 
 POLICIES = ("union", "vanilla", "threshold", "topk", "oracle")
 
 
 def recall_table(run: Path, top: int = 10, queries: int = 500) -> str:
-    saved = load_checkpoint(Path(run) / "checkpoint.pt", lambda fh: torch.load(fh, weights_only=False))
+    saved = load_checkpoint(Path(run) / "checkpoint.pt", torch_load)
     if saved is None:
         raise FileNotFoundError(f"{run}: no checkpoint of a lowbit train slide run")
     known = SlideConfig.__dataclass_fields__

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lowbit.integrations.runs import load_checkpoint, save_checkpoint, write_run
+from lowbit.integrations.runs import load_checkpoint, save_checkpoint, torch_load, write_run
 from lowbit.integrations.synthetic_xmc import make_xmc
 from lowbit.integrations.torch import emulated_linear
 from lowbit.integrations.torch.slide import POLICIES, LazyAdam, SlideLinear, active_targets
@@ -144,7 +144,7 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
     lazy_opt = LazyAdam(net.out, cfg.lr) if lazy else None
     metrics: list[dict] = []
     ckpt = out / "checkpoint.pt"
-    saved = load_checkpoint(ckpt, lambda fh: torch.load(fh, weights_only=False))
+    saved = load_checkpoint(ckpt, torch_load)
     if saved is not None and saved["config"] == asdict(cfg):
         net.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])

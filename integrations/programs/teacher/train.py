@@ -52,6 +52,7 @@ from lowbit.integrations.runs import (
     load_checkpoint,
     previous,
     save_checkpoint,
+    torch_load,
     write_run,
     write_text,
 )
@@ -172,7 +173,7 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
     d = Path(cfg.teacher_dir) / f"{cfg.data}-seed{cfg.seed}"
     model = mlp([ds.n_features, cfg.teacher_hidden, cfg.teacher_hidden, ds.n_classes],
                 cfg.teacher_dropout)
-    st = load_checkpoint(d / "teacher.pt", lambda fh: torch.load(fh, weights_only=False))
+    st = load_checkpoint(d / "teacher.pt", torch_load)
     if st is not None:
         if st["key"] == key:
             model.load_state_dict(st["model"])
@@ -186,7 +187,7 @@ def train_teacher(cfg: TeacherConfig, data: Split, ds: Dataset, progress: bool =
     state = {"epoch": 0, "best": -1.0, "best_state": None, "since": 0, "drops": 0, "log": [],
              "done": False}
     ckpt = d / "teacher-checkpoint.pt"
-    saved = load_checkpoint(ckpt, lambda fh: torch.load(fh, weights_only=False))
+    saved = load_checkpoint(ckpt, torch_load)
     if saved is not None:
         if saved["key"] == key:
             model.load_state_dict(saved["model"])

@@ -77,14 +77,14 @@ def test_learns_above_chance(fmt, tmp_path):
 
 @pytest.mark.parametrize("fmt, update", [("fixed12.10", "stochastic"), ("lns5.7", "kahan")])
 def test_bit_identical_across_backends_and_resume(fmt, update, tmp_path):
-    import pickle
+    from lowbit.integrations.runs import torch_load
 
     a = train(_tiny(fmt, tmp_path / "numba", update=update, backend="numba"), progress=False)
     b = train(_tiny(fmt, tmp_path / "c", update=update, backend="c"), progress=False)
     train(_tiny(fmt, tmp_path / "cut", update=update), progress=False, max_epochs=1)
     c = train(_tiny(fmt, tmp_path / "cut", update=update), progress=False)
     assert a["test_acc"] == b["test_acc"] == c["test_acc"]
-    wa, wb, wc = (pickle.loads((tmp_path / d / "checkpoint.pkl").read_bytes())["W"]
+    wa, wb, wc = (torch_load(open(tmp_path / d / "checkpoint.pt", "rb"))["W"]
                   for d in ("numba", "c", "cut"))
     for x, y, z in zip(wa, wb, wc):
         assert np.array_equal(x, y) and np.array_equal(x, z)

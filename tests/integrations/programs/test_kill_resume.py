@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 import torch
 
 from lowbit.integrations import cli
-from lowbit.integrations.runs import load_checkpoint, previous
+from lowbit.integrations.runs import load_checkpoint, previous, torch_load
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 
@@ -29,17 +28,17 @@ PROGRAMS = {
     "qnn": (["train", "qnn", "--format", "lns-kahan", "--data", "digits", "--hidden", "32",
              "--epochs", "3", "--quiet"], "checkpoint.pt", 3, lambda st: st["epoch"]),
     "eqprop": (["train", "eqprop", "--format", "fixed12.10", "--arch", "64-32-10",
-                "--epochs", "3", "--data", "digits", "--quiet"], "checkpoint.pkl", 3,
+                "--epochs", "3", "--data", "digits", "--quiet"], "checkpoint.pt", 3,
                lambda st: st["epoch"]),
     "nodes": (["train", "nodes", "--nodes", "3", "--share", "logits", "--rounds", "60",
                "--eval-every", "20", "--hidden", "16", "--data", "digits", "--quiet"],
-              "checkpoint.pkl", 3, lambda st: st["round"] // 20),
+              "checkpoint.pt", 3, lambda st: st["round"] // 20),
 }
 
 
 def _load(path: Path):
     def read(fh):
-        return torch.load(fh, weights_only=False) if path.suffix == ".pt" else pickle.load(fh)
+        return torch_load(fh)
     return load_checkpoint(path, read)
 
 
