@@ -350,6 +350,7 @@ def _train_nodes(args) -> Path:
                        f"{args.nodes - 1} (or -1 for all), got {args.neighbours}")
     if args.runtime != "gloo" and (args.kill or args.restart):
         raise CliError("train nodes: argument --kill/--restart: needs --runtime gloo")
+    # (under torchrun --kill crashes that rank's process; torchrun then stops its host)
     for node, _ in args.kill:
         if node >= args.nodes:
             raise CliError(f"train nodes: argument --kill: node {node} does not exist "
@@ -361,8 +362,16 @@ def _train_nodes(args) -> Path:
                      batch=args.batch, lr=args.lr, rounds=args.steps, eval_every=args.eval_every,
                      inbox_cap=args.inbox_cap, qsgd_levels=args.qsgd_levels, data=args.data,
                      data_dir=args.data_dir, seed=args.seed, out=str(args.out))
-    s = train(cfg, progress=not args.quiet, runtime=args.runtime, timeout=args.timeout,
-              kill=dict(args.kill), restart=args.restart)
+    from lowbit.integrations.programs.nodes.distributed import RendezvousError
+
+    try:
+        s = train(cfg, progress=not args.quiet, runtime=args.runtime, timeout=args.timeout,
+                  kill=dict(args.kill), restart=args.restart)
+    except RendezvousError as e:
+        raise CliError(f"train nodes: {e}") from None
+    if s is None:  # a torchrun node other than rank 0: node 0 writes the run's results
+        print(f"node {os.environ.get('RANK')} finished; node 0 writes the results")
+        return args.out / "summary.json"
     print(f"after {s['rounds_done']} steps per node: mean accuracy {s['avg_acc']:.4f}, "
           f"collective decision {s['coll_acc']:.4f} ({s['alive']} nodes), "
           f"{s['bytes_payload']} payload bytes + {s['bytes_images']} image bytes sent")

@@ -46,15 +46,27 @@ def train(cfg: NodeConfig, progress: bool = True, runtime: str = "simulated",
     ``runtime="simulated"``: all nodes in this process, resuming from
     ``checkpoint.pt``. ``runtime="gloo"``: one process per node
     (:func:`lowbit.integrations.programs.nodes.distributed.run_distributed`, with its fault
-    injection ``kill`` / ``restart`` and message ``timeout``), from scratch.
+    injection ``kill`` / ``restart`` and message ``timeout``), from scratch; started by
+    ``torchrun`` (RANK and WORLD_SIZE set), this process is one node
+    (:func:`~lowbit.integrations.programs.nodes.distributed.run_launched`) and only rank 0
+    returns the summary (the others return None).
     """
     if runtime == "gloo":
-        from lowbit.integrations.programs.nodes.distributed import run_distributed
+        from lowbit.integrations.programs.nodes.distributed import (
+            launched_rank,
+            run_distributed,
+            run_launched,
+        )
+
+        if launched_rank() is not None:  # one node of a torchrun launch
+            if restart:
+                raise ValueError("restart is the built-in launcher's; under torchrun use "
+                                 "its --max-restarts")
+            metrics = run_launched(cfg, timeout=timeout, kill=kill)
+            return summary(cfg, metrics) if metrics is not None else None
 
         metrics = run_distributed(cfg, timeout=timeout, kill=kill, restart=restart, port=port)
-        out = Path(cfg.out)
-        if metrics:
-            _write(cfg, metrics, out)
+        write_outputs(cfg, metrics)
         return summary(cfg, metrics)
     if runtime != "simulated":
         raise ValueError(f"runtime must be 'simulated' or 'gloo', got {runtime!r}")
@@ -111,6 +123,13 @@ def summary(cfg: NodeConfig, metrics: list[dict]) -> dict:
             "avg_acc": last.get("avg_acc"), "coll_acc": last.get("coll_acc"),
             "bytes_payload": last.get("bytes_payload"), "bytes_images": last.get("bytes_images"),
             "seconds": last.get("seconds"), "alive": last.get("alive", cfg.nodes)}
+
+
+def write_outputs(cfg: NodeConfig, metrics: list[dict]) -> None:
+    """metrics.csv, summary.json and curve.png of a run into ``cfg.out`` (nothing before the
+    first evaluation)."""
+    if metrics:
+        _write(cfg, metrics, Path(cfg.out))
 
 
 def _write(cfg: NodeConfig, metrics: list[dict], out: Path) -> None:

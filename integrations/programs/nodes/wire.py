@@ -34,6 +34,7 @@ array([1, 0])
 
 from __future__ import annotations
 
+import json
 import struct
 from dataclasses import dataclass
 
@@ -130,3 +131,46 @@ def decode(raw: bytes, expect: Expect) -> Message:
             raise WireError("non-finite values")
         msg.values = values
     return msg
+
+
+REPORT_MAGIC = b"LBNR"
+REPORT_HEADER = struct.Struct("<4sIII")  # magic, JSON bytes, rows, columns
+MAX_REPORT_JSON = 1 << 16
+
+
+def encode_report(probs: np.ndarray, counts: dict) -> bytes:
+    """A node's evaluation for the collector: its counters (a flat JSON object of numbers,
+    booleans and lists of numbers) and its test-set probabilities (rows x classes, float64)."""
+    text = json.dumps(counts, sort_keys=True).encode("utf-8")
+    probs = np.ascontiguousarray(probs, dtype="<f8")
+    return REPORT_HEADER.pack(REPORT_MAGIC, len(text), *probs.shape) + text + probs.tobytes()
+
+
+def decode_report(raw: bytes, rows: int, columns: int) -> tuple[np.ndarray, dict]:
+    """(probs, counts) of :func:`encode_report`'s bytes, checked: magic, the expected shape,
+    the exact length, a JSON object of at most 64 KiB whose values are numbers, booleans or
+    lists of numbers, and probabilities in [0, 1]. Else :class:`WireError`."""
+    if len(raw) < REPORT_HEADER.size:
+        raise WireError(f"{len(raw)} bytes: shorter than the report header")
+    magic, n_json, r, c = REPORT_HEADER.unpack_from(raw)
+    if magic != REPORT_MAGIC:
+        raise WireError(f"bad report magic {magic!r}")
+    if (r, c) != (rows, columns) or n_json > MAX_REPORT_JSON:
+        raise WireError(f"report of {r} x {c} with {n_json} JSON bytes, expected "
+                        f"{rows} x {columns} and at most {MAX_REPORT_JSON}")
+    if len(raw) != REPORT_HEADER.size + n_json + 8 * r * c:
+        raise WireError(f"{len(raw)} report bytes, the header announces "
+                        f"{REPORT_HEADER.size + n_json + 8 * r * c}")
+    try:
+        counts = json.loads(raw[REPORT_HEADER.size:REPORT_HEADER.size + n_json])
+    except ValueError as e:
+        raise WireError(f"report counters are not JSON: {e}") from None
+    ok = (int, float, bool)
+    if not isinstance(counts, dict) or not all(
+            isinstance(v, ok) or isinstance(v, list) and all(isinstance(x, ok) for x in v)
+            for v in counts.values()):
+        raise WireError("report counters must be a JSON object of numbers and lists of numbers")
+    probs = np.frombuffer(raw, "<f8", r * c, REPORT_HEADER.size + n_json).reshape(r, c)
+    if not (np.isfinite(probs).all() and (probs >= 0).all() and (probs <= 1).all()):
+        raise WireError("report probabilities outside [0, 1]")
+    return probs.astype(np.float64), counts

@@ -94,8 +94,9 @@ def test_crafted_store_messages_are_dropped_and_the_run_finishes(tmp_path):
     port = free_port()
 
     def attacker():  # another process on the network that can reach the store's port
-        store = dist.TCPStore("127.0.0.1", port, 5, False,
-                              timeout=datetime.timedelta(seconds=60), wait_for_workers=False)
+        store = dist.PrefixStore("lowbit", dist.TCPStore(
+            "127.0.0.1", port, None, False, timeout=datetime.timedelta(seconds=60),
+            wait_for_workers=False))
         for key, raw in planted.items():
             store.set(key, raw)
 
