@@ -163,10 +163,10 @@ def loss_scale(text: str) -> str:
 
 
 def message_format(text: str) -> str:
-    """float32, or a fixed or LNS format for logits/features on the wire."""
+    """float32 (or float64), or a fixed or LNS format for values on the wire."""
     from lowbit.numerics import LNS, Fixed, parse_format
 
-    if text == "float32":
+    if text in ("float32", "float64"):
         return text
     fmt(text)
     if not isinstance(parse_format(text), (Fixed, LNS)):
@@ -360,7 +360,9 @@ def _train_nodes(args) -> Path:
                      consume_p=args.consume_p, format=args.format,
                      message_format=args.message_format, model=args.model, hidden=args.hidden,
                      batch=args.batch, lr=args.lr, rounds=args.steps, eval_every=args.eval_every,
-                     inbox_cap=args.inbox_cap, qsgd_levels=args.qsgd_levels, data=args.data,
+                     inbox_cap=args.inbox_cap, qsgd_levels=args.qsgd_levels,
+                     local_steps=args.local_steps, local_from=args.local_from,
+                     optimizer=args.optimizer, data=args.data,
                      data_dir=args.data_dir, seed=args.seed, out=str(args.out))
     from lowbit.integrations.programs.nodes.distributed import RendezvousError
 
@@ -546,12 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = tsub.add_parser("nodes", help="communicating nodes",
                         description="N nodes train on private shards and share labels, logits "
                         "or features with their ring neighbours (Lacaille 2018); or the "
-                        "data-parallel baselines: sync (float32 all-reduce) and qsgd.")
+                        "data-parallel baselines: sync (float32 all-reduce), qsgd and localsgd (model "
+                        "averaging every H steps).")
     p.add_argument("--nodes", type=count(1), default=10)
     p.add_argument("--neighbours", type=count(-1), default=-1,
                    help="K nearest on the ring (0..nodes-1); -1: all others")
     p.add_argument("--share", default="labels",
-                   choices=("none", "labels", "logits", "features", "sync", "qsgd"))
+                   choices=("none", "labels", "logits", "features", "sync", "qsgd", "localsgd"))
     p.add_argument("--temperature", type=real(0.0, low_open=True), default=1.0,
                    help="softens received logits (> 0)")
     p.add_argument("--broadcast-p", type=real(0.0, 1.0, allow=(-1.0,)), default=-1.0,
@@ -560,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probability of training on the inbox rather than the shard, in [0, 1]")
     p.add_argument("--format", type=spec(), default="float", help="the node models' emulation spec")
     p.add_argument("--message-format", type=message_format, default="float32",
-                   help="logits/features on the wire: float32, fixedB.F or lnsI.F")
+                   help="logits/features (localsgd: parameters) on the wire: float32, float64, "
+                        "fixedB.F or lnsI.F")
     p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
     p.add_argument("--hidden", type=count(1), default=256, help="units of the feature layer(s)")
     p.add_argument("--batch", type=count(1), default=32)
@@ -572,6 +576,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inbox-cap", type=count(1), default=64, help="messages an inbox holds")
     p.add_argument("--qsgd-levels", type=int_range(1, 127), default=127,
                    help="QSGD levels s (1..127)")
+    p.add_argument("--local-steps", type=count(1), default=1, metavar="H",
+                   help="localsgd: steps between model averages (H >= 1; 1 = sync SGD)")
+    p.add_argument("--local-from", type=count(0), default=0, metavar="STEP",
+                   help="localsgd: average every step until STEP, then every H (post-local SGD)")
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),
+                   help="every node's optimizer (sgd: plain, no momentum)")
     p.add_argument("--runtime", default="simulated", choices=("simulated", "gloo"))
     p.add_argument("--timeout", type=real(0.0, low_open=True), default=60.0,
                    help="gloo: seconds before a silent neighbour is declared dead")

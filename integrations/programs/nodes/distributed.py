@@ -181,6 +181,17 @@ def _sync_main(node: SyncNode, ds, d: Path, store) -> None:
     cfg, n = node.cfg, node.cfg.nodes
     t0 = time.perf_counter()
     for r in range(cfg.rounds):
+        if cfg.share == "localsgd":
+            node.local_step()
+            if node.averages_after(r):
+                flat = node.wire_params()
+                dist.all_reduce(flat)
+                node.set_params(flat / n)
+                node.count_average()
+            done = r + 1
+            if done % cfg.eval_every == 0 or done == cfg.rounds:
+                _save(node, ds, d, store, done, time.perf_counter() - t0)
+            continue
         g = node.gradient()
         if cfg.share == "sync":
             dist.all_reduce(g)

@@ -62,6 +62,10 @@ class NodeConfig:
     eval_every: int = 250
     inbox_cap: int = 64
     qsgd_levels: int = 127  # share "qsgd": s levels per sign (8 bits with the sign)
+    local_steps: int = 1  # share "localsgd": H, steps between model averages
+    local_from: int = 0  # share "localsgd": average every step before this one (post-local SGD)
+    optimizer: str = "adam"  # "adam" or "sgd" (plain, no momentum)
+    dtype: str = "float32"  # the models' float dtype: "float32" or "float64"
     data: str = "digits"
     data_dir: str | None = None
     seed: int = 0
@@ -72,6 +76,14 @@ class NodeConfig:
             raise ValueError(f"share must be one of {SHARES + BASELINES}, got {self.share!r}")
         if self.model not in ("mlp", "cnn"):
             raise ValueError(f"model must be 'mlp' or 'cnn', got {self.model!r}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.local_steps < 1:
+            raise ValueError(f"local_steps (H) must be >= 1, got {self.local_steps}")
+        if self.local_from < 0:
+            raise ValueError(f"local_from must be >= 0, got {self.local_from}")
         if self.qsgd_levels < 1:
             raise ValueError(f"qsgd_levels must be >= 1, got {self.qsgd_levels}")
         for name in ("nodes", "batch", "rounds", "eval_every", "hidden", "inbox_cap"):
@@ -132,10 +144,10 @@ class NodeModel(nn.Module):
 
 
 def value_bits(message_format: str) -> int:
-    """Bits of one logit/feature on the wire: 32 for float32, a Fixed format's
+    """Bits of one logit/feature (or parameter) on the wire: 32/64 for float32/64, a Fixed format's
     width, or W + 2 for an LNS format (its 2**(W+1) + 1 codes: sign, exponent, zero)."""
-    if message_format == "float32":
-        return 32
+    if message_format in ("float32", "float64"):
+        return int(message_format[5:])
     fmt = parse_format(message_format)
     if isinstance(fmt, Fixed):
         return fmt.bits
@@ -147,6 +159,8 @@ def value_bits(message_format: str) -> int:
 def to_message_values(v: torch.Tensor, message_format: str) -> np.ndarray:
     """Values as the receiver sees them: float32, or rounded into the message format."""
     a = v.detach().double().numpy()
+    if message_format == "float64":
+        return a
     if message_format == "float32":
         return a.astype(np.float32).astype(np.float64)
     return E.cast(a, parse_format(message_format)).to_float()
@@ -155,7 +169,8 @@ def to_message_values(v: torch.Tensor, message_format: str) -> np.ndarray:
 def build_model(cfg: NodeConfig, ds: Dataset, seed: int) -> NodeModel:
     """A node's model, initialised from ``seed``, emulated when ``cfg.format`` says so."""
     torch.manual_seed(seed)
-    model = NodeModel(cfg.model, ds.image_shape, cfg.hidden, ds.n_classes)
+    model = NodeModel(cfg.model, ds.image_shape, cfg.hidden, ds.n_classes).to(
+        getattr(torch, cfg.dtype))
     if cfg.format != "float":
         swap_layers(model, EmulationSpec.parse(cfg.format), seed=seed, cast_weights=False)
     return model
@@ -171,7 +186,8 @@ class Node:
         self.neighbours = ring_neighbours(index, cfg.nodes, cfg.neighbours)
         seed = cfg.seed * 100_003 + index if model_seed is None else model_seed
         self.model = build_model(cfg, ds, seed)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.opt = (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD)(
+            self.model.parameters(), lr=cfg.lr)
         self.rng = np.random.default_rng([cfg.seed, index, 1])
         self.inbox: deque[Message] = deque()
         self.epoch, self.cursor = 0, 0
@@ -218,17 +234,17 @@ class Node:
             msg = Message(self.i, r, "labels", self.ds.pixel_codes(self.ds.x_train[idx]),
                           labels=self.ds.y_train[idx])
             self.counts["from_shard"] += 1
-        x = torch.from_numpy(self.ds.pixels(msg.images))
+        x = self.tensor(self.ds.pixels(msg.images))
         self.model.train()
         self.opt.zero_grad()
         logits, feats = self.model(x)
         if msg.kind == "labels":
             loss = F.cross_entropy(logits, torch.from_numpy(msg.labels))
         elif msg.kind == "logits":
-            soft = torch.softmax(torch.from_numpy(msg.values) / cfg.temperature, 1).float()
+            soft = self.tensor(torch.softmax(torch.from_numpy(msg.values) / cfg.temperature, 1))
             loss = -(soft * torch.log_softmax(logits, 1)).sum(1).mean()
         else:
-            loss = F.mse_loss(feats, torch.from_numpy(msg.values).float())
+            loss = F.mse_loss(feats, self.tensor(msg.values))
         loss.backward()
         self.opt.step()
         self.counts["rounds"] += 1
@@ -255,8 +271,12 @@ class Node:
         out = []
         with torch.no_grad():
             for i in range(0, len(x), batch):
-                out.append(torch.softmax(self.model(torch.from_numpy(x[i:i + batch]))[0], 1).double())
+                out.append(torch.softmax(self.model(self.tensor(x[i:i + batch]))[0], 1).double())
         return torch.cat(out).numpy()
+
+    def tensor(self, a) -> torch.Tensor:
+        """``a`` (array or tensor) as a tensor of the models' dtype."""
+        return torch.as_tensor(a).to(getattr(torch, self.cfg.dtype))
 
     def expect(self, sender: int, rnd: int) -> Expect:
         """What a message of this run from ``sender`` in round ``rnd`` must look like."""

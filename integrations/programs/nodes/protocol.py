@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 SHARES = ("none", "labels", "logits", "features")
-BASELINES = ("sync", "qsgd")  # data-parallel SGD: float32 / QSGD-quantized gradients
+# data-parallel SGD: float32 / QSGD-quantized gradients; local SGD (model averaging every H steps)
+BASELINES = ("sync", "qsgd", "localsgd")
 
 
 def shards(n_examples: int, n_nodes: int, seed: int) -> list[np.ndarray]:

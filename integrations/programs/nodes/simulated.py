@@ -13,7 +13,12 @@ import torch
 
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig
 from lowbit.integrations.programs.nodes.protocol import BASELINES, Message, shards
-from lowbit.integrations.programs.nodes.sync import SyncNode, share_replica, sync_round
+from lowbit.integrations.programs.nodes.sync import (
+    SyncNode,
+    localsgd_round,
+    share_replica,
+    sync_round,
+)
 
 
 def build_nodes(cfg: NodeConfig, ds) -> list[Node]:
@@ -39,6 +44,11 @@ def run_rounds(nodes: list[Node], start: int, stop: int, sent: list[Message],
     torch.set_num_threads(1)
     try:
         for r in range(start, stop):
+            if nodes[0].cfg.share == "localsgd":
+                localsgd_round(nodes, r)
+                if on_round is not None:
+                    on_round(r + 1, [])
+                continue
             if nodes[0].cfg.share in BASELINES:
                 sync_round(nodes)
                 if on_round is not None:

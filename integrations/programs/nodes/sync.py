@@ -16,6 +16,15 @@ the same Adam step with the mean, so the replicas stay equal.
   node and round: (N-1) times (4 per tensor + P coordinates at
   1 + ceil(log2(s + 1)) bits, packed).
 
+- ``share="localsgd"`` (model averaging, Su & Chen 2015; local SGD): every node
+  steps its own replica on its own minibatches and every H = ``local_steps`` rounds
+  (every round before ``local_from``: post-local SGD) the replicas are replaced by their
+  mean, the parameters travelling in the message format. Bytes per node and averaging
+  round: a ring all-reduce of P values at the format's bits, 2 (N-1)/N * P * bits / 8,
+  so at float32 exactly sync's bytes / H. With H = 1 and plain SGD it is sync SGD in
+  exact arithmetic (mean(theta - lr g_i) = theta - lr mean(g_i)); in floating point
+  the two round differently.
+
 The simulated runtime keeps one model for all replicas (they are equal by
 construction) and sums the gradients in node order; the gloo runtime
 (:mod:`lowbit.integrations.programs.nodes.distributed`) uses ``all_reduce`` / ``all_gather``.
@@ -31,7 +40,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lowbit.integrations.programs.nodes.node import Node, NodeConfig
+from lowbit.integrations.programs.nodes.node import (
+    Node,
+    NodeConfig,
+    to_message_values,
+    value_bits,
+)
 
 
 def qsgd_bits(levels: int) -> int:
@@ -45,7 +59,7 @@ def qsgd_encode(g: torch.Tensor, levels: int, gen: torch.Generator):
     Level l = floor(s |g_j| / ||g||) + Bernoulli(frac), so E[decode] = g."""
     if not 1 <= levels <= 127:
         raise ValueError(f"qsgd levels must be in 1..127 (int8 codes), got {levels}")
-    flat = g.detach().reshape(-1).float()
+    flat = g.detach().reshape(-1).float()  # (QSGD codes float32 gradients)
     norm = flat.norm()
     u = torch.rand(flat.shape, generator=gen)
     if float(norm) == 0.0:
@@ -72,7 +86,7 @@ class SyncNode(Node):
     def gradient(self) -> torch.Tensor:
         """The flat float32 gradient of the loss on the next shard minibatch."""
         idx = self._shard_batch()
-        x = torch.from_numpy(self.ds.x_train[idx])
+        x = self.tensor(self.ds.x_train[idx])
         self.model.train()
         self.opt.zero_grad()
         loss = F.cross_entropy(self.model(x)[0], torch.from_numpy(self.ds.y_train[idx]))
@@ -109,6 +123,37 @@ class SyncNode(Node):
             p.grad = part.reshape(p.shape).clone()
         self.opt.step()
 
+    def local_step(self) -> None:
+        """Local SGD: one optimizer step of this node's own replica on its next minibatch."""
+        self.apply(self.gradient())
+
+    def averages_after(self, r: int) -> bool:
+        """Local SGD: whether the models are averaged after round ``r`` (every H steps; every
+        step before ``local_from``)."""
+        done = r + 1
+        h = 1 if done <= self.cfg.local_from else self.cfg.local_steps
+        return done % h == 0
+
+    def wire_params(self) -> torch.Tensor:
+        """Local SGD: the flat parameters as they travel, in the message format (float64
+        values)."""
+        flat = torch.cat([p.detach().reshape(-1) for p in self.model.parameters()])
+        return torch.from_numpy(to_message_values(flat, self.cfg.message_format))
+
+    def set_params(self, flat: torch.Tensor) -> None:
+        """Local SGD: the replica's parameters := ``flat`` (rounded to the models' dtype)."""
+        with torch.no_grad():
+            for p, part in zip(self.model.parameters(), torch.split(flat, self.sizes)):
+                p.copy_(part.reshape(p.shape))
+
+    def count_average(self) -> None:
+        """Local SGD bytes of one averaging round per node: a ring all-reduce of P values in
+        the message format, 2 (N-1)/N * P * bits / 8 (= sync's bytes for float32)."""
+        n, p = self.cfg.nodes, sum(self.sizes)
+        self.counts["bytes_payload"] += 2 * (n - 1) * p * value_bits(self.cfg.message_format) \
+            // (8 * n)
+        self.counts["broadcasts"] += 1
+
     def state(self) -> dict:
         return {**super().state(), "gen": self.gen.get_state()}
 
@@ -118,9 +163,27 @@ class SyncNode(Node):
 
 
 def share_replica(nodes: list[SyncNode]) -> None:
-    """Simulated runtime: every node uses node 0's model and optimizer."""
+    """Simulated runtime: every node uses node 0's model and optimizer (sync, QSGD; local
+    SGD keeps a replica per node)."""
+    if nodes[0].cfg.share == "localsgd":
+        return
     for n in nodes[1:]:
         n.model, n.opt = nodes[0].model, nodes[0].opt
+
+
+def localsgd_round(nodes: list[SyncNode], r: int) -> None:
+    """One simulated local-SGD round: every node steps its own replica; every H rounds the
+    wire parameters are summed in node order (float64), divided by N and set everywhere."""
+    for n in nodes:
+        n.local_step()
+    if nodes[0].averages_after(r):
+        total = nodes[0].wire_params()
+        for n in nodes[1:]:
+            total = total + n.wire_params()
+        mean = total / len(nodes)
+        for n in nodes:
+            n.set_params(mean)
+            n.count_average()
 
 
 def sync_round(nodes: list[SyncNode]) -> None:
