@@ -362,6 +362,8 @@ def _train_nodes(args) -> Path:
                      batch=args.batch, lr=args.lr, rounds=args.steps, eval_every=args.eval_every,
                      inbox_cap=args.inbox_cap, qsgd_levels=args.qsgd_levels,
                      local_steps=args.local_steps, local_from=args.local_from,
+                     async_delay=args.async_delay, n_push=args.n_push, n_fetch=args.n_fetch,
+                     async_apply=args.async_apply, staleness_lr=args.staleness_lr,
                      optimizer=args.optimizer, data=args.data,
                      data_dir=args.data_dir, seed=args.seed, out=str(args.out))
     from lowbit.integrations.programs.nodes.distributed import RendezvousError
@@ -554,7 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--neighbours", type=count(-1), default=-1,
                    help="K nearest on the ring (0..nodes-1); -1: all others")
     p.add_argument("--share", default="labels",
-                   choices=("none", "labels", "logits", "features", "sync", "qsgd", "localsgd"))
+                   choices=("none", "labels", "logits", "features", "sync", "qsgd", "localsgd",
+                                                        "async"))
     p.add_argument("--temperature", type=real(0.0, low_open=True), default=1.0,
                    help="softens received logits (> 0)")
     p.add_argument("--broadcast-p", type=real(0.0, 1.0, allow=(-1.0,)), default=-1.0,
@@ -580,6 +583,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="localsgd: steps between model averages (H >= 1; 1 = sync SGD)")
     p.add_argument("--local-from", type=count(0), default=0, metavar="STEP",
                    help="localsgd: average every step until STEP, then every H (post-local SGD)")
+    p.add_argument("--async-delay", type=real(0.0), default=0.0, metavar="TICKS",
+                   help="async: mean push delay (Poisson), in steps")
+    p.add_argument("--n-push", type=count(1), default=1, help="async: gradients per push")
+    p.add_argument("--n-fetch", type=count(1), default=1, help="async: steps between fetches")
+    p.add_argument("--async-apply", default="each", choices=("each", "mean"),
+                   help="async: every push is a server step, or the mean of N pushes")
+    p.add_argument("--staleness-lr", action="store_true",
+                   help="async: learning rate / max(1, staleness) (Zhang et al. 2016)")
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),
                    help="every node's optimizer (sgd: plain, no momentum)")
     p.add_argument("--runtime", default="simulated", choices=("simulated", "gloo"))

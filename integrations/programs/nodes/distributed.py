@@ -228,6 +228,7 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
     import torch.multiprocessing as mp
 
     cfg.check()
+    _refuse_async(cfg)
     if cfg.share in BASELINES and (kill or restart):
         raise ValueError("the data-parallel baselines are not fault tolerant: every step "
                          "needs every node (kill/restart apply to the sharing protocols)")
@@ -257,6 +258,12 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
             break
         time.sleep(0.2)
     return collect(cfg, store)
+
+
+def _refuse_async(cfg: NodeConfig) -> None:
+    if cfg.share == "async":
+        raise ValueError("share 'async' runs in the simulated runtime only (its parameter "
+                         "server has no gloo process yet)")
 
 
 def _clear(cfg: NodeConfig) -> None:
@@ -290,6 +297,7 @@ def run_launched(cfg: NodeConfig, timeout: float = 60.0,
     as in :func:`run_distributed` (node RANK crashes at the given round).
     """
     cfg.check()
+    _refuse_async(cfg)
     rank, world = launched_rank()
     if world != cfg.nodes:
         raise RendezvousError(f"the launch has WORLD_SIZE {world} processes but the run has "

@@ -38,6 +38,7 @@ RUNS = {
     "10-qsgd": (10, "qsgd", {}),
     "10-qsgd-4bit": (10, "qsgd", {"qsgd_levels": 7}),
     "10-qsgd-2bit": (10, "qsgd", {"qsgd_levels": 1}),
+    **{f"10-localsgd-h{h}": (10, "localsgd", {"local_steps": h}) for h in (2, 4, 8, 16, 32)},
 }
 THESIS = {  # CIFAR-10, 5000 steps per node (Lacaille 2018, Table 2.2)
     "1-all-data": ("84.5", "N.A."), "10-none": ("71.1", "72.9"), "10-logits": ("79.0", "84.8"),
@@ -53,6 +54,8 @@ LABELS = {
     "10-qsgd": "10 nodes – QSGD (8-bit, s = 127)",
     "10-qsgd-4bit": "10 nodes – QSGD (4-bit, s = 7)",
     "10-qsgd-2bit": "10 nodes – QSGD (2-bit, s = 1)",
+    **{f"10-localsgd-h{h}": f"10 nodes – local SGD, average every {h} steps"
+       for h in (2, 4, 8, 16, 32)},
 }
 THRESHOLDS = (0.80, 0.85, 0.88)
 CNN_RUNS = ("1-all-data", "10-none", "10-logits", "10-labels", "10-features", "20-labels")

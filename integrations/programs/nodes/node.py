@@ -64,6 +64,11 @@ class NodeConfig:
     qsgd_levels: int = 127  # share "qsgd": s levels per sign (8 bits with the sign)
     local_steps: int = 1  # share "localsgd": H, steps between model averages
     local_from: int = 0  # share "localsgd": average every step before this one (post-local SGD)
+    async_delay: float = 0.0  # share "async": mean push delay in ticks (Poisson)
+    n_push: int = 1  # share "async": gradients per push
+    n_fetch: int = 1  # share "async": ticks between fetches
+    async_apply: str = "each"  # share "async": "each" push is a step, or the "mean" of N
+    staleness_lr: bool = False  # share "async": lr / max(1, staleness)
     optimizer: str = "adam"  # "adam" or "sgd" (plain, no momentum)
     dtype: str = "float32"  # the models' float dtype: "float32" or "float64"
     data: str = "digits"
@@ -80,6 +85,13 @@ class NodeConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.async_delay < 0:
+            raise ValueError(f"async_delay must be >= 0, got {self.async_delay}")
+        for name in ("n_push", "n_fetch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.async_apply not in ("each", "mean"):
+            raise ValueError(f"async_apply must be 'each' or 'mean', got {self.async_apply!r}")
         if self.local_steps < 1:
             raise ValueError(f"local_steps (H) must be >= 1, got {self.local_steps}")
         if self.local_from < 0:
@@ -194,6 +206,8 @@ class Node:
         self.order = self._order()
         self.counts = {"rounds": 0, "from_shard": 0, "from_inbox": 0, "broadcasts": 0,
                        "dropped": 0, "rejected": 0, "bytes_images": 0, "bytes_payload": 0}
+        if cfg.share == "async":
+            self.counts.update(updates=0, staleness_sum=0)
 
     def _order(self) -> np.ndarray:
         return np.random.default_rng([self.cfg.seed, self.i, 2, self.epoch]).permutation(self.shard)

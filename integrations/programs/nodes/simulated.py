@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lowbit.integrations.programs.nodes.asynchronous import async_round, build_async
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig
 from lowbit.integrations.programs.nodes.protocol import BASELINES, Message, shards
 from lowbit.integrations.programs.nodes.sync import (
@@ -24,6 +25,8 @@ from lowbit.integrations.programs.nodes.sync import (
 def build_nodes(cfg: NodeConfig, ds) -> list[Node]:
     """The N nodes (data-parallel workers sharing one replica for the baselines)."""
     parts = shards(len(ds.y_train), cfg.nodes, cfg.seed)
+    if cfg.share == "async":
+        return build_async(cfg, ds, parts)
     if cfg.share in BASELINES:
         nodes = [SyncNode(i, cfg, ds, parts[i]) for i in range(cfg.nodes)]
         share_replica(nodes)
@@ -44,6 +47,11 @@ def run_rounds(nodes: list[Node], start: int, stop: int, sent: list[Message],
     torch.set_num_threads(1)
     try:
         for r in range(start, stop):
+            if nodes[0].cfg.share == "async":
+                async_round(nodes, r)
+                if on_round is not None:
+                    on_round(r + 1, [])
+                continue
             if nodes[0].cfg.share == "localsgd":
                 localsgd_round(nodes, r)
                 if on_round is not None:
@@ -69,6 +77,7 @@ def node_probs(nodes: list[Node], x: np.ndarray) -> np.ndarray:
     (computed once per distinct model: the baselines' replicas are one)."""
     seen: dict[int, np.ndarray] = {}
     for n in nodes:
-        if id(n.model) not in seen:
-            seen[id(n.model)] = n.predict_proba(x)
-    return np.stack([seen[id(n.model)] for n in nodes])
+        m = id(getattr(n, "eval_model", n.model))
+        if m not in seen:
+            seen[m] = n.predict_proba(x)
+    return np.stack([seen[id(getattr(n, "eval_model", n.model))] for n in nodes])
