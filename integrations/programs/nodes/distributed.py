@@ -261,9 +261,9 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
 
 
 def _refuse_async(cfg: NodeConfig) -> None:
-    if cfg.share == "async":
-        raise ValueError("share 'async' runs in the simulated runtime only (its parameter "
-                         "server has no gloo process yet)")
+    if cfg.share in ("async", "es"):
+        raise ValueError(f"share {cfg.share!r} runs in the simulated runtime only (no gloo "
+                         "processes for it yet)")
 
 
 def _clear(cfg: NodeConfig) -> None:

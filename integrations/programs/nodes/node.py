@@ -69,6 +69,9 @@ class NodeConfig:
     n_fetch: int = 1  # share "async": ticks between fetches
     async_apply: str = "each"  # share "async": "each" push is a step, or the "mean" of N
     staleness_lr: bool = False  # share "async": lr / max(1, staleness)
+    es_pairs: int = 20  # share "es": antithetic pairs per round (over all nodes)
+    es_sigma: float = 0.02  # share "es": noise standard deviation
+    es_l2: float = 0.005  # share "es": weight decay coefficient
     optimizer: str = "adam"  # "adam" or "sgd" (plain, no momentum)
     dtype: str = "float32"  # the models' float dtype: "float32" or "float64"
     data: str = "digits"
@@ -92,6 +95,9 @@ class NodeConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.async_apply not in ("each", "mean"):
             raise ValueError(f"async_apply must be 'each' or 'mean', got {self.async_apply!r}")
+        if self.es_pairs < 1 or self.es_sigma <= 0 or self.es_l2 < 0:
+            raise ValueError(f"es_pairs must be >= 1, es_sigma > 0, es_l2 >= 0; got "
+                             f"{self.es_pairs}, {self.es_sigma}, {self.es_l2}")
         if self.local_steps < 1:
             raise ValueError(f"local_steps (H) must be >= 1, got {self.local_steps}")
         if self.local_from < 0:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from lowbit.integrations.programs.nodes.asynchronous import async_round, build_async
+from lowbit.integrations.programs.nodes.es import ESNode, es_round
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig
 from lowbit.integrations.programs.nodes.protocol import BASELINES, Message, shards
 from lowbit.integrations.programs.nodes.sync import (
@@ -27,6 +28,8 @@ def build_nodes(cfg: NodeConfig, ds) -> list[Node]:
     parts = shards(len(ds.y_train), cfg.nodes, cfg.seed)
     if cfg.share == "async":
         return build_async(cfg, ds, parts)
+    if cfg.share == "es":
+        return [ESNode(i, cfg, ds, parts[i]) for i in range(cfg.nodes)]
     if cfg.share in BASELINES:
         nodes = [SyncNode(i, cfg, ds, parts[i]) for i in range(cfg.nodes)]
         share_replica(nodes)
@@ -47,8 +50,8 @@ def run_rounds(nodes: list[Node], start: int, stop: int, sent: list[Message],
     torch.set_num_threads(1)
     try:
         for r in range(start, stop):
-            if nodes[0].cfg.share == "async":
-                async_round(nodes, r)
+            if nodes[0].cfg.share in ("async", "es"):
+                (async_round if nodes[0].cfg.share == "async" else es_round)(nodes, r)
                 if on_round is not None:
                     on_round(r + 1, [])
                 continue
