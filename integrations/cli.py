@@ -365,7 +365,7 @@ def _train_nodes(args) -> Path:
                      async_delay=args.async_delay, n_push=args.n_push, n_fetch=args.n_fetch,
                      async_apply=args.async_apply, staleness_lr=args.staleness_lr,
                      es_pairs=args.es_pairs, es_sigma=args.es_sigma, es_l2=args.es_l2,
-                     optimizer=args.optimizer, data=args.data,
+                     micro_batches=args.micro_batches, optimizer=args.optimizer, data=args.data,
                      data_dir=args.data_dir, seed=args.seed, out=str(args.out))
     from lowbit.integrations.programs.nodes.distributed import RendezvousError
 
@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K nearest on the ring (0..nodes-1); -1: all others")
     p.add_argument("--share", default="labels",
                    choices=("none", "labels", "logits", "features", "sync", "qsgd", "localsgd",
-                                                        "async", "es"))
+                                                        "async", "es", "pipeline"))
     p.add_argument("--temperature", type=real(0.0, low_open=True), default=1.0,
                    help="softens received logits (> 0)")
     p.add_argument("--broadcast-p", type=real(0.0, 1.0, allow=(-1.0,)), default=-1.0,
@@ -597,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--es-sigma", type=real(0.0, low_open=True), default=0.02,
                    help="es: perturbation standard deviation")
     p.add_argument("--es-l2", type=real(0.0), default=0.005, help="es: weight decay")
+    p.add_argument("--micro-batches", type=count(1), default=1,
+                   help="pipeline: micro-batches per minibatch (GPipe); stages = --nodes")
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),
                    help="every node's optimizer (sgd: plain, no momentum)")
     p.add_argument("--runtime", default="simulated", choices=("simulated", "gloo"))

@@ -261,7 +261,7 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
 
 
 def _refuse_async(cfg: NodeConfig) -> None:
-    if cfg.share in ("async", "es"):
+    if cfg.share in ("async", "es", "pipeline"):
         raise ValueError(f"share {cfg.share!r} runs in the simulated runtime only (no gloo "
                          "processes for it yet)")
 

@@ -39,6 +39,11 @@ RUNS = {
     "10-qsgd-4bit": (10, "qsgd", {"qsgd_levels": 7}),
     "10-qsgd-2bit": (10, "qsgd", {"qsgd_levels": 1}),
     **{f"10-localsgd-h{h}": (10, "localsgd", {"local_steps": h}) for h in (2, 4, 8, 16, 32)},
+    "10-async-mean": (10, "async", {"async_apply": "mean"}),
+    "10-async": (10, "async", {}),
+    **{f"10-async-d{d}": (10, "async", {"async_delay": float(d)}) for d in (4, 16)},
+    **{f"10-async-d{d}-slr": (10, "async", {"async_delay": float(d), "staleness_lr": True})
+       for d in (4, 16)},
 }
 THESIS = {  # CIFAR-10, 5000 steps per node (Lacaille 2018, Table 2.2)
     "1-all-data": ("84.5", "N.A."), "10-none": ("71.1", "72.9"), "10-logits": ("79.0", "84.8"),
@@ -56,6 +61,12 @@ LABELS = {
     "10-qsgd-2bit": "10 nodes – QSGD (2-bit, s = 1)",
     **{f"10-localsgd-h{h}": f"10 nodes – local SGD, average every {h} steps"
        for h in (2, 4, 8, 16, 32)},
+    "10-async-mean": "10 nodes – async, no delay, mean of 10 pushes per step (= sync)",
+    "10-async": "10 nodes – async, no delay, a step per push",
+    **{f"10-async-d{d}": f"10 nodes – async, push delay {d} steps (Poisson mean)"
+       for d in (4, 16)},
+    **{f"10-async-d{d}-slr": f"10 nodes – async, push delay {d}, lr / staleness"
+       for d in (4, 16)},
 }
 THRESHOLDS = (0.80, 0.85, 0.88)
 CNN_RUNS = ("1-all-data", "10-none", "10-logits", "10-labels", "10-features", "20-labels")

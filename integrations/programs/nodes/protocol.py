@@ -20,7 +20,7 @@ import numpy as np
 
 SHARES = ("none", "labels", "logits", "features")
 # data-parallel SGD: float32 / QSGD-quantized gradients; local SGD (model averaging every H steps)
-BASELINES = ("sync", "qsgd", "localsgd", "async", "es")
+BASELINES = ("sync", "qsgd", "localsgd", "async", "es", "pipeline")
 
 
 def shards(n_examples: int, n_nodes: int, seed: int) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ import torch
 from lowbit.integrations.programs.nodes.asynchronous import async_round, build_async
 from lowbit.integrations.programs.nodes.es import ESNode, es_round
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig
+from lowbit.integrations.programs.nodes.pipeline import build_pipeline, pipeline_round
 from lowbit.integrations.programs.nodes.protocol import BASELINES, Message, shards
 from lowbit.integrations.programs.nodes.sync import (
     SyncNode,
@@ -28,6 +29,8 @@ def build_nodes(cfg: NodeConfig, ds) -> list[Node]:
     parts = shards(len(ds.y_train), cfg.nodes, cfg.seed)
     if cfg.share == "async":
         return build_async(cfg, ds, parts)
+    if cfg.share == "pipeline":
+        return build_pipeline(cfg, ds)
     if cfg.share == "es":
         return [ESNode(i, cfg, ds, parts[i]) for i in range(cfg.nodes)]
     if cfg.share in BASELINES:
@@ -50,8 +53,10 @@ def run_rounds(nodes: list[Node], start: int, stop: int, sent: list[Message],
     torch.set_num_threads(1)
     try:
         for r in range(start, stop):
-            if nodes[0].cfg.share in ("async", "es"):
-                (async_round if nodes[0].cfg.share == "async" else es_round)(nodes, r)
+            share = nodes[0].cfg.share
+            if share in ("async", "es", "pipeline"):
+                {"async": async_round, "es": es_round, "pipeline": pipeline_round}[share](
+                    nodes, r)
                 if on_round is not None:
                     on_round(r + 1, [])
                 continue
@@ -78,9 +83,11 @@ def run_rounds(nodes: list[Node], start: int, stop: int, sent: list[Message],
 def node_probs(nodes: list[Node], x: np.ndarray) -> np.ndarray:
     """(nodes, examples, classes): every node's predictive distribution on ``x``
     (computed once per distinct model: the baselines' replicas are one)."""
+    def evaluated(n):  # the async workers and pipeline stages are judged by one model
+        return id(n.eval_model if hasattr(n, "eval_model") else n.model)
+
     seen: dict[int, np.ndarray] = {}
     for n in nodes:
-        m = id(getattr(n, "eval_model", n.model))
-        if m not in seen:
-            seen[m] = n.predict_proba(x)
-    return np.stack([seen[id(getattr(n, "eval_model", n.model))] for n in nodes])
+        if evaluated(n) not in seen:
+            seen[evaluated(n)] = n.predict_proba(x)
+    return np.stack([seen[evaluated(n)] for n in nodes])

@@ -1,0 +1,184 @@
+"""Model parallelism: the layers split over the nodes, GPipe-style micro-batches.
+
+The model (the run's MLP: ``Linear-ReLU-Linear-ReLU-Linear``) is cut into S = ``nodes``
+contiguous stages at its Linear layers (S <= the number of Linear layers); node s holds
+stage s and an optimizer over its parameters only. Node 0 reads the minibatches (the whole
+training set is its data: one stream, as a single-process run reads it). A round: the
+minibatch is cut into ``micro_batches`` equal parts; each goes forward stage by stage, the
+activations crossing every boundary rounded into the message format (float32, float64,
+Fixed or LNS), and its gradient goes back the same way, the activation gradients rounded
+into the same format; the stages accumulate the micro-batches' gradients of the mean loss
+(each weighted by its share of the batch) and then every stage takes its optimizer step.
+
+Bytes on the wire per round and boundary: the activations forward and their gradients
+backward, batch x width values at the format's bits each (counted by the sender).
+
+Built-in identity: with one micro-batch and float32 messages this is single-process
+training of the same model on the same batches, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from lowbit.integrations.programs.nodes.node import (
+    NodeConfig,
+    build_model,
+    to_message_values,
+    value_bits,
+)
+
+
+class WireCast(torch.autograd.Function):
+    """Identity up to the wire: forward rounds activations into the message format,
+    backward rounds their gradients into it."""
+
+    @staticmethod
+    def forward(ctx, h, fmt):
+        ctx.fmt = fmt
+        return torch.from_numpy(to_message_values(h, fmt)).to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return torch.from_numpy(to_message_values(g, ctx.fmt)).to(g.dtype), None
+
+
+def split_stages(model, stages: int) -> list[nn.Sequential]:
+    """``model.body`` + ``model.head`` as ``stages`` contiguous chunks, cut before Linear
+    layers (balanced by Linear count); ValueError if there are fewer Linear layers."""
+    layers = list(model.body) + [model.head]
+    starts = [i for i, m in enumerate(layers) if isinstance(m, nn.Linear)]
+    if stages > len(starts):
+        raise ValueError(f"{stages} pipeline stages but the model has only {len(starts)} "
+                         "Linear layers to split at")
+    cuts = [starts[math.floor(k * len(starts) / stages)] for k in range(stages)] + [len(layers)]
+    return [nn.Sequential(*layers[a:b]) for a, b in zip(cuts, cuts[1:])]
+
+
+class Pipeline:
+    """The stages of one model, their optimizers, node 0's data stream and the counters of
+    every node (``counts[s]``)."""
+
+    def __init__(self, cfg: NodeConfig, ds):
+        if cfg.model != "mlp":
+            raise ValueError("the pipeline splits the MLP (model 'mlp')")
+        if cfg.batch % cfg.micro_batches:
+            raise ValueError(f"batch {cfg.batch} is not a multiple of micro_batches "
+                             f"{cfg.micro_batches}")
+        self.cfg, self.ds = cfg, ds
+        self.model = build_model(cfg, ds, cfg.seed * 100_003)
+        self.stages = split_stages(self.model, cfg.nodes)
+        opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
+        self.opts = [opt(s.parameters(), lr=cfg.lr) for s in self.stages]
+        self.epoch, self.cursor = 0, 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        n = len(self.ds.y_train)
+        return np.random.default_rng([self.cfg.seed, 0, 2, self.epoch]).permutation(n)
+
+    def next_batch(self) -> np.ndarray:
+        b = self.cfg.batch
+        if self.cursor + b > len(self.order):
+            self.epoch += 1
+            self.order, self.cursor = self._order(), 0
+        idx = self.order[self.cursor:self.cursor + b]
+        self.cursor += b
+        return idx
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` through the stages, every boundary on the wire."""
+        h = x
+        for k, stage in enumerate(self.stages):
+            if k:
+                h = WireCast.apply(h, self.cfg.message_format)
+            h = stage(h)
+        return h
+
+    def boundary_widths(self) -> list[int]:
+        """Values per example crossing each boundary (the stage outputs but the last)."""
+        widths = []
+        for stage in self.stages[:-1]:
+            lin = [m for m in stage if isinstance(m, nn.Linear)][-1]
+            widths.append(lin.out_features)
+        return widths
+
+    def step(self, nodes) -> None:
+        """One round: micro-batches forward and backward, then every stage's step."""
+        cfg = self.cfg
+        idx = self.next_batch()
+        x = torch.from_numpy(self.ds.x_train[idx]).to(getattr(torch, cfg.dtype))
+        y = torch.from_numpy(self.ds.y_train[idx])
+        self.model.train()
+        for opt in self.opts:
+            opt.zero_grad()
+        m = cfg.micro_batches
+        for part in range(m):
+            sl = slice(part * cfg.batch // m, (part + 1) * cfg.batch // m)
+            loss = F.cross_entropy(self.forward(x[sl]), y[sl])
+            (loss / m if m > 1 else loss).backward()
+        for opt in self.opts:
+            opt.step()
+        bits = value_bits(cfg.message_format)
+        for s, w in enumerate(self.boundary_widths()):
+            wire = math.ceil(cfg.batch * w * bits / 8)
+            nodes[s].counts["bytes_payload"] += wire  # activations forward
+            nodes[s + 1].counts["bytes_payload"] += wire  # their gradients backward
+        for n in nodes:
+            n.counts["rounds"] += 1
+        nodes[0].counts["from_shard"] += 1
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "opts": [o.state_dict() for o in self.opts],
+                "epoch": self.epoch, "cursor": self.cursor}
+
+    def load(self, st: dict) -> None:
+        self.model.load_state_dict(st["model"])
+        for o, s in zip(self.opts, st["opts"]):
+            o.load_state_dict(s)
+        self.epoch, self.cursor = st["epoch"], st["cursor"]
+        self.order = self._order()
+
+
+class StageNode:
+    """Node s of the pipeline: its counters; node 0 also carries the pipeline's state."""
+
+    def __init__(self, index: int, pipe: Pipeline):
+        self.i, self.pipe, self.cfg = index, pipe, pipe.cfg
+        self.eval_model = pipe.model
+        self.counts = {"rounds": 0, "from_shard": 0, "from_inbox": 0, "broadcasts": 0,
+                       "dropped": 0, "rejected": 0, "bytes_images": 0, "bytes_payload": 0}
+
+    def predict_proba(self, x: np.ndarray, batch: int = 2000) -> np.ndarray:
+        self.pipe.model.eval()
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), batch):
+                xb = torch.from_numpy(x[i:i + batch]).to(getattr(torch, self.cfg.dtype))
+                out.append(torch.softmax(self.pipe.forward(xb), 1).double())
+        return torch.cat(out).numpy()
+
+    def state(self) -> dict:
+        st = {"counts": dict(self.counts)}
+        if self.i == 0:
+            st["pipe"] = self.pipe.state()
+        return st
+
+    def load(self, st: dict) -> None:
+        self.counts = dict(st["counts"])
+        if "pipe" in st:
+            self.pipe.load(st["pipe"])
+
+
+def build_pipeline(cfg: NodeConfig, ds) -> list[StageNode]:
+    pipe = Pipeline(cfg, ds)
+    return [StageNode(s, pipe) for s in range(cfg.nodes)]
+
+
+def pipeline_round(nodes: list[StageNode], r: int) -> None:
+    nodes[0].pipe.step(nodes)
