@@ -163,14 +163,15 @@ def loss_scale(text: str) -> str:
 
 
 def message_format(text: str) -> str:
-    """float32 (or float64), or a fixed or LNS format for values on the wire."""
-    from lowbit.numerics import LNS, Fixed, parse_format
+    """float32 (or float64), or a fixed, float (e4m3, ...) or LNS format for values on the wire."""
+    from lowbit.numerics import LNS, Fixed, Float, parse_format
 
     if text in ("float32", "float64"):
         return text
     fmt(text)
-    if not isinstance(parse_format(text), (Fixed, LNS)):
-        raise argparse.ArgumentTypeError(f"must be float32, a fixed or an LNS format, got {text!r}")
+    if not isinstance(parse_format(text), (Fixed, LNS, Float)):
+        raise argparse.ArgumentTypeError(f"must be float32, a fixed, float or LNS format, "
+                                         f"got {text!r}")
     return text
 
 
@@ -568,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", type=spec(), default="float", help="the node models' emulation spec")
     p.add_argument("--message-format", type=message_format, default="float32",
                    help="logits/features (localsgd: parameters) on the wire: float32, float64, "
-                        "fixedB.F or lnsI.F")
+                        "fixedB.F, a float format (e4m3, ...) or lnsI.F")
     p.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
     p.add_argument("--hidden", type=count(1), default=256, help="units of the feature layer(s)")
     p.add_argument("--batch", type=count(1), default=32)

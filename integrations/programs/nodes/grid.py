@@ -39,11 +39,15 @@ RUNS = {
     "10-qsgd-4bit": (10, "qsgd", {"qsgd_levels": 7}),
     "10-qsgd-2bit": (10, "qsgd", {"qsgd_levels": 1}),
     **{f"10-localsgd-h{h}": (10, "localsgd", {"local_steps": h}) for h in (2, 4, 8, 16, 32)},
+    # async: a server step per 10 pushes ("mean"), so that staleness ~ the push delay
     "10-async-mean": (10, "async", {"async_apply": "mean"}),
-    "10-async": (10, "async", {}),
-    **{f"10-async-d{d}": (10, "async", {"async_delay": float(d)}) for d in (4, 16)},
-    **{f"10-async-d{d}-slr": (10, "async", {"async_delay": float(d), "staleness_lr": True})
-       for d in (4, 16)},
+    **{f"10-async-d{d}": (10, "async", {"async_apply": "mean", "async_delay": float(d)})
+       for d in (1, 4, 16)},
+    **{f"10-async-d{d}-slr": (10, "async", {"async_apply": "mean", "async_delay": float(d),
+                                            "staleness_lr": True}) for d in (4, 16)},
+    "10-async-each": (10, "async", {}),  # Downpour-like: every push is a step
+    **{f"3-pipeline-{n}": (3, "pipeline", {"micro_batches": 4, "message_format": f})
+       for n, f in (("float32", "float32"), ("fixed8", "fixed8.4"), ("e4m3", "e4m3"))},
 }
 THESIS = {  # CIFAR-10, 5000 steps per node (Lacaille 2018, Table 2.2)
     "1-all-data": ("84.5", "N.A."), "10-none": ("71.1", "72.9"), "10-logits": ("79.0", "84.8"),
@@ -62,11 +66,14 @@ LABELS = {
     **{f"10-localsgd-h{h}": f"10 nodes – local SGD, average every {h} steps"
        for h in (2, 4, 8, 16, 32)},
     "10-async-mean": "10 nodes – async, no delay, mean of 10 pushes per step (= sync)",
-    "10-async": "10 nodes – async, no delay, a step per push",
     **{f"10-async-d{d}": f"10 nodes – async, push delay {d} steps (Poisson mean)"
-       for d in (4, 16)},
+       for d in (1, 4, 16)},
     **{f"10-async-d{d}-slr": f"10 nodes – async, push delay {d}, lr / staleness"
        for d in (4, 16)},
+    "10-async-each": "10 nodes – async, no delay, a server step per push",
+    "3-pipeline-float32": "3 stages – pipeline, activations in float32",
+    "3-pipeline-fixed8": "3 stages – pipeline, activations in Fixed(8, 4)",
+    "3-pipeline-e4m3": "3 stages – pipeline, activations in E4M3",
 }
 THRESHOLDS = (0.80, 0.85, 0.88)
 CNN_RUNS = ("1-all-data", "10-none", "10-logits", "10-labels", "10-features", "20-labels")
@@ -82,7 +89,8 @@ def nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
     for seed in range(seeds):
         for name in names:
             n, share, extra = RUNS[name]
-            out.append(NodeConfig(nodes=n, neighbours=n - 1, share=share, rounds=rounds,
+            out.append(NodeConfig(nodes=n, neighbours=0 if share == "pipeline" else n - 1,
+                                  share=share, rounds=rounds,
                                   eval_every=EVAL_EVERY if model == "mlp" else 2 * EVAL_EVERY,
                                   data=data, seed=seed, model=model,
                                   out=str(root / folder / data / name / f"seed{seed}"), **extra))
@@ -192,3 +200,27 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist",
     save_figure(fig, docs / "nodes_bytes.png", dpi=110)
     plt.close(fig)
     write_text(docs / "nodes_bytes.md", "\n".join(lines) + "\n")
+    write_parallel_table(runs, docs)
+
+
+def write_parallel_table(runs: dict, docs: Path) -> None:
+    """``parallel_table.md``: the data-parallel, asynchronous and model-averaging runs side
+    by side: accuracy, bytes (and relative to sync SGD), server updates and mean staleness."""
+    sync = runs.get("10-sync")
+    sync_bytes = sync[0][0]["bytes_payload"] if sync else None
+    lines = ["| method | steps per node | test acc. % | n | payload GB | bytes / sync | "
+             "server updates | mean staleness |", "|---|---|---|---|---|---|---|---|"]
+    for name in RUNS:
+        if name not in runs or RUNS[name][1] not in ("sync", "qsgd", "localsgd", "async", "es",
+                                                     "pipeline"):
+            continue
+        sel = runs[name]
+        s, m = sel[0]
+        last = m[-1]
+        ratio = f"{s['bytes_payload'] / sync_bytes:.3g}" if sync_bytes else ""
+        upd = int(last["updates"]) if "updates" in last else ""
+        tau = f"{last['staleness_sum'] / last['updates']:.2f}" if last.get("updates") else ""
+        lines.append(f"| {LABELS[name]} | {min(x['rounds_done'] for x, _ in sel)} | "
+                     f"{mean_std((x['avg_acc'] for x, _ in sel), 100)} | {len(sel)} | "
+                     f"{s['bytes_payload'] / 1e9:.2f} | {ratio} | {upd} | {tau} |")
+    write_text(docs / "parallel_table.md", "\n".join(lines) + "\n")

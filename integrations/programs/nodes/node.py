@@ -37,7 +37,7 @@ from lowbit.integrations.programs.nodes.protocol import (
 )
 from lowbit.integrations.programs.nodes.wire import Expect, WireError, decode, encode
 from lowbit.integrations.torch import EmulationSpec, swap_layers
-from lowbit.numerics import LNS, Fixed, parse_format
+from lowbit.numerics import LNS, Fixed, Float, parse_format
 
 log = logging.getLogger("lowbit.nodes")
 
@@ -166,7 +166,7 @@ class NodeModel(nn.Module):
 
 def value_bits(message_format: str) -> int:
     """Bits of one logit/feature (or parameter) on the wire: 32/64 for float32/64, a Fixed format's
-    width, or W + 2 for an LNS format (its 2**(W+1) + 1 codes: sign, exponent, zero)."""
+    width, a float format's width (e4m3: 8), or W + 2 for an LNS format (its 2**(W+1) + 1 codes: sign, exponent, zero)."""
     if message_format in ("float32", "float64"):
         return int(message_format[5:])
     fmt = parse_format(message_format)
@@ -174,7 +174,10 @@ def value_bits(message_format: str) -> int:
         return fmt.bits
     if isinstance(fmt, LNS):
         return fmt.exp_bits + 2
-    raise ValueError(f"message format must be float32, fixed or lns, got {message_format!r}")
+    if isinstance(fmt, Float):
+        return fmt.width
+    raise ValueError(f"message format must be float32/64, a fixed, float (e4m3, ...) or LNS "
+                     f"format, got {message_format!r}")
 
 
 def to_message_values(v: torch.Tensor, message_format: str) -> np.ndarray:
