@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lowbit.integrations.programs.nodes.node import (
+    Node,
     NodeConfig,
     build_model,
     to_message_values,
@@ -75,21 +76,12 @@ class Pipeline:
         self.stages = split_stages(self.model, cfg.nodes)
         opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD
         self.opts = [opt(s.parameters(), lr=cfg.lr) for s in self.stages]
+        self.i, self.shard = 0, np.arange(len(ds.y_train))  # node 0 reads all the data
         self.epoch, self.cursor = 0, 0
         self.order = self._order()
 
-    def _order(self) -> np.ndarray:
-        n = len(self.ds.y_train)
-        return np.random.default_rng([self.cfg.seed, 0, 2, self.epoch]).permutation(n)
-
-    def next_batch(self) -> np.ndarray:
-        b = self.cfg.batch
-        if self.cursor + b > len(self.order):
-            self.epoch += 1
-            self.order, self.cursor = self._order(), 0
-        idx = self.order[self.cursor:self.cursor + b]
-        self.cursor += b
-        return idx
+    _order = Node._order  # node 0's stream of minibatches over the whole training set
+    next_batch = Node._shard_batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` through the stages, every boundary on the wire."""
