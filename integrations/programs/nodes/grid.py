@@ -209,7 +209,7 @@ def write_parallel_table(runs: dict, docs: Path) -> None:
     sync = runs.get("10-sync")
     sync_bytes = sync[0][0]["bytes_payload"] if sync else None
     lines = ["| method | steps per node | test acc. % | n | payload GB | bytes / sync | "
-             "server updates | mean staleness |", "|---|---|---|---|---|---|---|---|"]
+             "pushes applied | mean staleness |", "|---|---|---|---|---|---|---|---|"]
     for name in RUNS:
         if name not in runs or RUNS[name][1] not in ("sync", "qsgd", "localsgd", "async", "es",
                                                      "pipeline"):
