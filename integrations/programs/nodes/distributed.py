@@ -325,13 +325,11 @@ def run_launched(cfg: NodeConfig, timeout: float = 60.0,
 def _write_collected(cfg: NodeConfig, store, timeout: float) -> None:
     """Node 0 of a torchrun launch: wait (``timeout`` s each) for the others to finish,
     then write the run's metrics, curve and summary from their reports."""
-    import datetime as dt
-
     from lowbit.integrations.programs.nodes.train import write_outputs
 
     for j in range(cfg.nodes):
         try:
-            store.wait([f"done/{j}"], dt.timedelta(seconds=timeout))
+            store.wait([f"done/{j}"], datetime.timedelta(seconds=timeout))
         except Exception:  # noqa: BLE001 - a node that died: its reports may be partial
             pass
     write_outputs(cfg, collect(cfg, store))

@@ -42,6 +42,12 @@ from lowbit.numerics import LNS, Fixed, Float, parse_format
 log = logging.getLogger("lowbit.nodes")
 
 
+def fresh_counts() -> dict[str, int]:
+    """Every node's counters, at zero (summed over the nodes into the metrics)."""
+    return {"rounds": 0, "from_shard": 0, "from_inbox": 0, "broadcasts": 0, "dropped": 0,
+            "rejected": 0, "bytes_images": 0, "bytes_payload": 0}
+
+
 @dataclass
 class NodeConfig:
     """A network of nodes (saved with every checkpoint and result)."""
@@ -216,8 +222,7 @@ class Node:
         self.inbox: deque[Message] = deque()
         self.epoch, self.cursor = 0, 0
         self.order = self._order()
-        self.counts = {"rounds": 0, "from_shard": 0, "from_inbox": 0, "broadcasts": 0,
-                       "dropped": 0, "rejected": 0, "bytes_images": 0, "bytes_payload": 0}
+        self.counts = fresh_counts()
         if cfg.share == "async":
             self.counts.update(updates=0, staleness_sum=0)
 

@@ -30,6 +30,7 @@ from lowbit.integrations.programs.nodes.node import (
     Node,
     NodeConfig,
     build_model,
+    fresh_counts,
     to_message_values,
     value_bits,
 )
@@ -143,8 +144,7 @@ class StageNode:
     def __init__(self, index: int, pipe: Pipeline):
         self.i, self.pipe, self.cfg = index, pipe, pipe.cfg
         self.eval_model = pipe.model
-        self.counts = {"rounds": 0, "from_shard": 0, "from_inbox": 0, "broadcasts": 0,
-                       "dropped": 0, "rejected": 0, "bytes_images": 0, "bytes_payload": 0}
+        self.counts = fresh_counts()
 
     def predict_proba(self, x: np.ndarray, batch: int = 2000) -> np.ndarray:
         self.pipe.model.eval()
