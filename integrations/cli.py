@@ -366,6 +366,7 @@ def _train_nodes(args) -> Path:
                      async_delay=args.async_delay, n_push=args.n_push, n_fetch=args.n_fetch,
                      async_apply=args.async_apply, staleness_lr=args.staleness_lr,
                      es_pairs=args.es_pairs, es_sigma=args.es_sigma, es_l2=args.es_l2,
+                     es_format=args.es_format, es_z=args.es_z,
                      micro_batches=args.micro_batches, optimizer=args.optimizer, data=args.data,
                      data_dir=args.data_dir, seed=args.seed, out=str(args.out))
     from lowbit.integrations.programs.nodes.distributed import RendezvousError
@@ -376,11 +377,13 @@ def _train_nodes(args) -> Path:
     except RendezvousError as e:
         raise CliError(f"train nodes: {e}") from None
     if s is None:  # a torchrun node other than rank 0: node 0 writes the run's results
-        print(f"node {os.environ.get('RANK')} finished; node 0 writes the results")
+        who = ("the parameter server" if os.environ.get("RANK") == str(cfg.nodes)
+               else f"node {os.environ.get('RANK')}")
+        print(f"{who} finished; node 0 writes the results")
         return args.out / "summary.json"
-    print(f"after {s['rounds_done']} steps per node: mean accuracy {s['avg_acc']:.4f}, "
-          f"collective decision {s['coll_acc']:.4f} ({s['alive']} nodes), "
-          f"{s['bytes_payload']} payload bytes + {s['bytes_images']} image bytes sent")
+    print(f"after {int(s['rounds_done'])} steps per node: mean accuracy {s['avg_acc']:.4f}, "
+          f"collective decision {s['coll_acc']:.4f} ({int(s['alive'])} nodes), "
+          f"{int(s['bytes_payload'])} payload bytes + {int(s['bytes_images'])} image bytes sent")
     return args.out / "summary.json"
 
 
@@ -598,6 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--es-sigma", type=real(0.0, low_open=True), default=0.02,
                    help="es: perturbation standard deviation")
     p.add_argument("--es-l2", type=real(0.0), default=0.005, help="es: weight decay")
+    p.add_argument("--es-format", default="float",
+                   help="es: 'float' (Adam on the estimate) or a signed Fixed format, e.g. "
+                        "fixed8.7: integer ES, weights move by whole codes")
+    p.add_argument("--es-z", type=real(0.0, low_open=True), default=0.5,
+                   help="es, integer: z-score at which a weight moves one code")
     p.add_argument("--micro-batches", type=count(1), default=1,
                    help="pipeline: micro-batches per minibatch (GPipe); stages = --nodes")
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),

@@ -170,3 +170,113 @@ def async_round(workers: list[AsyncWorker], t: int) -> None:
         c = workers[worker].counts
         c["updates"] += 1
         c["staleness_sum"] += tau
+
+
+# --- the gloo runtime: the server is a process of its own (rank ``nodes``) ------------------
+
+FETCH, PUSH, DONE = 0, 1, 2  # header kinds: (kind, version tag, 0), int64
+
+
+def processes(cfg: NodeConfig) -> int:
+    """Processes of a run: one per node, plus the parameter server's for ``async``."""
+    return cfg.nodes + (cfg.share == "async")
+
+
+class RemoteWorker(SyncNode):
+    """An async worker in its own process: it talks to the server process (rank ``nodes``)
+    with blocking point-to-point messages; what the delays are is what the processes do.
+
+    Tick t: fetch (header FETCH; the server answers (version, this worker's updates so far,
+    their staleness sum) and the float32 parameters) if t % n_fetch == 0; gradient on the
+    local copy; after ``n_push`` gradients, push (header (PUSH, version)) and their mean.
+    The server applies messages in the order it receives them (:func:`serve`). At an
+    evaluation round the worker fetches the server's parameters into a second model (not
+    counted as traffic) and reports their probabilities."""
+
+    def __init__(self, index: int, cfg: NodeConfig, ds, shard: np.ndarray):
+        super().__init__(index, cfg, ds, shard)
+        self.version, self.pending = 0, 0
+        self.accum: torch.Tensor | None = None
+        self.eval_model = build_model(cfg, ds, cfg.seed * 100_003)
+        self.counts.update(updates=0, staleness_sum=0)
+
+    def _fetch(self, model) -> None:
+        import torch.distributed as dist
+
+        server = self.cfg.nodes
+        dist.send(torch.tensor([FETCH, 0, 0], dtype=torch.int64), dst=server)
+        reply = torch.empty(3, dtype=torch.int64)
+        dist.recv(reply, src=server)
+        flat = torch.empty(sum(self.sizes), dtype=getattr(torch, self.cfg.dtype))
+        dist.recv(flat, src=server)
+        with torch.no_grad():
+            for p, part in zip(model.parameters(), torch.split(flat, self.sizes)):
+                p.copy_(part.reshape(p.shape))
+        self.version = int(reply[0])
+        self.counts["updates"], self.counts["staleness_sum"] = int(reply[1]), int(reply[2])
+
+    def tick(self, t: int) -> None:
+        import torch.distributed as dist
+
+        cfg = self.cfg
+        if t % cfg.n_fetch == 0:
+            self._fetch(self.model)
+            self.counts["bytes_payload"] += 4 * sum(self.sizes)
+        g = self.gradient()
+        self.accum = g if self.accum is None else self.accum + g
+        self.pending += 1
+        if self.pending == cfg.n_push:
+            dist.send(torch.tensor([PUSH, self.version, 0], dtype=torch.int64), dst=cfg.nodes)
+            dist.send((self.accum / cfg.n_push).contiguous(), dst=cfg.nodes)
+            self.accum, self.pending = None, 0
+            self.counts["bytes_payload"] += 4 * sum(self.sizes)
+            self.counts["broadcasts"] += 1
+
+    def predict_proba(self, x, batch: int = 2000):
+        self._fetch(self.eval_model)
+        local, self.model = self.model, self.eval_model
+        try:
+            return super().predict_proba(x, batch)
+        finally:
+            self.model = local
+
+    def finish(self) -> None:
+        import torch.distributed as dist
+
+        dist.send(torch.tensor([DONE, 0, 0], dtype=torch.int64), dst=self.cfg.nodes)
+
+    def state(self) -> dict:
+        return {**super().state(), "version": self.version, "accum": self.accum,
+                "pending": self.pending}
+
+
+def serve(cfg: NodeConfig, ds) -> ParameterServer:
+    """The parameter server process: answer fetches and apply pushes in the order they are
+    received (from any worker) until every worker has said DONE; staleness per update as in
+    the simulation (``async_apply`` and ``staleness_lr`` too). Returns the server."""
+    import torch.distributed as dist
+
+    server = ParameterServer(cfg, ds)
+    n, size = cfg.nodes, sum(server.sizes)
+    updates, staleness = [0] * n, [0] * n
+    hdr, finished = torch.empty(3, dtype=torch.int64), 0
+    while finished < n:
+        src = dist.recv(hdr)
+        kind, tag = int(hdr[0]), int(hdr[1])
+        if not 0 <= src < n or kind not in (FETCH, PUSH, DONE):
+            raise RuntimeError(f"parameter server: header {hdr.tolist()} from rank {src}")
+        if kind == DONE:
+            finished += 1
+        elif kind == FETCH:
+            reply = torch.tensor([server.version, updates[src], staleness[src]],
+                                 dtype=torch.int64)
+            dist.send(reply, dst=src)
+            dist.send(server.flat().contiguous(), dst=src)
+        else:
+            g = torch.empty(size, dtype=getattr(torch, cfg.dtype))
+            dist.recv(g, src=src)
+            server.in_flight.append((0, src, tag, g))
+            for worker, tau in server.arrive(0, n):
+                updates[worker] += 1
+                staleness[worker] += tau
+    return server

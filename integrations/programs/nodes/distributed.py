@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lowbit.integrations.programs.nodes.asynchronous import RemoteWorker, processes, serve
 from lowbit.integrations.programs.nodes.collective import accuracies
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig
 from lowbit.integrations.programs.nodes.protocol import BASELINES, shards
@@ -110,8 +111,11 @@ def node_main(i: int, cfg_dict: dict, addr: str, port: int, timeout: float,
     torch.set_num_threads(1)
     cfg = NodeConfig(**cfg_dict)
     ds = load_dataset(cfg.data, cfg.data_dir)
+    if i == cfg.nodes:  # the parameter server of share "async": a process of its own
+        _server_process(cfg, ds, addr, port, host, timeout)
+        return
     shard = shards(len(ds.y_train), cfg.nodes, cfg.seed)[i]
-    node = (SyncNode if cfg.share in BASELINES else Node)(i, cfg, ds, shard)
+    node = _build_node(i, cfg, ds, shard)
     store = _store(addr, port, host, timeout)
     d = _node_dir(cfg, i)
     d.mkdir(parents=True, exist_ok=True)
@@ -122,7 +126,7 @@ def node_main(i: int, cfg_dict: dict, addr: str, port: int, timeout: float,
         start = st["round"]
     else:
         pg_store = dist.PrefixStore("pg", store)
-        dist.init_process_group("gloo", store=pg_store, rank=i, world_size=cfg.nodes,
+        dist.init_process_group("gloo", store=pg_store, rank=i, world_size=processes(cfg),
                                 timeout=datetime.timedelta(seconds=timeout))
         dist.barrier()
     dead: set[int] = set()
@@ -160,17 +164,47 @@ def node_main(i: int, cfg_dict: dict, addr: str, port: int, timeout: float,
         _write_collected(cfg, store, timeout)
 
 
+def _server_process(cfg: NodeConfig, ds, addr: str, port: int, host: bool,
+                    timeout: float) -> None:
+    """Rank ``nodes`` of an async run: the parameter server (:func:`serve`)."""
+    import torch.distributed as dist
+
+    store = _store(addr, port, host, timeout)
+    dist.init_process_group("gloo", store=dist.PrefixStore("pg", store), rank=cfg.nodes,
+                            world_size=processes(cfg),
+                            timeout=datetime.timedelta(seconds=timeout))
+    dist.barrier()
+    serve(cfg, ds)
+    dist.destroy_process_group()
+
+
+def _build_node(i: int, cfg: NodeConfig, ds, shard: np.ndarray):
+    """Node i of the run, as its own process builds it."""
+    if cfg.share == "async":
+        return RemoteWorker(i, cfg, ds, shard)
+    if cfg.share == "es":
+        from lowbit.integrations.programs.nodes.es import IntESNode, ESNode
+
+        return (ESNode if cfg.es_format == "float" else IntESNode)(i, cfg, ds, shard)
+    if cfg.share == "pipeline":
+        from lowbit.integrations.programs.nodes.pipeline import StageProcess
+
+        return StageProcess(i, cfg, ds)
+    return (SyncNode if cfg.share in BASELINES else Node)(i, cfg, ds, shard)
+
+
 def _save(node, ds, d: Path, store, done: int, seconds: float, dead=(), restarted=False) -> None:
     """Node i's checkpoint and counters after round ``done`` (in its folder), and its report
     (counters and test-set probabilities) in the store for the collector."""
     import torch
 
+    probs = node.predict_proba(ds.x_test)  # first: an async worker's fetch updates its counts
     state = {"node": node.state(), "round": done}
     save_checkpoint(d / "checkpoint.pt", lambda fh: torch.save(state, fh))
     counts = {"round": done, **node.counts, "seconds": seconds, "dead_neighbours": sorted(dead),
               "restarted": restarted}
     write_text(d / f"counts_r{done}.json", json.dumps(counts))
-    store.set(f"e/{done}/{node.i}", encode_report(node.predict_proba(ds.x_test), counts))
+    store.set(f"e/{done}/{node.i}", encode_report(probs, counts))
 
 
 def _sync_main(node: SyncNode, ds, d: Path, store) -> None:
@@ -181,6 +215,17 @@ def _sync_main(node: SyncNode, ds, d: Path, store) -> None:
     cfg, n = node.cfg, node.cfg.nodes
     t0 = time.perf_counter()
     for r in range(cfg.rounds):
+        if cfg.share in ("es", "pipeline", "async"):
+            if cfg.share == "es":
+                _es_step(node, r)
+            elif cfg.share == "async":
+                node.tick(r)
+            else:
+                node.step()
+            done = r + 1
+            if done % cfg.eval_every == 0 or done == cfg.rounds:
+                _save(node, ds, d, store, done, time.perf_counter() - t0)
+            continue
         if cfg.share == "localsgd":
             node.local_step()
             if node.averages_after(r):
@@ -211,7 +256,25 @@ def _sync_main(node: SyncNode, ds, d: Path, store) -> None:
         done = r + 1
         if done % cfg.eval_every == 0 or done == cfg.rounds:
             _save(node, ds, d, store, done, time.perf_counter() - t0)
+    if cfg.share == "async":
+        node.finish()
     dist.destroy_process_group()
+
+
+def _es_step(node, r: int) -> None:
+    """One ES round over gloo: this node's (pair, f+, f-) triples as a float32 (k, 3) tensor
+    (pair numbers are exact in float32; unused rows -1), all-gathered; then the update."""
+    import torch
+    import torch.distributed as dist
+
+    cfg = node.cfg
+    mine = node.evaluate_pairs(r)
+    buf = torch.full((-(-cfg.es_pairs // cfg.nodes), 3), -1.0, dtype=torch.float32)
+    for row, triple in enumerate(mine):
+        buf[row] = torch.tensor(triple, dtype=torch.float32)
+    bufs = [torch.empty_like(buf) for _ in range(cfg.nodes)]
+    dist.all_gather(bufs, buf)
+    node.update(r, [(int(j), a, b) for t in bufs for j, a, b in t.tolist() if j >= 0])
 
 
 def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int] | None = None,
@@ -244,7 +307,7 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
                                                        timeout, kill_at, restarted))
         procs[i].start()
 
-    for i in range(cfg.nodes):
+    for i in range(processes(cfg)):
         start(i, kill.get(i), False)
     restarted = set()
     while True:
@@ -261,9 +324,9 @@ def run_distributed(cfg: NodeConfig, timeout: float = 30.0, kill: dict[int, int]
 
 
 def _refuse_async(cfg: NodeConfig) -> None:
-    if cfg.share in ("async", "es", "pipeline"):
-        raise ValueError(f"share {cfg.share!r} runs in the simulated runtime only (no gloo "
-                         "processes for it yet)")
+    if cfg.share == "async" and cfg.async_delay > 0:
+        raise ValueError("async_delay is the simulated runtime's: under gloo the delays are "
+                         "what the processes produce (their staleness is recorded)")
 
 
 def _clear(cfg: NodeConfig) -> None:
@@ -299,9 +362,10 @@ def run_launched(cfg: NodeConfig, timeout: float = 60.0,
     cfg.check()
     _refuse_async(cfg)
     rank, world = launched_rank()
-    if world != cfg.nodes:
+    if world != processes(cfg):
+        extra = " and one for the parameter server" if cfg.share == "async" else ""
         raise RendezvousError(f"the launch has WORLD_SIZE {world} processes but the run has "
-                              f"--nodes {cfg.nodes}: start one process per node")
+                              f"--nodes {cfg.nodes}: start one process per node{extra}")
     if not 0 <= rank < world:
         raise RendezvousError(f"RANK {rank} outside 0..{world - 1}")
     for var in ("MASTER_ADDR", "MASTER_PORT"):
@@ -312,7 +376,7 @@ def run_launched(cfg: NodeConfig, timeout: float = 60.0,
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 \
         and (_node_dir(cfg, rank) / "checkpoint.pt").exists()
-    if not restarted:
+    if not restarted and rank < cfg.nodes:
         d = _node_dir(cfg, rank)
         d.mkdir(parents=True, exist_ok=True)
         for old in d.glob("*"):

@@ -78,6 +78,8 @@ class NodeConfig:
     es_pairs: int = 20  # share "es": antithetic pairs per round (over all nodes)
     es_sigma: float = 0.02  # share "es": noise standard deviation
     es_l2: float = 0.005  # share "es": weight decay coefficient
+    es_format: str = "float"  # share "es": "float" (Adam) or a Fixed format (integer ES)
+    es_z: float = 0.5  # share "es", integer: z-score at which a weight moves one code
     micro_batches: int = 1  # share "pipeline": micro-batches per minibatch (GPipe)
     optimizer: str = "adam"  # "adam" or "sgd" (plain, no momentum)
     dtype: str = "float32"  # the models' float dtype: "float32" or "float64"
@@ -105,6 +107,12 @@ class NodeConfig:
         if self.es_pairs < 1 or self.es_sigma <= 0 or self.es_l2 < 0:
             raise ValueError(f"es_pairs must be >= 1, es_sigma > 0, es_l2 >= 0; got "
                              f"{self.es_pairs}, {self.es_sigma}, {self.es_l2}")
+        if self.es_format != "float":
+            from lowbit.integrations.programs.nodes.es import sigma_codes
+
+            sigma_codes(self)
+        if self.es_z <= 0:
+            raise ValueError(f"es_z must be > 0, got {self.es_z}")
         if self.micro_batches < 1:
             raise ValueError(f"micro_batches must be >= 1, got {self.micro_batches}")
         if self.local_steps < 1:

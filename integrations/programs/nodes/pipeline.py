@@ -174,3 +174,115 @@ def build_pipeline(cfg: NodeConfig, ds) -> list[StageNode]:
 
 def pipeline_round(nodes: list[StageNode], r: int) -> None:
     nodes[0].pipe.step(nodes)
+
+
+class StageProcess:
+    """Stage s of the pipeline as its own process (the gloo runtime).
+
+    Every process builds the same model and cuts it the same way (:class:`Pipeline`) and
+    trains only stage s. A round: stage 0 reads the minibatch (every stage follows the same
+    data stream, so the last stage takes the labels of that minibatch from its own copy of
+    the data set: they are not on the wire); the micro-batches go forward (stage s receives
+    each from s - 1, sends its output, rounded into the message format, to s + 1; sends are
+    non-blocking), then their gradients come back in micro-batch order (the last stage does
+    each micro-batch's backward as soon as its forward is done), every gradient sent back
+    rounded into the message format; then the stage's optimizer step. The gradients
+    accumulate in the order of the simulated :class:`Pipeline`, so both runtimes compute the
+    same numbers. Evaluation is pipelined the same way and the last stage's probabilities
+    are broadcast to every stage.
+    """
+
+    def __init__(self, index: int, cfg: NodeConfig, ds):
+        self.pipe = Pipeline(cfg, ds)
+        self.i, self.cfg, self.ds = index, cfg, ds
+        self.stage, self.opt = self.pipe.stages[index], self.pipe.opts[index]
+        self.widths = self.pipe.boundary_widths()
+        self.dtype = getattr(torch, cfg.dtype)
+        self.last = index == cfg.nodes - 1
+        self.counts = fresh_counts()
+
+    def _wire(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(to_message_values(t.detach(), self.cfg.message_format)).to(
+            t.dtype).contiguous()
+
+    def _receive(self, rows: int, src: int) -> torch.Tensor:
+        import torch.distributed as dist
+
+        h = torch.empty(rows, self.widths[min(src, self.i)], dtype=self.dtype)
+        dist.recv(h, src=src)
+        return h
+
+    def step(self) -> None:
+        import torch.distributed as dist
+
+        cfg, s, m = self.cfg, self.i, self.cfg.micro_batches
+        idx = self.pipe.next_batch()
+        x = torch.from_numpy(self.ds.x_train[idx]).to(self.dtype)
+        y = torch.from_numpy(self.ds.y_train[idx])
+        self.stage.train()
+        self.opt.zero_grad()
+        sends, kept = [], []
+        parts = [slice(k * cfg.batch // m, (k + 1) * cfg.batch // m) for k in range(m)]
+        for sl in parts:
+            rows = sl.stop - sl.start
+            h = x[sl] if s == 0 else self._receive(rows, s - 1).requires_grad_()
+            out = self.stage(h)
+            if self.last:
+                loss = F.cross_entropy(out, y[sl])
+                (loss / m if m > 1 else loss).backward()
+                if s > 0:
+                    sends.append(dist.isend(self._wire(h.grad), dst=s - 1))
+            else:
+                wire = self._wire(out)
+                sends.append(dist.isend(wire, dst=s + 1))
+                kept.append((h, out, wire))
+        for h, out, _ in kept:
+            out.backward(self._receive(out.shape[0], s + 1))
+            if s > 0:
+                sends.append(dist.isend(self._wire(h.grad), dst=s - 1))
+        for w in sends:
+            w.wait()
+        self.opt.step()
+        bits = value_bits(cfg.message_format)
+        if not self.last:  # activations forward over boundary s
+            self.counts["bytes_payload"] += math.ceil(cfg.batch * self.widths[s] * bits / 8)
+        if s > 0:  # gradients backward over boundary s - 1
+            self.counts["bytes_payload"] += math.ceil(cfg.batch * self.widths[s - 1] * bits / 8)
+        self.counts["rounds"] += 1
+        if s == 0:
+            self.counts["from_shard"] += 1
+
+    def predict_proba(self, x: np.ndarray, batch: int = 2000) -> np.ndarray:
+        """The model's probabilities on ``x`` through the stages (every stage calls this at
+        the same time); every stage returns the last stage's result."""
+        import torch.distributed as dist
+
+        s = self.i
+        self.stage.eval()
+        out = []
+        with torch.no_grad():
+            for a in range(0, len(x), batch):
+                rows = min(batch, len(x) - a)
+                h = torch.from_numpy(x[a:a + rows]).to(self.dtype) if s == 0 \
+                    else self._receive(rows, s - 1)
+                h = self.stage(h)
+                if self.last:
+                    out.append(torch.softmax(h, 1).double())
+                else:
+                    dist.send(self._wire(h), dst=s + 1)
+        probs = torch.cat(out) if self.last else torch.empty(len(x), self.ds.n_classes,
+                                                             dtype=torch.float64)
+        dist.broadcast(probs, src=self.cfg.nodes - 1)
+        return probs.numpy()
+
+    def state(self) -> dict:
+        return {"stage": self.stage.state_dict(), "opt": self.opt.state_dict(),
+                "epoch": self.pipe.epoch, "cursor": self.pipe.cursor,
+                "counts": dict(self.counts)}
+
+    def load(self, st: dict) -> None:
+        self.stage.load_state_dict(st["stage"])
+        self.opt.load_state_dict(st["opt"])
+        self.pipe.epoch, self.pipe.cursor = st["epoch"], st["cursor"]
+        self.pipe.order = self.pipe._order()
+        self.counts = dict(st["counts"])

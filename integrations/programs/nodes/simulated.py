@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from lowbit.integrations.programs.nodes.asynchronous import async_round, build_async
-from lowbit.integrations.programs.nodes.es import ESNode, es_round
+from lowbit.integrations.programs.nodes.es import build_es, es_round
 from lowbit.integrations.programs.nodes.node import Node, NodeConfig
 from lowbit.integrations.programs.nodes.pipeline import build_pipeline, pipeline_round
 from lowbit.integrations.programs.nodes.protocol import BASELINES, Message, shards
@@ -32,7 +32,7 @@ def build_nodes(cfg: NodeConfig, ds) -> list[Node]:
     if cfg.share == "pipeline":
         return build_pipeline(cfg, ds)
     if cfg.share == "es":
-        return [ESNode(i, cfg, ds, parts[i]) for i in range(cfg.nodes)]
+        return build_es(cfg, ds, parts)
     if cfg.share in BASELINES:
         nodes = [SyncNode(i, cfg, ds, parts[i]) for i in range(cfg.nodes)]
         share_replica(nodes)

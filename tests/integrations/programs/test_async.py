@@ -1,5 +1,6 @@
-"""Asynchronous SGD with a parameter server (simulated): with no delays and mean steps it is
-sync SGD bit for bit; the staleness it records follows from the configured delays."""
+"""Asynchronous SGD with a parameter server: simulated, with no delays and mean steps it is
+sync SGD bit for bit and the staleness it records follows from the configured delays; over
+gloo, a server process and worker processes."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from lowbit.integrations.data import load_digits
 from lowbit.integrations.programs.nodes.node import NodeConfig
 from lowbit.integrations.programs.nodes.simulated import build_nodes, run_rounds
 from lowbit.integrations.programs.nodes.train import train
+from lowbit.integrations.runs import read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +93,35 @@ def test_async_learns_and_resumes(tmp_path):
     assert resumed["avg_acc"] == whole["avg_acc"] > 0.5
 
 
-def test_gloo_refuses_async(tmp_path):
-    with pytest.raises(ValueError, match="simulated runtime only"):
-        train(_cfg(tmp_path, share="async"), runtime="gloo")
+def test_gloo_refuses_simulated_delays(tmp_path):
+    with pytest.raises(ValueError, match="what the processes produce"):
+        train(_cfg(tmp_path, share="async", async_delay=2.0), runtime="gloo")
+
+
+def test_gloo_one_worker_computes_the_simulated_server(ds, tmp_path):
+    """One worker process and the server process: no concurrency, so every push is applied
+    before the next fetch, as in the simulation with no delay: equal weights, staleness 0."""
+    from lowbit.integrations.runs import torch_load
+
+    kw = {"nodes": 1, "neighbours": 0, "share": "async", "rounds": 12, "eval_every": 6}
+    sim = build_nodes(_cfg(tmp_path / "sim", **kw), ds)
+    run_rounds(sim, 0, 12, [])
+    s = train(_cfg(tmp_path / "gloo", **kw), runtime="gloo", timeout=60)
+    with open(tmp_path / "gloo" / "node0" / "checkpoint.pt", "rb") as fh:
+        got = torch_load(fh)["node"]["model"]  # the worker's copy, fetched at tick 11
+    for name, v in sim[0].model.state_dict().items():
+        assert torch.equal(got[name], v), name
+    last = read_metrics(tmp_path / "gloo")[-1]
+    assert last["updates"] == 12 and last["staleness_sum"] == 0
+
+
+def test_gloo_workers_record_their_real_staleness(tmp_path):
+    """Three worker processes race for one server: every push is applied (updates = pushes,
+    reported at the last evaluation's fetch), the staleness is whatever happened (>= 0; at
+    most the updates the others could make meanwhile), and the server's model learns."""
+    s = train(_cfg(tmp_path, share="async", rounds=60, eval_every=30, lr=3e-3),
+              runtime="gloo", timeout=60)
+    last = read_metrics(tmp_path)[-1]
+    assert last["updates"] == last["broadcasts"] == 3 * 60
+    assert 0 <= last["staleness_sum"] <= 3 * 60 * 2 * 2
+    assert s["avg_acc"] > 0.5, s

@@ -23,8 +23,9 @@ def test_perturbation_is_the_counter_rng_by_hand():
 
     eps = perturbation(5, 7, 3, 6)
     key = random_u64(5 ^ ES_STREAM, (7 << 24) | 3)
-    for k in range(6):  # the reference splitmix64 in Python ints, element by element
-        u = [(random_u64(key, 4 * k + m) >> 11) * 2.0**-53 for m in range(4)]
+    for k in range(6):  # the reference splitmix64 in Python ints, element by element:
+        words = [random_u64(key, 2 * k + m) for m in range(2)]  # low half, then high half
+        u = [(w >> s & 0xFFFFFFFF) * 2.0**-32 for w in words for s in (0, 32)]
         assert eps[k] == np.float32(((u[0] + u[1]) + (u[2] + u[3]) - 2.0) * np.sqrt(3.0))
     assert (perturbation(5, 7, 3, 6) == eps).all()
     assert not (perturbation(5, 7, 4, 6) == eps).any()
@@ -75,3 +76,89 @@ def test_es_resumes_exactly(tmp_path):
     train(_cfg(tmp_path / "b", rounds=5), progress=False)
     resumed = train(_cfg(tmp_path / "b"), progress=False)
     assert resumed["avg_acc"] == whole["avg_acc"]
+
+
+# --- integer ES: weights are Fixed codes that move by whole codes ---------------------------
+
+def test_sign_perturbation_is_the_counter_rng_bits_by_hand():
+    from lowbit.integrations.programs.nodes.es import ES_SIGN_STREAM, sign_perturbation
+
+    eps = sign_perturbation(5, 7, 3, 130)
+    key = random_u64(5 ^ ES_SIGN_STREAM, (7 << 24) | 3)
+    expect = [1 - 2 * (random_u64(key, k // 64) >> (k % 64) & 1) for k in range(130)]
+    assert eps.dtype == np.int8 and eps.tolist() == expect
+    assert abs(float(sign_perturbation(1, 2, 3, 100_000).mean())) < 0.02
+
+
+def test_integer_ranks_by_hand():
+    from lowbit.integrations.programs.nodes.es import integer_ranks
+
+    assert integer_ranks(np.array([[3.0, -1.0], [3.0, 0.5]])).tolist() == [[2, 0], [3, 1]]
+
+
+def _int_cfg(tmp_path, **kw):
+    return _cfg(tmp_path, es_format="fixed8.5", es_sigma=0.03, **kw)
+
+
+def test_integer_es_moves_whole_codes_and_matches_a_hand_update(ds, tmp_path):
+    from lowbit.integrations.programs.nodes.es import (
+        integer_ranks,
+        sign_perturbation,
+    )
+
+    nodes = build_nodes(_int_cfg(tmp_path, es_z=0.5), ds)
+    n0 = nodes[0]
+    assert n0.sigma_codes == 1  # 0.03 * 32 = 0.96 -> 1 code
+    for r in range(4):
+        before = n0.flat().double() * 32
+        assert (before == before.round()).all() and before.abs().max() <= 128
+        results = [t for n in nodes for t in n.evaluate_pairs(r)]
+        # the step by hand, in Python ints: G_k = sum_j (R+_j - R-_j) eps_jk
+        f = np.array([[a, b] for _, a, b in sorted(results)], dtype=np.float32)
+        rk = integer_ranks(f)
+        w = [int(a - b) for a, b in rk]
+        size = before.numel()
+        eps = [sign_perturbation(0, r, j, size).astype(np.int64) for j in range(7)]
+        g = sum(w[j] * eps[j] for j in range(7))
+        var = sum(x * x for x in w)
+        move = np.where(g * g * 4 >= var, np.sign(g), 0)  # z = 0.5: G^2 >= V / 4
+        expect = np.clip(before.numpy() + move, -128, 127)
+        for n in nodes:
+            n.update(r, results)
+        after = n0.flat().double().numpy() * 32
+        assert (after == expect).all(), r
+        assert len({params_hash(n.model) for n in nodes}) == 1
+    assert n0.counts["code_moves"] > 0
+
+
+def test_integer_es_learns_on_digits(tmp_path):
+    s = train(_int_cfg(tmp_path, es_pairs=30, rounds=150, eval_every=150), progress=False)
+    assert s["avg_acc"] > 0.4, s  # chance is 0.1
+
+
+@pytest.mark.parametrize("fmt, sigma, match", [
+    ("lns3.3", 0.03, "signed Fixed"), ("ufixed8.5", 0.03, "signed Fixed"),
+    ("fixed32.16", 0.03, "at most 24"), ("fixed8.2", 0.01, "below half a code"),
+])
+def test_integer_es_refuses_bad_formats(fmt, sigma, match):
+    with pytest.raises(ValueError, match=match):
+        NodeConfig(share="es", es_format=fmt, es_sigma=sigma).check()
+
+
+@pytest.mark.parametrize("es_format, sigma", [("float", 0.02), ("fixed8.5", 0.03)])
+def test_gloo_replicas_compute_the_simulated_es(ds, tmp_path, es_format, sigma):
+    """Three processes all-gathering (pair, f+, f-) end bit-identical to each other and to
+    the simulated replicas."""
+    import torch
+
+    from lowbit.integrations.runs import torch_load
+
+    kw = {"es_format": es_format, "es_sigma": sigma, "rounds": 6, "eval_every": 3}
+    sim = build_nodes(_cfg(tmp_path / "sim", **kw), ds)
+    run_rounds(sim, 0, 6, [])
+    train(_cfg(tmp_path / "gloo", **kw), runtime="gloo", timeout=60)
+    for k in range(3):
+        with open(tmp_path / "gloo" / f"node{k}" / "checkpoint.pt", "rb") as fh:
+            got = torch_load(fh)["node"]["model"]
+        for name, v in sim[k].model.state_dict().items():
+            assert torch.equal(got[name], v), (k, name)
