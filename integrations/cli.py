@@ -367,7 +367,7 @@ def _train_nodes(args) -> Path:
                      async_apply=args.async_apply, staleness_lr=args.staleness_lr,
                      es_pairs=args.es_pairs, es_sigma=args.es_sigma, es_l2=args.es_l2,
                      es_format=args.es_format, es_z=args.es_z,
-                     micro_batches=args.micro_batches, optimizer=args.optimizer, data=args.data,
+                     micro_batches=args.micro_batches, grad_format=args.grad_format or "", optimizer=args.optimizer, data=args.data,
                      data_dir=args.data_dir, seed=args.seed, out=str(args.out))
     from lowbit.integrations.programs.nodes.distributed import RendezvousError
 
@@ -608,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="es, integer: z-score at which a weight moves one code")
     p.add_argument("--micro-batches", type=count(1), default=1,
                    help="pipeline: micro-batches per minibatch (GPipe); stages = --nodes")
+    p.add_argument("--grad-format", type=message_format, default=None,
+                   help="pipeline: the activation gradients' format on the wire (default: "
+                        "--message-format), e.g. e5m2 beside --message-format e4m3")
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),
                    help="every node's optimizer (sgd: plain, no momentum)")
     p.add_argument("--runtime", default="simulated", choices=("simulated", "gloo"))

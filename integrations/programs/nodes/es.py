@@ -99,6 +99,15 @@ def sign_perturbation(seed: int, step: int, pair: int, size: int) -> np.ndarray:
     return eps
 
 
+@functools.lru_cache(maxsize=2)
+def sign_matrix(seed: int, step: int, pairs: int, size: int) -> torch.Tensor:
+    """(pairs, size) float32: the rows are the round's :func:`sign_perturbation` vectors."""
+    if pairs * size >= 2**31:
+        raise ValueError(f"{pairs} pairs x {size} weights: too large for one sign matrix")
+    return torch.from_numpy(np.stack([sign_perturbation(seed, step, j, size)
+                                      for j in range(pairs)]).astype(np.float32))
+
+
 def integer_ranks(x: np.ndarray) -> np.ndarray:
     """Ranks 0 .. x.size - 1 of ``x`` (ties by position), int64, in ``x``'s shape."""
     ranks = np.empty(x.size, dtype=np.int64)
@@ -218,16 +227,13 @@ class IntESNode(ESNode):
         cfg = self.cfg
         ranks = integer_ranks(self.fitnesses(r, results))
         w = ranks[:, 0] - ranks[:, 1]
-        size = sum(self.sizes)
-        g = np.zeros(size, dtype=np.int64)
-        for j in range(cfg.es_pairs):
-            if w[j]:
-                g += int(w[j]) * sign_perturbation(cfg.seed, r, j, size)
+        # G = w @ E in float32 is exact in any summation order: |G| <= P (2P - 1) < 2^24
+        g = torch.from_numpy(w.astype(np.float32)) @ sign_matrix(cfg.seed, r, cfg.es_pairs,
+                                                                 sum(self.sizes))
         var = float(np.sum(w * w))  # exact: integers far below 2**53
-        moves = np.sign(g) * (g.astype(np.float64) ** 2 >= cfg.es_z ** 2 * var)
-        self.counts["code_moves"] += int(np.count_nonzero(moves))
-        codes = self.codes() + torch.from_numpy(moves.astype(np.float64)).to(self.flat().dtype)
-        self._set(self.values(self.saturate(codes)))
+        moves = torch.sign(g) * (g.double() ** 2 >= cfg.es_z ** 2 * var)
+        self.counts["code_moves"] += int(torch.count_nonzero(moves))
+        self._set(self.values(self.saturate(self.codes() + moves.to(self.flat().dtype))))
 
 
 def es_fixed_format(cfg: NodeConfig) -> Fixed:

@@ -48,6 +48,20 @@ RUNS = {
     "10-async-each": (10, "async", {}),  # Downpour-like: every push is a step
     **{f"3-pipeline-{n}": (3, "pipeline", {"micro_batches": 4, "message_format": f})
        for n, f in (("float32", "float32"), ("fixed8", "fixed8.4"), ("e4m3", "e4m3"))},
+    # the gradients on their own format: FP8's usual split, and Fixed(8, 4) activations with
+    # float32 gradients (is the Fixed(8, 4) collapse the gradients' or the activations'?)
+    "3-pipeline-e4m3-e5m2": (3, "pipeline", {"micro_batches": 4, "message_format": "e4m3",
+                                             "grad_format": "e5m2"}),
+    "3-pipeline-fixed8-f32grad": (3, "pipeline", {"micro_batches": 4,
+                                                  "message_format": "fixed8.4",
+                                                  "grad_format": "float32"}),
+    # model averaging in an emulated format: the parameters travel (and are averaged) in it
+    **{f"10-localsgd-h8-{f}": (10, "localsgd", {"local_steps": 8, "message_format": f})
+       for f in ("bf16", "e4m3")},
+    # ES: 2,500 rounds of 20 pairs = 4 forward passes per node and round, about the compute
+    # of the others' 5,000 forward + backward steps; float and integer at equal evaluations
+    "10-es": (10, "es", {"rounds": 2500, "lr": 3e-3}),
+    "10-es-int": (10, "es", {"rounds": 2500, "es_format": "fixed8.5", "es_sigma": 0.03}),
 }
 THESIS = {  # CIFAR-10, 5000 steps per node (Lacaille 2018, Table 2.2)
     "1-all-data": ("84.5", "N.A."), "10-none": ("71.1", "72.9"), "10-logits": ("79.0", "84.8"),
@@ -74,6 +88,12 @@ LABELS = {
     "3-pipeline-float32": "3 stages – pipeline, activations in float32",
     "3-pipeline-fixed8": "3 stages – pipeline, activations in Fixed(8, 4)",
     "3-pipeline-e4m3": "3 stages – pipeline, activations in E4M3",
+    "3-pipeline-e4m3-e5m2": "3 stages – pipeline, activations E4M3, gradients E5M2",
+    "3-pipeline-fixed8-f32grad": "3 stages – pipeline, activations Fixed(8, 4), gradients float32",
+    "10-localsgd-h8-bf16": "10 nodes – local SGD H = 8, parameters averaged in bf16",
+    "10-localsgd-h8-e4m3": "10 nodes – local SGD H = 8, parameters averaged in E4M3",
+    "10-es": "10 nodes – ES, float32 weights, Adam 3e-3 (20 pairs, sigma 0.02)",
+    "10-es-int": "10 nodes – ES, integer: Fixed(8, 5) codes, +-1-code moves at z >= 0.5",
 }
 THRESHOLDS = (0.80, 0.85, 0.88)
 CNN_RUNS = ("1-all-data", "10-none", "10-logits", "10-labels", "10-features", "20-labels")
@@ -89,11 +109,14 @@ def nodes_grid(data: str, seeds: int, root: Path, rounds: int = ROUNDS,
     for seed in range(seeds):
         for name in names:
             n, share, extra = RUNS[name]
+            kw = {"rounds": rounds, **extra}  # a run may set its own length (ES)
+            if rounds != ROUNDS and "rounds" in extra:  # a shortened grid shortens it too
+                kw["rounds"] = max(1, extra["rounds"] * rounds // ROUNDS)
             out.append(NodeConfig(nodes=n, neighbours=0 if share == "pipeline" else n - 1,
-                                  share=share, rounds=rounds,
+                                  share=share,
                                   eval_every=EVAL_EVERY if model == "mlp" else 2 * EVAL_EVERY,
                                   data=data, seed=seed, model=model,
-                                  out=str(root / folder / data / name / f"seed{seed}"), **extra))
+                                  out=str(root / folder / data / name / f"seed{seed}"), **kw))
     return out
 
 
@@ -203,24 +226,78 @@ def write_nodes_tables(root: Path, docs: Path, data: str = "fashion-mnist",
     write_parallel_table(runs, docs)
 
 
+PARALLEL_FAMILIES = {  # share -> (family in the plot, marker)
+    "sync": ("sync SGD / QSGD", "o"), "qsgd": ("sync SGD / QSGD", "o"),
+    "localsgd": ("local SGD", "s"), "async": ("async (parameter server)", "^"),
+    "es": ("evolution strategies", "*"), "pipeline": ("pipeline (model parallel)", "D"),
+    "labels": ("sharing labels / logits / features", "v"),
+    "logits": ("sharing labels / logits / features", "v"),
+    "features": ("sharing labels / logits / features", "v"),
+}
+
+
+def _wire_bytes(s: dict) -> float:
+    return s["bytes_payload"] + s.get("bytes_images", 0)
+
+
 def write_parallel_table(runs: dict, docs: Path) -> None:
-    """``parallel_table.md``: the data-parallel, asynchronous and model-averaging runs side
-    by side: accuracy, bytes (and relative to sync SGD), server updates and mean staleness."""
+    """``parallel_table.md`` and ``parallel_bytes.png``: every way to train on the 10 nodes
+    side by side (the data-parallel, asynchronous, model-averaging, ES and pipeline runs and
+    the label/logit/feature sharing of the thesis): accuracy, bytes on the wire (payload +
+    images; relative to sync SGD), steps to 85 %, server updates and mean staleness; the
+    plot: final accuracy against bytes (mean and range over seeds) and accuracy against
+    steps (seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     sync = runs.get("10-sync")
-    sync_bytes = sync[0][0]["bytes_payload"] if sync else None
-    lines = ["| method | steps per node | test acc. % | n | payload GB | bytes / sync | "
-             "pushes applied | mean staleness |", "|---|---|---|---|---|---|---|---|"]
+    sync_bytes = _wire_bytes(sync[0][0]) if sync else None
+    lines = ["| method | steps per node | test acc. % | n | GB on the wire | bytes / sync | "
+             "steps to 85 % | pushes applied | mean staleness |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8))
+    seen_families = set()
     for name in RUNS:
-        if name not in runs or RUNS[name][1] not in ("sync", "qsgd", "localsgd", "async", "es",
-                                                     "pipeline"):
+        if name not in runs or RUNS[name][1] not in PARALLEL_FAMILIES:
             continue
         sel = runs[name]
         s, m = sel[0]
         last = m[-1]
-        ratio = f"{s['bytes_payload'] / sync_bytes:.3g}" if sync_bytes else ""
+        ratio = f"{_wire_bytes(s) / sync_bytes:.3g}" if sync_bytes else ""
         upd = int(last["updates"]) if "updates" in last else ""
         tau = f"{last['staleness_sum'] / last['updates']:.2f}" if last.get("updates") else ""
+        st = [steps_to(mm, 0.85, "avg_acc") for _, mm in sel]
+        st = [x for x in st if x is not None]
+        reach = f"{np.mean(st):.0f}" + (f" ({len(st)}/{len(sel)})" if len(st) < len(sel) else "") \
+            if st else "-"
         lines.append(f"| {LABELS[name]} | {min(x['rounds_done'] for x, _ in sel)} | "
                      f"{mean_std((x['avg_acc'] for x, _ in sel), 100)} | {len(sel)} | "
-                     f"{s['bytes_payload'] / 1e9:.2f} | {ratio} | {upd} | {tau} |")
+                     f"{_wire_bytes(s) / 1e9:.3g} | {ratio} | {reach} | {upd} | {tau} |")
+        family, marker = PARALLEL_FAMILIES[RUNS[name][1]]
+        accs = np.array([x["avg_acc"] * 100 for x, _ in sel])
+        gb = _wire_bytes(s) / 1e9
+        label = family if family not in seen_families else None
+        seen_families.add(family)
+        color = f"C{list(dict.fromkeys(f for f, _ in PARALLEL_FAMILIES.values())).index(family)}"
+        ax.errorbar([gb], [accs.mean()], yerr=[[accs.mean() - accs.min()],
+                                                 [accs.max() - accs.mean()]],
+                    fmt=marker, color=color, ms=6, capsize=2, label=label)
+        ax.annotate(name, (gb, accs.mean()), fontsize=5, xytext=(3, 2),
+                    textcoords="offset points")
+        bx.plot([r["round"] for r in m], [r["avg_acc"] * 100 for r in m], color=color, lw=0.8,
+                alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes on the wire, all nodes, whole run (GB, log scale)")
+    ax.set_ylabel("test accuracy % (mean over nodes; bars: range over seeds)")
+    ax.set_title("accuracy against communication (Fashion-MNIST, 10 nodes)")
+    ax.legend(fontsize=7, loc="lower left")
+    bx.set_xlabel("steps per node")
+    bx.set_ylabel("test accuracy % (seed 0)")
+    bx.set_ylim(bottom=0)
+    bx.set_title("accuracy against steps (colours as left)")
+    fig.tight_layout()
+    save_figure(fig, docs / "parallel_bytes.png", dpi=110)
+    plt.close(fig)
     write_text(docs / "parallel_table.md", "\n".join(lines) + "\n")

@@ -81,6 +81,7 @@ class NodeConfig:
     es_format: str = "float"  # share "es": "float" (Adam) or a Fixed format (integer ES)
     es_z: float = 0.5  # share "es", integer: z-score at which a weight moves one code
     micro_batches: int = 1  # share "pipeline": micro-batches per minibatch (GPipe)
+    grad_format: str = ""  # share "pipeline": activation gradients on the wire ("": message_format)
     optimizer: str = "adam"  # "adam" or "sgd" (plain, no momentum)
     dtype: str = "float32"  # the models' float dtype: "float32" or "float64"
     data: str = "digits"
@@ -125,6 +126,8 @@ class NodeConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         value_bits(self.message_format)
+        if self.grad_format:
+            value_bits(self.grad_format)
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         for name in ("consume_p",):

@@ -6,12 +6,13 @@ stage s and an optimizer over its parameters only. Node 0 reads the minibatches 
 training set is its data: one stream, as a single-process run reads it). A round: the
 minibatch is cut into ``micro_batches`` equal parts; each goes forward stage by stage, the
 activations crossing every boundary rounded into the message format (float32, float64,
-Fixed or LNS), and its gradient goes back the same way, the activation gradients rounded
-into the same format; the stages accumulate the micro-batches' gradients of the mean loss
+Fixed, LNS or a Float format), and its gradient goes back the same way, the activation
+gradients rounded into ``grad_format`` (default: the message format; e.g. E4M3 forward and
+E5M2 backward, the usual FP8 training split); the stages accumulate the micro-batches' gradients of the mean loss
 (each weighted by its share of the batch) and then every stage takes its optimizer step.
 
 Bytes on the wire per round and boundary: the activations forward and their gradients
-backward, batch x width values at the format's bits each (counted by the sender).
+backward, batch x width values at their format's bits each (counted by the sender).
 
 Built-in identity: with one micro-batch and float32 messages this is single-process
 training of the same model on the same batches, bit for bit.
@@ -37,17 +38,22 @@ from lowbit.integrations.programs.nodes.node import (
 
 
 class WireCast(torch.autograd.Function):
-    """Identity up to the wire: forward rounds activations into the message format,
-    backward rounds their gradients into it."""
+    """Identity up to the wire: forward rounds activations into ``fmt``, backward rounds
+    their gradients into ``grad_fmt``."""
 
     @staticmethod
-    def forward(ctx, h, fmt):
-        ctx.fmt = fmt
+    def forward(ctx, h, fmt, grad_fmt):
+        ctx.grad_fmt = grad_fmt
         return torch.from_numpy(to_message_values(h, fmt)).to(h.dtype)
 
     @staticmethod
     def backward(ctx, g):
-        return torch.from_numpy(to_message_values(g, ctx.fmt)).to(g.dtype), None
+        return torch.from_numpy(to_message_values(g, ctx.grad_fmt)).to(g.dtype), None, None
+
+
+def gradient_format(cfg: NodeConfig) -> str:
+    """The format of the activation gradients on the pipeline's wire."""
+    return cfg.grad_format or cfg.message_format
 
 
 def split_stages(model, stages: int) -> list[nn.Sequential]:
@@ -89,7 +95,7 @@ class Pipeline:
         h = x
         for k, stage in enumerate(self.stages):
             if k:
-                h = WireCast.apply(h, self.cfg.message_format)
+                h = WireCast.apply(h, self.cfg.message_format, gradient_format(self.cfg))
             h = stage(h)
         return h
 
@@ -117,11 +123,10 @@ class Pipeline:
             (loss / m if m > 1 else loss).backward()
         for opt in self.opts:
             opt.step()
-        bits = value_bits(cfg.message_format)
+        bits, gbits = value_bits(cfg.message_format), value_bits(gradient_format(cfg))
         for s, w in enumerate(self.boundary_widths()):
-            wire = math.ceil(cfg.batch * w * bits / 8)
-            nodes[s].counts["bytes_payload"] += wire  # activations forward
-            nodes[s + 1].counts["bytes_payload"] += wire  # their gradients backward
+            nodes[s].counts["bytes_payload"] += math.ceil(cfg.batch * w * bits / 8)  # forward
+            nodes[s + 1].counts["bytes_payload"] += math.ceil(cfg.batch * w * gbits / 8)
         for n in nodes:
             n.counts["rounds"] += 1
         nodes[0].counts["from_shard"] += 1
@@ -199,11 +204,11 @@ class StageProcess:
         self.widths = self.pipe.boundary_widths()
         self.dtype = getattr(torch, cfg.dtype)
         self.last = index == cfg.nodes - 1
+        self.grad_fmt = gradient_format(cfg)
         self.counts = fresh_counts()
 
-    def _wire(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(to_message_values(t.detach(), self.cfg.message_format)).to(
-            t.dtype).contiguous()
+    def _wire(self, t: torch.Tensor, fmt: str) -> torch.Tensor:
+        return torch.from_numpy(to_message_values(t.detach(), fmt)).to(t.dtype).contiguous()
 
     def _receive(self, rows: int, src: int) -> torch.Tensor:
         import torch.distributed as dist
@@ -231,23 +236,23 @@ class StageProcess:
                 loss = F.cross_entropy(out, y[sl])
                 (loss / m if m > 1 else loss).backward()
                 if s > 0:
-                    sends.append(dist.isend(self._wire(h.grad), dst=s - 1))
+                    sends.append(dist.isend(self._wire(h.grad, self.grad_fmt), dst=s - 1))
             else:
-                wire = self._wire(out)
+                wire = self._wire(out, cfg.message_format)
                 sends.append(dist.isend(wire, dst=s + 1))
                 kept.append((h, out, wire))
         for h, out, _ in kept:
             out.backward(self._receive(out.shape[0], s + 1))
             if s > 0:
-                sends.append(dist.isend(self._wire(h.grad), dst=s - 1))
+                sends.append(dist.isend(self._wire(h.grad, self.grad_fmt), dst=s - 1))
         for w in sends:
             w.wait()
         self.opt.step()
-        bits = value_bits(cfg.message_format)
+        bits, gbits = value_bits(cfg.message_format), value_bits(gradient_format(cfg))
         if not self.last:  # activations forward over boundary s
             self.counts["bytes_payload"] += math.ceil(cfg.batch * self.widths[s] * bits / 8)
         if s > 0:  # gradients backward over boundary s - 1
-            self.counts["bytes_payload"] += math.ceil(cfg.batch * self.widths[s - 1] * bits / 8)
+            self.counts["bytes_payload"] += math.ceil(cfg.batch * self.widths[s - 1] * gbits / 8)
         self.counts["rounds"] += 1
         if s == 0:
             self.counts["from_shard"] += 1
@@ -269,7 +274,7 @@ class StageProcess:
                 if self.last:
                     out.append(torch.softmax(h, 1).double())
                 else:
-                    dist.send(self._wire(h), dst=s + 1)
+                    dist.send(self._wire(h, self.cfg.message_format), dst=s + 1)
         probs = torch.cat(out) if self.last else torch.empty(len(x), self.ds.n_classes,
                                                              dtype=torch.float64)
         dist.broadcast(probs, src=self.cfg.nodes - 1)

@@ -117,5 +117,6 @@ def test_the_stored_runs_regenerate_the_published_tables(tmp_path):
     assert len(written) >= 12, written
     for name in written:
         assert (tmp_path / name).read_bytes() == (root / "docs" / "results" / name).read_bytes(), name
-    for png in ("lns_frac_bits_sweep.png", "eqprop_bits_sweep.png", "nodes_bytes.png"):
+    for png in ("lns_frac_bits_sweep.png", "eqprop_bits_sweep.png", "nodes_bytes.png",
+                "parallel_bytes.png"):
         assert (tmp_path / png).stat().st_size > 10_000

@@ -92,6 +92,23 @@ def test_bytes_are_activations_and_gradients(ds, tmp_path):
     assert s["bytes_payload"] == 10 * 2 * 2 * 32 * 16
 
 
+def test_a_separate_gradient_format_rounds_and_counts_only_the_gradients(ds, tmp_path):
+    s = train(_cfg(tmp_path / "a", message_format="fixed8.4", grad_format="float32"),
+              progress=False)
+    # two boundaries of 16 values per example, 32 examples: 8 bits forward, 32 backward
+    assert s["bytes_payload"] == 10 * 2 * 32 * 16 * (1 + 4)
+    nodes = build_nodes(_cfg(tmp_path / "b", message_format="e4m3", grad_format="e5m2"), ds)
+    seen = []
+    nodes[0].pipe.stages[0].register_full_backward_hook(
+        lambda mod, gin, gout: seen.append(gout[0].detach().clone()))
+    run_rounds(nodes, 0, 1, [])
+    g = seen[0].numpy().astype(np.float32)
+    import ml_dtypes
+
+    assert (g.astype(ml_dtypes.float8_e5m2).astype(np.float32) == g).all()  # on E5M2's grid
+    assert not (g.astype(ml_dtypes.float8_e4m3fn).astype(np.float32) == g).all()
+
+
 def test_more_stages_than_layers_is_refused(ds, tmp_path):
     with pytest.raises(ValueError, match="only 3 Linear layers"):
         build_nodes(_cfg(tmp_path, nodes=4), ds)
@@ -107,13 +124,14 @@ def test_pipeline_learns_and_resumes(tmp_path):
     assert resumed["avg_acc"] == whole["avg_acc"] > 0.6
 
 
-@pytest.mark.parametrize("fmt", ["float32", "e4m3"])
-def test_gloo_stage_processes_compute_the_simulated_pipeline(ds, tmp_path, fmt):
+@pytest.mark.parametrize("fmt, grad_fmt", [("float32", ""), ("e4m3", "e5m2")])
+def test_gloo_stage_processes_compute_the_simulated_pipeline(ds, tmp_path, fmt, grad_fmt):
     """Three stage processes exchanging activations and gradients with send/recv end with
     the simulated pipeline's weights bit for bit, and count the same bytes."""
     from lowbit.integrations.runs import torch_load
 
-    kw = {"micro_batches": 4, "message_format": fmt, "rounds": 6, "eval_every": 3}
+    kw = {"micro_batches": 4, "message_format": fmt, "grad_format": grad_fmt, "rounds": 6,
+          "eval_every": 3}
     sim = build_nodes(_cfg(tmp_path / "sim", **kw), ds)
     run_rounds(sim, 0, 6, [])
     s = train(_cfg(tmp_path / "gloo", **kw), runtime="gloo", timeout=60)
