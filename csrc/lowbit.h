@@ -299,6 +299,28 @@ int lowbit_dwta(int64_t *out, const int64_t *codes, int64_t n, int64_t dim,
                 const int64_t *bins, int64_t n_bins, int64_t width,
                 const int64_t *probes, int64_t n_probes, int64_t K, int64_t L, int64_t shift);
 
+/* ---- per-sample sparse products (csrc/sparse.c) ----------------------------
+ * CSR active sets: sample b owns ids[offsets[b] .. offsets[b+1]). dots: out[k] = sum_j
+ * x[b][j] * w[ids[k]][j] (j ascending); grad_input: out[b][j] = sum_k g[k] * w[ids[k]][j]
+ * (k ascending); grad_rows: out[u][j] = sum g[k] * x[sample[k]][j] over k =
+ * order[row_offsets[u] .. row_offsets[u+1]). float32 (each product rounded, then added) or
+ * exact int64 (the caller bounds the sums below 2^62). Semantics:
+ * numerics/reference/sparse.py. */
+void lowbit_sparse_dots_f32(float *out, const float *x, const float *w, int64_t B, int64_t d,
+                            const int64_t *offsets, const int64_t *ids);
+void lowbit_sparse_grad_input_f32(float *out, const float *g, const float *w, int64_t B,
+                                  int64_t d, const int64_t *offsets, const int64_t *ids);
+void lowbit_sparse_grad_rows_f32(float *out, const float *g, const float *x, int64_t U,
+                                 int64_t d, const int64_t *sample, const int64_t *row_offsets,
+                                 const int64_t *order);
+void lowbit_sparse_dots_i64(int64_t *out, const int64_t *x, const int64_t *w, int64_t B,
+                            int64_t d, const int64_t *offsets, const int64_t *ids);
+void lowbit_sparse_grad_input_i64(int64_t *out, const int64_t *g, const int64_t *w, int64_t B,
+                                  int64_t d, const int64_t *offsets, const int64_t *ids);
+void lowbit_sparse_grad_rows_i64(int64_t *out, const int64_t *g, const int64_t *x, int64_t U,
+                                 int64_t d, const int64_t *sample, const int64_t *row_offsets,
+                                 const int64_t *order);
+
 /* cffi:end */
 
 /* ------------------------------------------------------------------------

@@ -327,3 +327,28 @@ def dwta(codes, bins, probes, K, L, shift):
     _check(lib.lowbit_dwta(_p(out), _p(codes), codes.shape[0], codes.shape[1], _p(bins),
                            bins.shape[0], bins.shape[1], _p(probes), probes.shape[1], K, L, shift))
     return out
+
+
+def _sparse_fn(name: str, dtype):
+    return getattr(lib, f"lowbit_sparse_{name}_{'f32' if dtype == np.float32 else 'i64'}")
+
+
+def sparse_dots(x, w, offsets, ids):
+    out = np.empty(len(ids), x.dtype)
+    _sparse_fn("dots", x.dtype)(_p(out), _p(x), _p(w), x.shape[0], x.shape[1], _p(offsets),
+                                _p(ids))
+    return out
+
+
+def sparse_grad_input(g, w, offsets, ids):
+    out = np.empty((len(offsets) - 1, w.shape[1]), g.dtype)
+    _sparse_fn("grad_input", g.dtype)(_p(out), _p(g), _p(w), len(offsets) - 1, w.shape[1],
+                                      _p(offsets), _p(ids))
+    return out
+
+
+def sparse_grad_rows(g, x, sample, row_offsets, order):
+    out = np.empty((len(row_offsets) - 1, x.shape[1]), g.dtype)
+    _sparse_fn("grad_rows", g.dtype)(_p(out), _p(g), _p(x), len(row_offsets) - 1, x.shape[1],
+                                     _p(sample), _p(row_offsets), _p(order))
+    return out

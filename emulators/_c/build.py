@@ -24,7 +24,7 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parents[2]
 CSRC = ROOT / "csrc"
-SOURCES = ["fixed.c", "binary.c", "lns.c", "floating.c", "block.c", "lsh.c"]
+SOURCES = ["fixed.c", "binary.c", "lns.c", "floating.c", "block.c", "lsh.c", "sparse.c"]
 MODULE = "lowbit.emulators._c._lowbit_c"
 CFLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fopenmp", "-Wall", "-Wextra",
           "-Wno-unknown-pragmas"]

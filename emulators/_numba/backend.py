@@ -269,3 +269,25 @@ def dwta(codes, bins, probes, K, L, shift):
     out = np.empty((codes.shape[0], L), np.int64)
     sized(lsh.dwta, codes.size * L)(codes, bins, probes, K, L, shift, out)
     return out
+
+
+from lowbit.emulators._numba import sparse as _sparse  # noqa: E402
+
+
+def sparse_dots(x, w, offsets, ids):
+    out = np.zeros(len(ids), x.dtype)
+    sized(_sparse.sparse_dots, len(ids) * x.shape[1])(x, w, offsets, ids, out)
+    return out
+
+
+def sparse_grad_input(g, w, offsets, ids):
+    out = np.zeros((len(offsets) - 1, w.shape[1]), g.dtype)
+    sized(_sparse.sparse_grad_input, len(ids) * w.shape[1])(g, w, offsets, ids, out)
+    return out
+
+
+def sparse_grad_rows(g, x, sample, row_offsets, order):
+    out = np.zeros((len(row_offsets) - 1, x.shape[1]), g.dtype)
+    sized(_sparse.sparse_grad_rows, len(order) * x.shape[1])(g, x, sample, row_offsets, order,
+                                                             out)
+    return out
