@@ -12,11 +12,12 @@ a step is the forward, SLIDE's soft-target cross-entropy, the backward and an Ad
 - ``SLIDE union, sample scope`` in float32 and in emulated bf16: SimHash K bits x 20 tables,
   K chosen so that a bucket holds about 16 rows (a query's 20 buckets: ~ 320 ids), with dense
   Adam (the released code) and lazy Adam (active rows only); the time split into hashing,
-  bucket queries, products (forward + backward over the batch's union), optimizer, and the
-  amortised rebuild (every 50 steps).
-
-The products of this SlideLinear run over the **union** of the batch's active sets (one
-gather, one product); the per-sample sparse kernels of the SLIDE paper are not built yet.
+  bucket queries, products (forward + backward + loss), optimizer, and the amortised
+  rebuild (every 50 steps). Products ``masked``: one gather and one BLAS product over the
+  batch's union, other samples' entries masked; ``sparse``: the per-sample sparse kernels
+  (only each sample's own pairs, forward and backward; with lazy Adam the active rows'
+  gradients go straight to the optimizer). bf16 runs masked (the sparse kernels are
+  float32 and int64 only).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def dense_step(N, spec, repeat):
     return min(times[1:])
 
 
-def slide_step(N, spec, lazy, repeat):
+def slide_step(N, spec, lazy, repeat, sparse=False):
     import torch
     import torch.nn.functional as F
 
@@ -78,7 +79,7 @@ def slide_step(N, spec, lazy, repeat):
     h, labels = _batch(N, rs)
     K = max(1, round(math.log2(N / 16)))
     layer = SlideLinear(D, N, spec=spec, bits=K, tables=20, policy="union", scope="sample",
-                        rebuild_every=50)
+                        rebuild_every=50, sparse_products=sparse)
     opt = LazyAdam(layer, 1e-3) if lazy else torch.optim.Adam(layer.parameters(), 1e-3)
     split = {"products": [], "optimizer": []}
     layer.train()
@@ -120,13 +121,17 @@ def main() -> None:
         emu = dense_step(N, "bf16", max(2, args.repeat // 2))
         rows.append(f"| {N:,} | dense float32 (torch) | {fmt_time(base)} | 1.00x | | | | | | {N:,} |")
         rows.append(f"| {N:,} | dense bf16, emulated | {fmt_time(emu)} | {emu / base:.2f}x | | | | | | {N:,} |")
-        for spec, lazy in ((None, False), (None, True), ("bf16", False)):
-            r = slide_step(N, spec, lazy, args.repeat)
-            name = f"SLIDE union K={r['K']} L=20, {'bf16' if spec else 'float32'}, {'lazy' if lazy else 'dense'} Adam"
+        variants = ((None, False, False), (None, True, False), (None, False, True),
+                    (None, True, True), ("bf16", False, False))
+        for spec, lazy, sparse in variants:
+            r = slide_step(N, spec, lazy, args.repeat, sparse)
+            name = (f"SLIDE union K={r['K']} L=20, {'bf16' if spec else 'float32'}, "
+                    f"{'sparse' if sparse else 'masked'} products, "
+                    f"{'lazy' if lazy else 'dense'} Adam")
             rows.append(f"| {N:,} | {name} | {fmt_time(r['total'])} | {r['total'] / base:.2f}x | "
                         + " | ".join(fmt_time(r[k]) for k in ("hash", "query", "products", "optimizer", "rebuild"))
                         + f" | {r['active']:,} / {r['per_sample']:,.0f} |")
-        print("\n".join(rows[-5:]), flush=True)
+        print("\n".join(rows[-7:]), flush=True)
     text = ("### One training step of an N-output layer, batch 128, d = 128 (ratio to dense float32 in the same run)\n\n"
             + "\n".join(rows) + f"\n\n{machine_line()}\n")
     print(text)

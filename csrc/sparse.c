@@ -10,14 +10,33 @@
     {                                                                                         \
         int64_t b;                                                                            \
         _Pragma("omp parallel for schedule(dynamic, 8) if (offsets[B] * d > 65536)")         \
-        for (b = 0; b < B; b++)                                                               \
-            for (int64_t k = offsets[b]; k < offsets[b + 1]; k++) {                           \
-                const T *xr = x + b * d, *wr = w + ids[k] * d;                                \
+        for (b = 0; b < B; b++) {                                                             \
+            const T *xr = x + b * d;                                                          \
+            int64_t k = offsets[b];                                                           \
+            /* four dots at once: independent chains (latency hidden), each in j order */     \
+            for (; k + 4 <= offsets[b + 1]; k += 4) {                                         \
+                const T *w0 = w + ids[k] * d, *w1 = w + ids[k + 1] * d;                       \
+                const T *w2 = w + ids[k + 2] * d, *w3 = w + ids[k + 3] * d;                   \
+                T s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                             \
+                for (int64_t j = 0; j < d; j++) {                                             \
+                    s0 += xr[j] * w0[j];                                                      \
+                    s1 += xr[j] * w1[j];                                                      \
+                    s2 += xr[j] * w2[j];                                                      \
+                    s3 += xr[j] * w3[j];                                                      \
+                }                                                                             \
+                out[k] = s0;                                                                  \
+                out[k + 1] = s1;                                                              \
+                out[k + 2] = s2;                                                              \
+                out[k + 3] = s3;                                                              \
+            }                                                                                 \
+            for (; k < offsets[b + 1]; k++) {                                                 \
+                const T *wr = w + ids[k] * d;                                                 \
                 T s = 0;                                                                      \
                 for (int64_t j = 0; j < d; j++)                                               \
                     s += xr[j] * wr[j];                                                       \
                 out[k] = s;                                                                   \
             }                                                                                 \
+        }                                                                                     \
     }                                                                                         \
                                                                                               \
     void lowbit_sparse_grad_input_##SUFFIX(T *out, const T *g, const T *w, int64_t B,        \

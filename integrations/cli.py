@@ -410,7 +410,8 @@ def _train_slide(args) -> Path:
 
     cfg = SlideConfig(labels=args.labels, features=args.features, train=args.train_samples,
                       test=args.test_samples, hidden=args.hidden, policy=args.policy,
-                      scope=args.scope, family=args.hash, dwta_shift=args.dwta_shift,
+                      scope=args.scope, products=args.products, family=args.hash,
+                      dwta_shift=args.dwta_shift,
                       bits=args.bits, tables=args.tables, beta=args.beta,
                       min_active=args.min_active, threshold=args.threshold,
                       rebuild=args.rebuild, rebuild_every=args.rebuild_every,
@@ -667,6 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", choices=("sample", "batch"), default="sample",
                    help="sample: each sample's softmax over its own active set (SLIDE); batch: "
                         "over the batch's union (MONGOOSE)")
+    p.add_argument("--products", choices=("sparse", "masked"), default="sparse",
+                   help="scope sample in float32: per-sample sparse kernels (only each sample's "
+                        "active pairs), or the batch union's product with a mask")
     p.add_argument("--hash", choices=("simhash", "dwta"), default="simhash", help="hash family")
     p.add_argument("--dwta-shift", type=int_range(1, 8), default=3,
                    help="DWTA packing shift: 3 concatenates 3-bit codes, 2 is the released code's")

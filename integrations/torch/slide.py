@@ -10,8 +10,11 @@ rows W[S], b[S], so each active logit is exactly the dense emulated layer's logi
 Evaluation (``model.eval()``) is dense unless ``lsh_inference``. With ``scope="sample"``
 each sample keeps only its own retrieved ids and labels (and the batch's random fill): its
 logits outside them are -inf, so a softmax normalises over the sample's own active set, as
-SLIDE does; the products still run over the batch's union (the masked entries' gradients
-are exact zeros), so this scope gives SLIDE's numbers, not its savings.
+SLIDE does. With float32 products (``spec=None``, ``sparse_products=True``, the default) the
+sample scope computes only each sample's own (sample, row) pairs, forward and backward, by
+the per-sample sparse kernels of :mod:`lowbit.emulators.sparse` (SLIDE's savings: work in
+proportion to the active pairs); otherwise the products run over the batch's union and the
+masked entries' gradients are exact zeros (SLIDE's numbers, not its savings).
 
 Policies (``beta``: the active count a policy aims at per query):
 
@@ -77,7 +80,7 @@ class SlideLinear(nn.Module):
                  rebuild: str = "period", rebuild_every: int = 50, rebuild_growth: float = 1.0,
                  change_threshold: float = 0.1, sketch_tables: int = 10, seed: int = 0,
                  lsh_inference: bool = False, scope: str = "batch", family: str = "simhash",
-                 dwta_shift: int = 3):
+                 dwta_shift: int = 3, sparse_products: bool = True):
         super().__init__()
         if policy not in POLICIES:
             raise ValueError(f"SlideLinear: policy must be one of {POLICIES}, got {policy!r}")
@@ -103,6 +106,7 @@ class SlideLinear(nn.Module):
         self.rebuild, self.rebuild_every, self.rebuild_growth = rebuild, rebuild_every, rebuild_growth
         self.change_threshold, self.lsh_inference = change_threshold, lsh_inference
         self.scope = scope
+        self.sparse_products = sparse_products
         self._found: list[np.ndarray] = []
         self.seed = seed
         self.batches = 0
@@ -112,7 +116,8 @@ class SlideLinear(nn.Module):
         self.sketch_bits: np.ndarray | None = None
         self.rebuild_log: list[Rebuild] = []
         self.last_stats: dict = {}
-        self.timing = {"hash": 0.0, "query": 0.0}
+        self.row_grad = None  # None: off; () or (rows, dW rows, db rows): see SampleRows
+        self.timing = {"hash": 0.0, "query": 0.0, "products": 0.0}
 
     # --- hashing -------------------------------------------------------------------
     def _codes(self, t: torch.Tensor) -> np.ndarray:
@@ -215,10 +220,18 @@ class SlideLinear(nn.Module):
             self._maybe_rebuild()
         labels = labels if self.training else None
         active, self.last_stats = self.active_set(x, labels)
-        idx = torch.from_numpy(active)
-        y = self._product(x, self.weight.index_select(0, idx), self.bias.index_select(0, idx))
-        if self.scope == "sample":
-            y = y.masked_fill(~torch.from_numpy(self.sample_mask(active, labels)), float("-inf"))
+        t0 = time.perf_counter()
+        if self.scope == "sample" and self.sparse_products and self.spec is None \
+                and x.dtype == torch.float32:
+            mask = self.sample_mask(active, labels)
+            y = SampleRows.apply(x, self.weight, self.bias, active, mask, self)
+        else:
+            idx = torch.from_numpy(active)
+            y = self._product(x, self.weight.index_select(0, idx), self.bias.index_select(0, idx))
+            if self.scope == "sample":
+                y = y.masked_fill(~torch.from_numpy(self.sample_mask(active, labels)),
+                                  float("-inf"))
+        self.timing["products"] += time.perf_counter() - t0  # forward only
         if self.training:
             self.batches += 1
         return y, active
@@ -259,6 +272,52 @@ class SlideLinear(nn.Module):
         return emulated_linear(x, w, b, self.spec, seed=self.seed, step=self.batches)
 
 
+class SampleRows(torch.autograd.Function):
+    """Logits (B, |S|) of each sample's own active rows only, -inf elsewhere: per-sample
+    sparse dots (float32, j ascending) plus the bias; backward by the sparse input and row
+    gradients, so every product is over an active (sample, row) pair. The weight's gradient
+    is dense in shape (zero outside the active rows), the bias' is summed in pair order --
+    unless the layer's ``row_grad`` is on (a :class:`LazyAdam` sets it): then the gradients
+    of the active rows only are left in ``layer.row_grad`` = (rows, dW rows, db rows) and
+    ``weight.grad`` / ``bias.grad`` stay None (no N x d gradient is ever written)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, active: np.ndarray, mask: np.ndarray, layer=None):
+        from lowbit.emulators.sparse import sparse_dots
+
+        b_idx, pos = np.nonzero(mask)  # row-major: each sample's pairs, columns ascending
+        offsets = np.zeros(mask.shape[0] + 1, np.int64)
+        np.cumsum(mask.sum(1), out=offsets[1:])
+        ids = active[pos].astype(np.int64)
+        xn, wn = x.detach().numpy(), weight.detach().numpy()
+        dots = sparse_dots(xn, wn, offsets, ids) + bias.detach().numpy()[ids]
+        y = np.full(mask.shape, -np.inf, np.float32)
+        y[b_idx, pos] = dots
+        ctx.save_for_backward(x, weight, bias)
+        ctx.csr, ctx.where, ctx.layer = (offsets, ids), (b_idx, pos), layer
+        return torch.from_numpy(y)
+
+    @staticmethod
+    def backward(ctx, gy):
+        from lowbit.emulators.sparse import sparse_grad_input, sparse_grad_rows
+
+        x, weight, bias = ctx.saved_tensors
+        offsets, ids = ctx.csr
+        g = np.ascontiguousarray(gy.numpy()[ctx.where], dtype=np.float32)
+        dx = sparse_grad_input(g, weight.detach().numpy(), offsets, ids)
+        rows, drows = sparse_grad_rows(g, x.detach().numpy(), offsets, ids)
+        db = np.zeros(len(rows), np.float32)
+        np.add.at(db, np.searchsorted(rows, ids), g)  # in pair order
+        if ctx.layer is not None and ctx.layer.row_grad is not None:
+            ctx.layer.row_grad = (rows, torch.from_numpy(drows), torch.from_numpy(db))
+            return torch.from_numpy(dx), None, None, None, None, None
+        dw = torch.zeros_like(weight)
+        dw[torch.from_numpy(rows)] = torch.from_numpy(drows)
+        dbias = torch.zeros_like(bias)
+        dbias[torch.from_numpy(rows)] = torch.from_numpy(db)
+        return torch.from_numpy(dx), dw, dbias, None, None, None
+
+
 class LazyAdam:
     """Adam on the rows of a SlideLinear that were active (TF's LazyAdam): the moments and
     the parameters of other rows stay as they are; bias correction uses the global step.
@@ -266,6 +325,7 @@ class LazyAdam:
 
     def __init__(self, layer: SlideLinear, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
         self.layer, self.lr, self.betas, self.eps = layer, lr, betas, eps
+        layer.row_grad = ()  # on: sparse sample products leave the active rows' gradients
         self.t = 0
         self.m = [torch.zeros_like(p) for p in (layer.weight, layer.bias)]
         self.v = [torch.zeros_like(p) for p in (layer.weight, layer.bias)]
@@ -276,10 +336,22 @@ class LazyAdam:
         b1, b2 = self.betas
         idx = torch.from_numpy(active)
         scale = self.lr * (1 - b2 ** self.t) ** 0.5 / (1 - b1 ** self.t)
-        for p, m, v in zip((self.layer.weight, self.layer.bias), self.m, self.v):
-            if p.grad is None:
+        rg = self.layer.row_grad
+        if rg:  # the sparse products' row gradients; the other active rows' are zero
+            where = torch.from_numpy(np.searchsorted(active, rg[0]))
+            grads = []
+            for part in rg[1:]:
+                full = torch.zeros((len(active),) + part.shape[1:], dtype=part.dtype)
+                full[where] = part
+                grads.append(full)
+            self.layer.row_grad = ()
+        for k, (p, m, v) in enumerate(zip((self.layer.weight, self.layer.bias), self.m, self.v)):
+            if rg:
+                g = grads[k]
+            elif p.grad is None:
                 continue
-            g = p.grad.index_select(0, idx)
+            else:
+                g = p.grad.index_select(0, idx)
             mi = m.index_select(0, idx).mul_(b1).add_(g, alpha=1 - b1)
             vi = v.index_select(0, idx).mul_(b2).addcmul_(g, g, value=1 - b2)
             m.index_copy_(0, idx, mi)
@@ -316,4 +388,4 @@ def active_targets(labels, active: np.ndarray) -> torch.Tensor:
     return t
 
 
-__all__ = ["POLICIES", "LazyAdam", "Rebuild", "SlideLinear", "active_targets"]
+__all__ = ["POLICIES", "LazyAdam", "Rebuild", "SampleRows", "SlideLinear", "active_targets"]

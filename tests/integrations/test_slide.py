@@ -108,7 +108,7 @@ def test_eval_is_dense_and_bad_arguments():
 
 
 def test_sample_scope_keeps_each_samples_own_set():
-    m = layer(scope="sample", policy="topk", beta=7)
+    m = layer(scope="sample", policy="topk", beta=7, sparse_products=False)
     x = torch.randn(4, 16)
     labels = [[1], [2, 250], [3], [4]]
     y, active = m(x, labels)
@@ -131,3 +131,63 @@ def test_dwta_family(shift):
     m = layer(family="dwta", dwta_shift=shift, policy="union")
     y, active = m(torch.randn(4, 16), [[1], [2], [3], [4]])
     assert {1, 2, 3, 4} <= set(active.tolist()) and m.tables.offsets.shape[1] == m.lsh.buckets + 1
+
+
+def test_sparse_sample_products_are_the_reference_pairs_forward_and_backward():
+    """scope sample in float32: only each sample's own pairs are computed, by the sparse
+    kernels; logits = the reference's ordered float32 dots + bias, gradients = the reference
+    sparse gradients; both agree with the masked batch product to float32 rounding."""
+    from lowbit.numerics.reference import sparse as ref
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 16)
+    labels = [[1], [2, 250], [3], [4], [5]]
+    got, masked = (layer(scope="sample", policy="topk", beta=7, sparse_products=flag)
+                   for flag in (True, False))
+    masked.load_state_dict(got.state_dict())
+    xs = [x.clone().requires_grad_() for _ in range(2)]
+    (y, active), (y2, active2) = got(xs[0], labels), masked(xs[1], labels)
+    assert list(active) == list(active2) and torch.equal(torch.isfinite(y), torch.isfinite(y2))
+    b, pos = np.nonzero(torch.isfinite(y).numpy())
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=5))])
+    ids = active[pos]
+    w = got.weight.detach().numpy()
+    want = ref.sparse_dots(x.numpy(), w, offsets, ids) + got.bias.detach().numpy()[ids]
+    assert np.array_equal(y.detach().numpy()[b, pos], want)
+    torch.testing.assert_close(y[torch.isfinite(y)], y2[torch.isfinite(y2)])
+    g = torch.randn(y.shape)
+    (y.masked_fill(~torch.isfinite(y), 0) * g).sum().backward()
+    (y2.masked_fill(~torch.isfinite(y2), 0) * g).sum().backward()
+    gp = g.numpy()[b, pos]
+    assert np.array_equal(xs[0].grad.numpy(), ref.sparse_grad_input(gp, w, offsets, ids))
+    rows, dw = ref.sparse_grad_rows(gp, x.numpy(), offsets, ids)
+    assert np.array_equal(got.weight.grad.numpy()[rows], dw)
+    others = np.setdiff1d(np.arange(300), rows)
+    assert (got.weight.grad.numpy()[others] == 0).all()
+    for a, c in ((xs[0].grad, xs[1].grad), (got.weight.grad, masked.weight.grad),
+                 (got.bias.grad, masked.bias.grad)):
+        torch.testing.assert_close(a, c)
+
+
+def test_lazy_adam_on_row_gradients_equals_lazy_adam_on_dense_gradients():
+    """With sparse sample products a LazyAdam takes the active rows' gradients straight from
+    the products (no N x d gradient): the same update, bit for bit, as from weight.grad."""
+    from lowbit.integrations.torch.slide import LazyAdam
+
+    torch.manual_seed(1)
+    a, b = (layer(scope="sample", policy="union") for _ in range(2))
+    b.load_state_dict(a.state_dict())
+    oa, ob = LazyAdam(a, 1e-2), LazyAdam(b, 1e-2)
+    b.row_grad = None  # b: the dense-gradient path
+    for step in range(3):
+        x = torch.randn(6, 16)
+        labels = [[step + i] for i in range(6)]
+        for m, o in ((a, oa), (b, ob)):
+            y, active = m(x, labels)
+            target = active_targets(labels, active)
+            loss = -(target * torch.log_softmax(y, 1).masked_fill(target == 0, 0)).sum(1).mean()
+            m.weight.grad = m.bias.grad = None
+            loss.backward()
+            o.step(active)
+        assert a.weight.grad is None and b.weight.grad is not None
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)

@@ -54,6 +54,7 @@ class SlideConfig:
     hidden: int = 128
     policy: str = "union"
     scope: str = "sample"
+    products: str = "sparse"  # scope sample, float32: per-sample sparse kernels, or "masked"
     family: str = "simhash"
     dwta_shift: int = 3
     bits: int = 6
@@ -75,6 +76,8 @@ class SlideConfig:
     def check(self) -> None:
         if self.policy not in POLICIES + ("dense",):
             raise ValueError(f"policy must be one of {POLICIES + ('dense',)}, got {self.policy!r}")
+        if self.products not in ("sparse", "masked"):
+            raise ValueError(f"products must be 'sparse' or 'masked', got {self.products!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
@@ -94,7 +97,8 @@ class XMCNet(nn.Module):
                                beta=cfg.beta, min_active=cfg.min_active, threshold=cfg.threshold,
                                rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
                                rebuild_growth=cfg.rebuild_growth, seed=cfg.seed,
-                               scope=cfg.scope, family=cfg.family, dwta_shift=cfg.dwta_shift)
+                               scope=cfg.scope, family=cfg.family, dwta_shift=cfg.dwta_shift,
+                               sparse_products=cfg.products == "sparse")
         self.dense = cfg.policy == "dense"
 
     def hidden(self, s, rows: np.ndarray) -> torch.Tensor:
