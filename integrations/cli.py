@@ -406,10 +406,15 @@ def _train_teacher(args) -> Path:
 
 
 def _train_slide(args) -> Path:
-    from lowbit.integrations.programs.slide.train import SlideConfig, train_xmc
+    from lowbit.integrations.programs.slide.train import SlideConfig, train
 
-    cfg = SlideConfig(labels=args.labels, features=args.features, train=args.train_samples,
-                      test=args.test_samples, hidden=args.hidden, policy=args.policy,
+    wide = args.data != "xmc"
+    if wide:
+        _check_data(args)
+    hidden = args.hidden if args.hidden is not None else (4096 if wide else 128)
+    cfg = SlideConfig(data=args.data, data_dir=args.data_dir, labels=args.labels,
+                      features=args.features, train=args.train_samples,
+                      test=args.test_samples, hidden=hidden, policy=args.policy,
                       scope=args.scope, products=args.products, family=args.hash,
                       dwta_shift=args.dwta_shift,
                       bits=args.bits, tables=args.tables, beta=args.beta,
@@ -418,7 +423,12 @@ def _train_slide(args) -> Path:
                       rebuild_growth=args.rebuild_growth, format=args.format,
                       optimizer=args.optimizer, lr=args.lr, batch=args.batch,
                       epochs=args.epochs, seed=args.seed, out=str(args.out))
-    s = train_xmc(cfg, progress=not args.quiet)
+    s = train(cfg, progress=not args.quiet)
+    if wide:
+        print(f"test accuracy {s['accuracy']:.4f}  active units per sample "
+              f"{s['active_per_sample']:.0f} of {hidden} ({100 * s['per_sample_fraction']:.1f} %), "
+              f"batch union {s['active_mean']:.0f}, {s['s_step'] * 1e3:.1f} ms/step")
+        return args.out / "summary.json"
     print(f"P@1 {s['p_at_1']:.4f}  P@5 {s['p_at_5']:.4f}  active per sample "
           f"{s['active_per_sample']:.0f} of {cfg.labels} ({100 * s['per_sample_fraction']:.2f} %), "
           f"batch union {s['active_mean']:.0f}, {s['s_step'] * 1e3:.1f} ms/step")
@@ -654,15 +664,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = tsub.add_parser("slide", help="LSH-sampled sparse training (SLIDE) against dense",
                         description="A sparse-input MLP V -> 128 -> N on the synthetic "
-                        "extreme-classification task, its output layer LSH-sampled.")
-    p.add_argument("--data", choices=("xmc",), default="xmc",
-                   help="xmc: the synthetic Amazon-670K-like task (the Fashion-MNIST wide-hidden "
-                        "setting is not built yet)")
+                        "extreme-classification task, its output layer LSH-sampled; or, on "
+                        "images, a wide LSH-sampled hidden layer (784 -> 4096 -> 10).")
+    p.add_argument("--data", default="xmc",
+                   help="xmc: the synthetic Amazon-670K-like task; fashion-mnist or digits (or "
+                        "an IDX folder): the wide-hidden-layer setting")
+    p.add_argument("--data-dir", default=None, help="where the image data set is")
     p.add_argument("--labels", type=count(2), default=5000, help="N, output labels")
     p.add_argument("--features", type=count(2), default=20000, help="V, input features")
     p.add_argument("--train-samples", type=count(1), default=20000)
     p.add_argument("--test-samples", type=count(1), default=2000)
-    p.add_argument("--hidden", type=count(1), default=128)
+    p.add_argument("--hidden", type=count(1), default=None,
+                   help="hidden units (default 128 for xmc, 4096 for images)")
     p.add_argument("--policy", choices=POLICIES + ("dense",), default="union",
                    help="sampling policy, or dense (the baseline)")
     p.add_argument("--scope", choices=("sample", "batch"), default="sample",

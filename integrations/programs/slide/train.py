@@ -46,7 +46,8 @@ OPTIMIZERS = ("adam_dense", "adam_lazy")
 class SlideConfig:
     """One run (saved in summary.json)."""
 
-    data: str = "xmc"
+    data: str = "xmc"  # or "fashion-mnist" / "digits": the wide-hidden-layer setting
+    data_dir: str | None = None
     labels: int = 5000
     features: int = 20000
     train: int = 20000
@@ -76,6 +77,10 @@ class SlideConfig:
     def check(self) -> None:
         if self.policy not in POLICIES + ("dense",):
             raise ValueError(f"policy must be one of {POLICIES + ('dense',)}, got {self.policy!r}")
+        if self.data != "xmc" and self.data not in ("fashion-mnist", "digits") \
+                and self.data_dir is None:
+            raise ValueError(f"data must be xmc, fashion-mnist or digits (or an IDX folder "
+                             f"via data_dir), got {self.data!r}")
         if self.products not in ("sparse", "masked"):
             raise ValueError(f"products must be 'sparse' or 'masked', got {self.products!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -229,3 +234,145 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
               f"slide {cfg.policy} ({cfg.format}), N={cfg.labels}", "epoch", "precision")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+# --- the wide-hidden-layer setting (Spring & Shrivastava 2017) ---------------------------
+
+class WideNet(nn.Module):
+    """Images -> a wide LSH-sampled hidden layer of ReLU units -> 10 classes.
+
+    The hidden layer is a :class:`SlideLinear` (784 -> ``hidden``) whose active set is
+    found by hashing each image; with the sample scope a sample's inactive units have
+    logit -inf, so ReLU makes them exactly 0 (and their gradients 0), and the output layer
+    (float32, dense) reads only the batch's active units: ``W2[:, S]``. ``--policy dense``:
+    every unit, the same network. Evaluation: the dense hidden layer."""
+
+    def __init__(self, cfg: SlideConfig, n_in: int, n_out: int):
+        super().__init__()
+        torch.manual_seed(cfg.seed)
+        spec = None if cfg.format == "float" else cfg.format
+        self.hid = SlideLinear(n_in, cfg.hidden, spec=spec, bits=cfg.bits, tables=cfg.tables,
+                               policy=cfg.policy if cfg.policy != "dense" else "union",
+                               beta=cfg.beta, min_active=cfg.min_active, threshold=cfg.threshold,
+                               rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
+                               rebuild_growth=cfg.rebuild_growth, seed=cfg.seed,
+                               scope=cfg.scope, family=cfg.family, dwta_shift=cfg.dwta_shift,
+                               sparse_products=cfg.products == "sparse")
+        nn.init.normal_(self.hid.weight, 0, (2 / n_in) ** 0.5)  # He: ReLU units
+        self.head = nn.Linear(cfg.hidden, n_out)
+        self.dense = cfg.policy == "dense"
+
+    def dense_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.hid
+        y = x @ o.weight.T + o.bias if o.spec is None else \
+            emulated_linear(x, o.weight, o.bias, o.spec, seed=o.seed, step=o.batches)
+        return F.relu(y)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """Logits and the active hidden units (all of them when dense or evaluating)."""
+        if self.dense or not self.training:
+            return self.head(self.dense_hidden(x)), np.arange(self.hid.weight.shape[0])
+        y, active = self.hid(x)
+        idx = torch.from_numpy(active)
+        h = F.relu(y)  # -inf (inactive for this sample) -> 0
+        return h @ self.head.weight.index_select(1, idx).T + self.head.bias, active
+
+
+def train_wide(cfg: SlideConfig, progress: bool = True) -> dict:
+    """The wide-hidden-layer setting on images (``cfg.data``): train, resuming from the
+    checkpoint in ``cfg.out``; per epoch the test accuracy, the active units (batch union
+    and per sample) and the time split; returns the summary."""
+    from lowbit.integrations.data import load_dataset
+
+    cfg.check()
+    out = Path(cfg.out)
+    ds = load_dataset(cfg.data, cfg.data_dir)
+    xtr = torch.from_numpy(ds.x_train.reshape(len(ds.x_train), -1).astype(np.float32))
+    xte = torch.from_numpy(ds.x_test.reshape(len(ds.x_test), -1).astype(np.float32))
+    ytr, yte = torch.from_numpy(ds.y_train.astype(np.int64)), ds.y_test
+    net = WideNet(cfg, xtr.shape[1], ds.n_classes)
+    slide_params = {id(net.hid.weight), id(net.hid.bias)}
+    lazy = cfg.optimizer == "adam_lazy" and not net.dense
+    opt = torch.optim.Adam([p for p in net.parameters() if id(p) not in slide_params or not lazy],
+                           cfg.lr)
+    lazy_opt = LazyAdam(net.hid, cfg.lr) if lazy else None
+    metrics: list[dict] = []
+    ckpt = out / "checkpoint.pt"
+    saved = load_checkpoint(ckpt, torch_load)
+    if saved is not None and saved["config"] == asdict(cfg):
+        net.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        if lazy_opt is not None:
+            lazy_opt.load_state_dict(saved["lazy"])
+        net.hid.load_lsh_state(saved["lsh"])
+        metrics = saved["metrics"]
+    n, H = len(xtr), cfg.hidden
+    steps = (n + cfg.batch - 1) // cfg.batch
+    for epoch in range(len(metrics), cfg.epochs):
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+        t_fwd_bwd = t_opt = loss_sum = 0.0
+        act, per_sample = [], []
+        rebuild_before = sum(r.seconds for r in net.hid.rebuild_log)
+        timing_before = dict(net.hid.timing)
+        it = range(steps)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc=f"slide wide {cfg.policy} epoch {epoch + 1}/{cfg.epochs}",
+                      unit="batch")
+        net.train()
+        for b in it:
+            rows = torch.from_numpy(order[b * cfg.batch:(b + 1) * cfg.batch])
+            t0 = time.perf_counter()
+            logits, active = net(xtr[rows])
+            act.append(len(active))
+            per_sample.append(net.hid.last_stats.get("per_sample_mean", len(active))
+                              if not net.dense else H)
+            loss = F.cross_entropy(logits, ytr[rows])
+            opt.zero_grad()
+            net.hid.weight.grad = net.hid.bias.grad = None
+            loss.backward()
+            t1 = time.perf_counter()
+            opt.step()
+            if lazy_opt is not None:
+                lazy_opt.step(active)
+            t2 = time.perf_counter()
+            t_fwd_bwd += t1 - t0
+            t_opt += t2 - t1
+            loss_sum += float(loss.detach())
+        net.eval()
+        with torch.no_grad():
+            pred = torch.cat([net(xte[i:i + 2000])[0].argmax(1) for i in range(0, len(xte), 2000)])
+        acc = float((pred.numpy() == yte).mean())
+        lsh = {k: net.hid.timing[k] - timing_before[k] for k in ("hash", "query")}
+        rebuild = sum(r.seconds for r in net.hid.rebuild_log) - rebuild_before
+        metrics.append({"epoch": epoch + 1, "accuracy": acc, "loss": loss_sum / steps,
+                        "active_mean": float(np.mean(act)),
+                        "active_p95": float(np.percentile(act, 95)),
+                        "active_per_sample": float(np.mean(per_sample)),
+                        "s_hash": lsh["hash"], "s_query": lsh["query"], "s_rebuild": rebuild,
+                        "s_products": t_fwd_bwd - lsh["hash"] - lsh["query"] - rebuild,
+                        "s_optimizer": t_opt, "s_step": (t_fwd_bwd + t_opt) / steps})
+        state = {"config": asdict(cfg), "model": net.state_dict(), "opt": opt.state_dict(),
+                 "lazy": None if lazy_opt is None else lazy_opt.state_dict(),
+                 "lsh": net.hid.lsh_state(), "metrics": metrics}
+        out.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(ckpt, lambda fh: torch.save(state, fh))
+    last = metrics[-1]
+    summary = {"config": asdict(cfg), "epochs_done": len(metrics),
+               **{k: last[k] for k in ("accuracy", "active_mean", "active_p95",
+                                       "active_per_sample", "s_step")},
+               "active_fraction": last["active_mean"] / H,
+               "per_sample_fraction": last["active_per_sample"] / H,
+               "rebuilds": len(net.hid.rebuild_log),
+               "note": "hidden layer in " + cfg.format + "; output layer in float32"}
+    write_run(out, metrics, summary, "epoch", {"accuracy": "accuracy"},
+              f"slide wide {cfg.policy} ({cfg.format}), {cfg.data}, {H} hidden", "epoch",
+              "test accuracy")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def train(cfg: SlideConfig, progress: bool = True) -> dict:
+    """``lowbit train slide``: :func:`train_xmc` or :func:`train_wide` by ``cfg.data``."""
+    return (train_xmc if cfg.data == "xmc" else train_wide)(cfg, progress)

@@ -67,3 +67,56 @@ def test_recall_report(tmp_path):
     assert float(rows["oracle"][4]) == 1.0  # beta 20 >= top 5: the oracle finds them all
     assert float(rows["union"][4]) >= float(rows["union"][5])  # LSH at least as good as random
     assert "Bucket loads" in text
+
+
+# --- the wide-hidden-layer setting on images ------------------------------------------------
+
+WIDE = dict(data="digits", hidden=256, bits=5, tables=6, batch=64, lr=1e-3, epochs=2)
+
+
+def test_wide_hidden_layer_inactive_units_are_exactly_zero():
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from lowbit.integrations.data import load_digits
+    from lowbit.integrations.programs.slide.train import WideNet
+
+    ds = load_digits()
+    net = WideNet(SlideConfig(**WIDE, policy="topk", beta=20), 64, 10)
+    net.train()
+    x = torch.from_numpy(ds.x_train[:16].reshape(16, -1).astype(np.float32))
+    logits, active = net(x)
+    h = F.relu(net.hid._product(x, net.hid.weight[torch.from_numpy(active)],
+                                net.hid.bias[torch.from_numpy(active)]))
+    own = torch.from_numpy(net.hid.sample_mask(active))
+    # the logits read only each sample's own active units: recompute them from the mask
+    want = (h * own) @ net.head.weight[:, torch.from_numpy(active)].T + net.head.bias
+    torch.testing.assert_close(logits, want)
+    assert (own.sum(1) <= 20).all() and len(active) < 256
+
+
+def test_wide_runs_resume_and_the_dense_baseline_learns(tmp_path):
+    from lowbit.integrations.programs.slide.train import train
+
+    dense = train(SlideConfig(**WIDE, policy="dense", out=str(tmp_path / "dense")),
+                  progress=False)
+    assert dense["accuracy"] > 0.8 and dense["per_sample_fraction"] == 1.0
+    whole = train(SlideConfig(**WIDE, policy="topk", beta=40, optimizer="adam_lazy",
+                              out=str(tmp_path / "whole")), progress=False)
+    assert whole["accuracy"] > 0.5 and whole["active_per_sample"] <= 40
+    part = tmp_path / "part"
+    train(SlideConfig(**{**WIDE, "epochs": 1}, policy="topk", beta=40, optimizer="adam_lazy",
+                      out=str(part)), progress=False)
+    # a new config (2 epochs) does not resume the 1-epoch run: it starts again, and repeats
+    again = train(SlideConfig(**WIDE, policy="topk", beta=40, optimizer="adam_lazy",
+                              out=str(part)), progress=False)
+    assert again["accuracy"] == whole["accuracy"]
+    resumed = train(SlideConfig(**WIDE, policy="topk", beta=40, optimizer="adam_lazy",
+                                out=str(part)), progress=False)
+    assert resumed["accuracy"] == whole["accuracy"]
+
+
+def test_wide_bad_data_is_refused():
+    with pytest.raises(ValueError, match="data must be"):
+        SlideConfig(data="cifar").check()
