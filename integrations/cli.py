@@ -425,7 +425,8 @@ def _train_slide(args) -> Path:
                       epochs=args.epochs, seed=args.seed, out=str(args.out))
     s = train(cfg, progress=not args.quiet)
     if wide:
-        print(f"test accuracy {s['accuracy']:.4f}  active units per sample "
+        print(f"test accuracy {s['accuracy']:.4f} (dense inference), "
+              f"{s['accuracy_lsh']:.4f} (LSH inference)  active units per sample "
               f"{s['active_per_sample']:.0f} of {hidden} ({100 * s['per_sample_fraction']:.1f} %), "
               f"batch union {s['active_mean']:.0f}, {s['s_step'] * 1e3:.1f} ms/step")
         return args.out / "summary.json"
