@@ -87,6 +87,18 @@ class SlideConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
+def slide_layer(cfg: SlideConfig, n_in: int, n_out: int) -> SlideLinear:
+    """The run's LSH-sampled layer (``--policy dense``: the same layer, used densely)."""
+    return SlideLinear(n_in, n_out, spec=None if cfg.format == "float" else cfg.format,
+                       bits=cfg.bits, tables=cfg.tables,
+                       policy=cfg.policy if cfg.policy != "dense" else "union",
+                       beta=cfg.beta, min_active=cfg.min_active, threshold=cfg.threshold,
+                       rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
+                       rebuild_growth=cfg.rebuild_growth, seed=cfg.seed, scope=cfg.scope,
+                       family=cfg.family, dwta_shift=cfg.dwta_shift,
+                       sparse_products=cfg.products == "sparse")
+
+
 class XMCNet(nn.Module):
     """Sparse input -> hidden ReLU (an embedding bag, float32) -> the output layer."""
 
@@ -96,14 +108,7 @@ class XMCNet(nn.Module):
         self.bag = nn.EmbeddingBag(cfg.features, cfg.hidden, mode="sum")
         nn.init.normal_(self.bag.weight, 0, 0.05)
         self.bias = nn.Parameter(torch.zeros(cfg.hidden))
-        spec = None if cfg.format == "float" else cfg.format
-        self.out = SlideLinear(cfg.hidden, cfg.labels, spec=spec, bits=cfg.bits, tables=cfg.tables,
-                               policy=cfg.policy if cfg.policy != "dense" else "union",
-                               beta=cfg.beta, min_active=cfg.min_active, threshold=cfg.threshold,
-                               rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
-                               rebuild_growth=cfg.rebuild_growth, seed=cfg.seed,
-                               scope=cfg.scope, family=cfg.family, dwta_shift=cfg.dwta_shift,
-                               sparse_products=cfg.products == "sparse")
+        self.out = slide_layer(cfg, cfg.hidden, cfg.labels)
         self.dense = cfg.policy == "dense"
 
     def hidden(self, s, rows: np.ndarray) -> torch.Tensor:
@@ -140,27 +145,55 @@ def evaluate(net: XMCNet, task, batch: int = 512) -> dict:
     return {"p_at_1": p1 / s.n, "p_at_5": p5 / s.n}
 
 
+def _optimizers(cfg: SlideConfig, net: nn.Module, layer: SlideLinear, ckpt: Path):
+    """(Adam over the parameters, LazyAdam over ``layer`` or None, the metrics so far):
+    fresh, or resumed from ``ckpt`` when it holds a run of the same config."""
+    lazy = cfg.optimizer == "adam_lazy" and not net.dense
+    own = {id(layer.weight), id(layer.bias)}
+    opt = torch.optim.Adam([p for p in net.parameters() if id(p) not in own or not lazy], cfg.lr)
+    lazy_opt = LazyAdam(layer, cfg.lr) if lazy else None
+    saved = load_checkpoint(ckpt, torch_load)
+    if saved is None or saved["config"] != asdict(cfg):
+        return opt, lazy_opt, []
+    net.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["opt"])
+    if lazy_opt is not None:
+        lazy_opt.load_state_dict(saved["lazy"])
+    layer.load_lsh_state(saved["lsh"])
+    return opt, lazy_opt, saved["metrics"]
+
+
+def _backward_and_step(loss, opt, lazy_opt, layer: SlideLinear, active) -> tuple[float, float]:
+    """Backward, then the optimizer steps (lazy Adam on the active rows of ``layer``);
+    returns the perf_counter times after the backward and after the steps."""
+    opt.zero_grad()
+    if lazy_opt is not None:
+        layer.weight.grad = layer.bias.grad = None
+    loss.backward()
+    t1 = time.perf_counter()
+    opt.step()
+    if lazy_opt is not None:
+        lazy_opt.step(active)
+    return t1, time.perf_counter()
+
+
+def _save(ckpt: Path, cfg: SlideConfig, net, layer, opt, lazy_opt, metrics) -> None:
+    """The epoch's checkpoint: config, parameters, optimizers, LSH state, metrics."""
+    state = {"config": asdict(cfg), "model": net.state_dict(), "opt": opt.state_dict(),
+             "lazy": None if lazy_opt is None else lazy_opt.state_dict(),
+             "lsh": layer.lsh_state(), "metrics": metrics}
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(ckpt, lambda fh: torch.save(state, fh))
+
+
 def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
     """Train (resuming from the checkpoint in ``cfg.out``) and return the summary."""
     cfg.check()
     out = Path(cfg.out)
     task = make_xmc(cfg.labels, cfg.features, train=cfg.train, test=cfg.test, seed=cfg.seed)
     net = XMCNet(cfg)
-    slide_params = {id(net.out.weight), id(net.out.bias)}
-    lazy = cfg.optimizer == "adam_lazy" and not net.dense
-    rest = [p for p in net.parameters() if id(p) not in slide_params or not lazy]
-    opt = torch.optim.Adam(rest, cfg.lr)
-    lazy_opt = LazyAdam(net.out, cfg.lr) if lazy else None
-    metrics: list[dict] = []
     ckpt = out / "checkpoint.pt"
-    saved = load_checkpoint(ckpt, torch_load)
-    if saved is not None and saved["config"] == asdict(cfg):
-        net.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        if lazy_opt is not None:
-            lazy_opt.load_state_dict(saved["lazy"])
-        net.out.load_lsh_state(saved["lsh"])
-        metrics = saved["metrics"]
+    opt, lazy_opt, metrics = _optimizers(cfg, net, net.out, ckpt)
     s = task.train
     steps = (s.n + cfg.batch - 1) // cfg.batch
     for epoch in range(len(metrics), cfg.epochs):
@@ -194,15 +227,7 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
             target = active_targets(labs, active)
             logp = F.log_softmax(logits, 1).masked_fill(target == 0, 0.0)  # -inf outside a sample's set
             loss = -(target * logp).sum(1).mean()
-            opt.zero_grad()
-            if lazy_opt is not None:
-                net.out.weight.grad = net.out.bias.grad = None
-            loss.backward()
-            t1 = time.perf_counter()
-            opt.step()
-            if lazy_opt is not None:
-                lazy_opt.step(active)
-            t2 = time.perf_counter()
+            t1, t2 = _backward_and_step(loss, opt, lazy_opt, net.out, active)
             t_prod += t1 - t0
             t_opt += t2 - t1
             loss_sum += float(loss.detach())
@@ -218,11 +243,7 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
                         "s_hash": lsh["hash"], "s_query": lsh["query"], "s_rebuild": rebuild,
                         "s_products": t_prod - lsh["hash"] - lsh["query"] - rebuild,
                         "s_optimizer": t_opt, "s_step": (t_prod + t_opt) / steps})
-        state = {"config": asdict(cfg), "model": net.state_dict(), "opt": opt.state_dict(),
-                 "lazy": None if lazy_opt is None else lazy_opt.state_dict(),
-                 "lsh": net.out.lsh_state(), "metrics": metrics}
-        out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(ckpt, lambda fh: torch.save(state, fh))
+        _save(ckpt, cfg, net, net.out, opt, lazy_opt, metrics)
     last = metrics[-1]
     summary = {"config": asdict(cfg), "epochs_done": len(metrics), **{k: last[k] for k in
                ("p_at_1", "p_at_5", "active_mean", "active_p95", "active_per_sample", "s_step")},
@@ -252,14 +273,7 @@ class WideNet(nn.Module):
     def __init__(self, cfg: SlideConfig, n_in: int, n_out: int):
         super().__init__()
         torch.manual_seed(cfg.seed)
-        spec = None if cfg.format == "float" else cfg.format
-        self.hid = SlideLinear(n_in, cfg.hidden, spec=spec, bits=cfg.bits, tables=cfg.tables,
-                               policy=cfg.policy if cfg.policy != "dense" else "union",
-                               beta=cfg.beta, min_active=cfg.min_active, threshold=cfg.threshold,
-                               rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
-                               rebuild_growth=cfg.rebuild_growth, seed=cfg.seed,
-                               scope=cfg.scope, family=cfg.family, dwta_shift=cfg.dwta_shift,
-                               sparse_products=cfg.products == "sparse")
+        self.hid = slide_layer(cfg, n_in, cfg.hidden)
         nn.init.normal_(self.hid.weight, 0, (2 / n_in) ** 0.5)  # He: ReLU units
         self.head = nn.Linear(cfg.hidden, n_out)
         self.dense = cfg.policy == "dense"
@@ -294,21 +308,8 @@ def train_wide(cfg: SlideConfig, progress: bool = True) -> dict:
     xte = torch.from_numpy(ds.x_test.reshape(len(ds.x_test), -1).astype(np.float32))
     ytr, yte = torch.from_numpy(ds.y_train.astype(np.int64)), ds.y_test
     net = WideNet(cfg, xtr.shape[1], ds.n_classes)
-    slide_params = {id(net.hid.weight), id(net.hid.bias)}
-    lazy = cfg.optimizer == "adam_lazy" and not net.dense
-    opt = torch.optim.Adam([p for p in net.parameters() if id(p) not in slide_params or not lazy],
-                           cfg.lr)
-    lazy_opt = LazyAdam(net.hid, cfg.lr) if lazy else None
-    metrics: list[dict] = []
     ckpt = out / "checkpoint.pt"
-    saved = load_checkpoint(ckpt, torch_load)
-    if saved is not None and saved["config"] == asdict(cfg):
-        net.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        if lazy_opt is not None:
-            lazy_opt.load_state_dict(saved["lazy"])
-        net.hid.load_lsh_state(saved["lsh"])
-        metrics = saved["metrics"]
+    opt, lazy_opt, metrics = _optimizers(cfg, net, net.hid, ckpt)
     n, H = len(xtr), cfg.hidden
     steps = (n + cfg.batch - 1) // cfg.batch
     for epoch in range(len(metrics), cfg.epochs):
@@ -332,14 +333,7 @@ def train_wide(cfg: SlideConfig, progress: bool = True) -> dict:
             per_sample.append(net.hid.last_stats.get("per_sample_mean", len(active))
                               if not net.dense else H)
             loss = F.cross_entropy(logits, ytr[rows])
-            opt.zero_grad()
-            net.hid.weight.grad = net.hid.bias.grad = None
-            loss.backward()
-            t1 = time.perf_counter()
-            opt.step()
-            if lazy_opt is not None:
-                lazy_opt.step(active)
-            t2 = time.perf_counter()
+            t1, t2 = _backward_and_step(loss, opt, lazy_opt, net.hid, active)
             t_fwd_bwd += t1 - t0
             t_opt += t2 - t1
             loss_sum += float(loss.detach())
@@ -363,11 +357,7 @@ def train_wide(cfg: SlideConfig, progress: bool = True) -> dict:
                         "s_hash": lsh["hash"], "s_query": lsh["query"], "s_rebuild": rebuild,
                         "s_products": t_fwd_bwd - lsh["hash"] - lsh["query"] - rebuild,
                         "s_optimizer": t_opt, "s_step": (t_fwd_bwd + t_opt) / steps})
-        state = {"config": asdict(cfg), "model": net.state_dict(), "opt": opt.state_dict(),
-                 "lazy": None if lazy_opt is None else lazy_opt.state_dict(),
-                 "lsh": net.hid.lsh_state(), "metrics": metrics}
-        out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(ckpt, lambda fh: torch.save(state, fh))
+        _save(ckpt, cfg, net, net.hid, opt, lazy_opt, metrics)
     last = metrics[-1]
     summary = {"config": asdict(cfg), "epochs_done": len(metrics),
                **{k: last[k] for k in ("accuracy", "accuracy_lsh", "active_mean", "active_p95",
