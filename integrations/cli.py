@@ -418,7 +418,7 @@ def _train_slide(args) -> Path:
                       scope=args.scope, products=args.products, family=args.hash,
                       dwta_shift=args.dwta_shift,
                       bits=args.bits, tables=args.tables, beta=args.beta,
-                      min_active=args.min_active, threshold=args.threshold,
+                      min_active=args.min_active, fill=args.fill, threshold=args.threshold,
                       rebuild=args.rebuild, rebuild_every=args.rebuild_every,
                       rebuild_growth=args.rebuild_growth, format=args.format,
                       optimizer=args.optimizer, lr=args.lr, batch=args.batch,
@@ -693,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=count(1), default=64, help="active ids per query (vanilla, topk, "
                                                              "random, oracle)")
     p.add_argument("--min-active", type=count(0), default=0, help="random fill up to this many")
+    p.add_argument("--fill", choices=("batch", "sample"), default="batch",
+                   help="random fill up to --min-active: the batch's set, or every sample's own "
+                        "(the released SLIDE code)")
     p.add_argument("--threshold", type=count(1), default=2, help="threshold policy: buckets")
     p.add_argument("--rebuild", choices=("period", "change"), default="period")
     p.add_argument("--rebuild-every", type=count(1), default=50, help="batches between rebuilds")

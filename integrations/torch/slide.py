@@ -19,7 +19,9 @@ masked entries' gradients are exact zeros (SLIDE's numbers, not its savings).
 Policies (``beta``: the active count a policy aims at per query):
 
 - ``union``: every id in any of the query's L buckets (the released code's Mode 4); if the
-  batch's set is smaller than ``min_active``, random ids fill it up to that size;
+  batch's set is smaller than ``min_active``, random ids fill it up to that size (with
+  ``fill="sample"``: every sample's own set is filled up to ``min_active``, as the released
+  code does per input, and the fill is that sample's own);
 - ``vanilla``: the paper's: visit the tables in a random order, take whole buckets until
   beta ids are collected;
 - ``threshold``: ids found in at least ``threshold`` of the L buckets (Mode 1);
@@ -80,7 +82,7 @@ class SlideLinear(nn.Module):
                  rebuild: str = "period", rebuild_every: int = 50, rebuild_growth: float = 1.0,
                  change_threshold: float = 0.1, sketch_tables: int = 10, seed: int = 0,
                  lsh_inference: bool = False, scope: str = "batch", family: str = "simhash",
-                 dwta_shift: int = 3, sparse_products: bool = True):
+                 dwta_shift: int = 3, sparse_products: bool = True, fill: str = "batch"):
         super().__init__()
         if policy not in POLICIES:
             raise ValueError(f"SlideLinear: policy must be one of {POLICIES}, got {policy!r}")
@@ -105,7 +107,9 @@ class SlideLinear(nn.Module):
         self.policy, self.beta, self.min_active, self.threshold = policy, beta, min_active, threshold
         self.rebuild, self.rebuild_every, self.rebuild_growth = rebuild, rebuild_every, rebuild_growth
         self.change_threshold, self.lsh_inference = change_threshold, lsh_inference
-        self.scope = scope
+        if fill not in ("batch", "sample"):
+            raise ValueError(f"SlideLinear: fill must be 'batch' or 'sample', got {fill!r}")
+        self.scope, self.fill = scope, fill
         self.sparse_products = sparse_products
         self._found: list[np.ndarray] = []
         self.seed = seed
@@ -198,17 +202,27 @@ class SlideLinear(nn.Module):
                     else:  # topk by count, ties by smaller id (ids ascending, stable sort)
                         found.append(ids[np.argsort(-counts, kind="stable")[:self.beta]])
             self.timing["query"] += time.perf_counter() - t1
+        lab = np.zeros(0, np.int64) if labels is None else np.unique(_label_ids(labels))
+        hashed = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        if self.fill == "sample" and self.min_active > 0:  # each sample's own random fill
+            own_labels = _per_sample_labels(labels, len(found))
+            for i, f in enumerate(found):
+                have = np.union1d(f, own_labels[i])
+                if len(have) < self.min_active:
+                    rest = np.setdiff1d(np.arange(N), have)
+                    found[i] = np.union1d(f, rs.choice(
+                        rest, min(self.min_active - len(have), len(rest)), replace=False))
         self._found = found
         retrieved = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
-        lab = np.zeros(0, np.int64) if labels is None else np.unique(_label_ids(labels))
         active = np.union1d(retrieved, lab)
         fill = np.zeros(0, np.int64)
-        if len(active) < self.min_active:
+        if self.fill == "batch" and len(active) < self.min_active:
             rest = np.setdiff1d(np.arange(N), active)
             fill = rs.choice(rest, min(self.min_active - len(active), len(rest)), replace=False)
             active = np.union1d(active, fill)
         stats = {"active": len(active), "labels": len(lab),
-                 "retrieved": len(np.setdiff1d(retrieved, lab)), "fill": len(fill),
+                 "retrieved": len(np.setdiff1d(hashed, lab)),
+                 "fill": len(np.setdiff1d(active, np.union1d(hashed, lab))),
                  "per_query_mean": float(np.mean([len(f) for f in found])) if found else 0.0}
         return active.astype(np.int64), stats
 
@@ -238,16 +252,14 @@ class SlideLinear(nn.Module):
 
     def sample_mask(self, active: np.ndarray, labels=None) -> np.ndarray:
         """(B, |S|) bool: which ids of the batch's set S each sample has (its retrieved ids,
-        its own labels, and the batch's random fill)."""
+        its own labels, its own fill or the batch's random fill)."""
         B = len(self._found)
         mask = np.zeros((B, len(active)), bool)
-        fill = np.setdiff1d(active, np.concatenate(self._found + [np.zeros(0, np.int64)] +
-                                                   ([_label_ids(labels)] if labels is not None else [])))
-        per_label = None if labels is None else (
-            [np.asarray(list(r), np.int64) for r in labels] if not isinstance(labels, (torch.Tensor, np.ndarray))
-            else [np.asarray([int(v)]) for v in np.asarray(labels).reshape(-1)])
+        per_label = _per_sample_labels(labels, B)
+        fill = np.setdiff1d(active, np.concatenate(self._found + per_label +
+                                                   [np.zeros(0, np.int64)]))  # the batch's fill
         for i in range(B):
-            own = self._found[i] if per_label is None else np.union1d(self._found[i], per_label[i])
+            own = np.union1d(self._found[i], per_label[i])
             mask[i, np.searchsorted(active, np.union1d(own, fill))] = True
         self.last_stats["per_sample_mean"] = float(mask.sum(1).mean())
         return mask
@@ -363,6 +375,15 @@ class LazyAdam:
 
     def load_state_dict(self, st: dict) -> None:
         self.t, self.m, self.v = st["t"], st["m"], st["v"]
+
+
+def _per_sample_labels(labels, n: int) -> list[np.ndarray]:
+    """Each sample's label ids (empty arrays without labels)."""
+    if labels is None:
+        return [np.zeros(0, np.int64)] * n
+    if isinstance(labels, (torch.Tensor, np.ndarray)):
+        return [np.asarray([int(v)]) for v in np.asarray(labels).reshape(-1)]
+    return [np.asarray(list(r), np.int64) for r in labels]
 
 
 def _label_ids(labels) -> np.ndarray:

@@ -191,3 +191,22 @@ def test_lazy_adam_on_row_gradients_equals_lazy_adam_on_dense_gradients():
             o.step(active)
         assert a.weight.grad is None and b.weight.grad is not None
         assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+
+
+def test_per_sample_fill_tops_up_each_samples_own_set():
+    """fill="sample": every sample's own set reaches min_active with its own random ids (the
+    released code's per-input fill); fill="batch": one shared fill for the batch."""
+    x = torch.randn(6, 16)
+    labels = [[i] for i in range(6)]
+    m = layer(scope="sample", policy="topk", beta=3, min_active=40, fill="sample")
+    y, active = m(x, labels)
+    own = torch.isfinite(y).numpy()
+    assert (own.sum(1) >= 40).all()
+    sets = [set(active[r].tolist()) for r in own]
+    assert all(sets[0] != s for s in sets[1:])  # each its own fill
+    assert m.last_stats["fill"] > 0
+    b = layer(scope="sample", policy="topk", beta=3, min_active=40, fill="batch")
+    yb, ab = b(x, labels)
+    assert len(ab) >= 40 and (torch.isfinite(yb).sum(1) < 40).all()
+    with pytest.raises(ValueError, match="fill"):
+        layer(fill="everywhere")

@@ -62,6 +62,7 @@ class SlideConfig:
     tables: int = 20
     beta: int = 64
     min_active: int = 0
+    fill: str = "batch"  # random fill up to min_active: per "batch" or per "sample"
     threshold: int = 2
     rebuild: str = "period"
     rebuild_every: int = 50
@@ -96,7 +97,7 @@ def slide_layer(cfg: SlideConfig, n_in: int, n_out: int) -> SlideLinear:
                        rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
                        rebuild_growth=cfg.rebuild_growth, seed=cfg.seed, scope=cfg.scope,
                        family=cfg.family, dwta_shift=cfg.dwta_shift,
-                       sparse_products=cfg.products == "sparse")
+                       sparse_products=cfg.products == "sparse", fill=cfg.fill)
 
 
 class XMCNet(nn.Module):
