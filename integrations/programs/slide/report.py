@@ -1,6 +1,10 @@
-"""The table of ``lowbit train slide`` runs under a folder (one row per run directory).
+"""The table of ``lowbit train slide`` runs under a folder: one row per run directory for
+the XMC task; for the wide-hidden-layer runs on images one row per run (mean ± std over
+its seeds) and, with ``--plot FILE``, test accuracy against the active fraction.
 
     python -m lowbit.integrations.programs.slide.report results/experiments/slide/xmc-5k
+    python -m lowbit.integrations.programs.slide.report results/experiments/slide/fashion-wide \
+        --plot docs/results/slide_wide.png
 """
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from lowbit.integrations.runs import read_metrics
+import numpy as np
+
+from lowbit.integrations.runs import mean_std, read_metrics, save_figure
 
 
 def runs_table(root: Path) -> str:
@@ -31,10 +37,85 @@ def runs_table(root: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _wide_runs(root: Path) -> dict[str, list[tuple[dict, dict]]]:
+    runs: dict = {}
+    for summary in sorted(Path(root).glob("*/seed*/summary.json")):
+        s = json.loads(summary.read_text())
+        runs.setdefault(summary.parent.parent.name, []).append(
+            (s, read_metrics(summary.parent)[-1]))
+    return runs
+
+
+def wide_table(root: Path) -> str:
+    """The wide-hidden-layer runs: one row per run over its seeds."""
+    rows = ["| run | policy (K bits x L tables) | format | epochs | n | test acc. %, dense "
+            "inference | test acc. %, LSH inference | active units per sample (% of H) | "
+            "batch union (% of H) | ms per step: hash + query + products + optimizer + "
+            "rebuild |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, sel in _wide_runs(root).items():
+        s, m = sel[0]
+        c = s["config"]
+        H = c["hidden"]
+        parts = ("s_hash", "s_query", "s_products", "s_optimizer", "s_rebuild")
+        # the last epoch's seconds per part; its steps = their sum / seconds per step
+        n_steps = sum(m[k] for k in parts) / m["s_step"]
+        ms = lambda k: f"{1e3 * np.mean([mm[k] for _, mm in sel]) / n_steps:.1f}"  # noqa: E731
+        split = " + ".join(ms(k) for k in parts) + \
+            f" = {1e3 * np.mean([x['s_step'] for x, _ in sel]):.1f}"
+        pol = "dense" if c["policy"] == "dense" else f"{c['policy']} ({c['bits']} x {c['tables']})"
+        rows.append(f"| {name} | {pol} | {c['format']} | {s['epochs_done']} | {len(sel)} | "
+                    f"{mean_std((x['accuracy'] for x, _ in sel), 100)} | "
+                    f"{mean_std((x.get('accuracy_lsh') for x, _ in sel), 100) if c['policy'] != 'dense' else '–'} | "
+                    f"{np.mean([x['active_per_sample'] for x, _ in sel]):,.0f} "
+                    f"({100 * np.mean([x['per_sample_fraction'] for x, _ in sel]):.1f} %) | "
+                    f"{100 * np.mean([x['active_fraction'] for x, _ in sel]):.1f} % | {split} |")
+    return "\n".join(rows) + "\n"
+
+
+def wide_plot(root: Path, path: Path) -> None:
+    """Test accuracy (mean, range over seeds) against the active fraction per sample, one
+    marker per format; dense inference hollow, LSH inference filled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = {}
+    for name, sel in _wide_runs(root).items():
+        c = sel[0][0]["config"]
+        col = colours.setdefault(c["format"], f"C{len(colours)}")
+        frac = 100 * np.mean([x["per_sample_fraction"] for x, _ in sel])
+        for key, filled in (("accuracy", False), ("accuracy_lsh", True)):
+            if c["policy"] == "dense" and key == "accuracy_lsh":
+                continue
+            a = np.array([x.get(key, np.nan) for x, _ in sel], dtype=float) * 100
+            ax.errorbar([frac], [a.mean()], yerr=[[a.mean() - a.min()], [a.max() - a.mean()]],
+                        fmt="o", color=col, mfc=col if filled else "none", capsize=2,
+                        label=f"{c['format']}, {'LSH' if filled else 'dense'} inference")
+    handles, labels = ax.get_legend_handles_labels()
+    keep = dict(zip(labels, handles))
+    ax.legend(keep.values(), keep.keys(), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("active hidden units per training sample (% of 4096, log scale)")
+    ax.set_ylabel("test accuracy %")
+    ax.set_title("Fashion-MNIST, wide LSH-sampled hidden layer")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("root", type=Path)
-    print(runs_table(p.parse_args(argv).root))
+    p.add_argument("--plot", type=Path, default=None, help="wide runs: the accuracy plot")
+    args = p.parse_args(argv)
+    first = next(iter(sorted(args.root.glob("*/seed*/summary.json"))), None)
+    wide = first is not None and json.loads(first.read_text())["config"].get("data",
+                                                                             "xmc") != "xmc"
+    print(wide_table(args.root) if wide else runs_table(args.root))
+    if wide and args.plot:
+        wide_plot(args.root, args.plot)
     return 0
 
 

@@ -120,3 +120,18 @@ def test_wide_runs_resume_and_the_dense_baseline_learns(tmp_path):
 def test_wide_bad_data_is_refused():
     with pytest.raises(ValueError, match="data must be"):
         SlideConfig(data="cifar").check()
+
+
+def test_wide_report_table_and_plot(tmp_path):
+    from lowbit.integrations.programs.slide.report import main, wide_table
+    from lowbit.integrations.programs.slide.train import train
+
+    for name, kw in (("dense", dict(policy="dense")), ("topk", dict(policy="topk", beta=30))):
+        for seed in (0, 1):
+            train(SlideConfig(**{**WIDE, "epochs": 1}, **kw, seed=seed,
+                              out=str(tmp_path / name / f"seed{seed}")), progress=False)
+    table = wide_table(tmp_path).splitlines()
+    assert len(table) == 4 and table[2].startswith("| dense | dense | float | 1 | 2 |")
+    assert "topk (5 x 6)" in table[3] and " ± " in table[3]
+    main([str(tmp_path), "--plot", str(tmp_path / "wide.png")])
+    assert (tmp_path / "wide.png").stat().st_size > 5000
