@@ -258,9 +258,10 @@ class SlideLinear(nn.Module):
         per_label = _per_sample_labels(labels, B)
         fill = np.setdiff1d(active, np.concatenate(self._found + per_label +
                                                    [np.zeros(0, np.int64)]))  # the batch's fill
-        for i in range(B):
-            own = np.union1d(self._found[i], per_label[i])
-            mask[i, np.searchsorted(active, np.union1d(own, fill))] = True
+        mask[:, np.searchsorted(active, fill)] = True
+        for i in range(B):  # every id of a sample's own set is in S: mark its position
+            mask[i, np.searchsorted(active, self._found[i])] = True
+            mask[i, np.searchsorted(active, per_label[i])] = True
         self.last_stats["per_sample_mean"] = float(mask.sum(1).mean())
         return mask
 
