@@ -15,8 +15,9 @@ a step is the forward, SLIDE's soft-target cross-entropy, the backward and an Ad
   bucket queries, products (forward + backward + loss), optimizer, and the amortised
   rebuild (every 50 steps). Products ``masked``: one gather and one BLAS product over the
   batch's union, other samples' entries masked; ``sparse``: the per-sample sparse kernels
-  (only each sample's own pairs, forward and backward; with lazy Adam the active rows'
-  gradients go straight to the optimizer). bf16 runs masked (the sparse kernels are
+  (only each sample's own pairs, forward and backward, and the loss over them:
+  O(active pairs), not O(B x |S|); with lazy Adam the active rows' gradients go straight
+  to the optimizer). bf16 runs masked (the sparse kernels are
   float32 and int64 only).
 """
 
@@ -73,7 +74,12 @@ def slide_step(N, spec, lazy, repeat, sparse=False):
     import torch
     import torch.nn.functional as F
 
-    from lowbit.integrations.torch.slide import LazyAdam, SlideLinear, active_targets
+    from lowbit.integrations.torch.slide import (
+        LazyAdam,
+        SlideLinear,
+        active_targets,
+        sparse_softmax_cross_entropy,
+    )
 
     rs = np.random.default_rng(0)
     h, labels = _batch(N, rs)
@@ -85,10 +91,13 @@ def slide_step(N, spec, lazy, repeat, sparse=False):
     layer.train()
     for step in range(repeat + 1):
         t0 = time.perf_counter()
-        y, active = layer(h, labels)
-        target = active_targets(labels, active)
-        logp = F.log_softmax(y, 1).masked_fill(target == 0, 0.0)
-        loss = -(target * logp).sum(1).mean()
+        y, active = layer(h, labels, sparse_output=sparse and spec is None)
+        if sparse and spec is None:  # each sample's own logits and loss only
+            loss = sparse_softmax_cross_entropy(y, labels)
+        else:
+            target = active_targets(labels, active)
+            logp = F.log_softmax(y, 1).masked_fill(target == 0, 0.0)
+            loss = -(target * logp).sum(1).mean()
         layer.weight.grad = layer.bias.grad = None
         loss.backward()
         t1 = time.perf_counter()

@@ -227,7 +227,13 @@ class SlideLinear(nn.Module):
         return active.astype(np.int64), stats
 
     # --- forward -------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, labels=None):
+    def forward(self, x: torch.Tensor, labels=None, sparse_output: bool = False):
+        """Dense logits (B, N) in evaluation (unless ``lsh_inference``); else (logits over the
+        batch's set S (B, |S|), S) -- or, with ``sparse_output`` on the per-sample sparse path
+        (:attr:`sparse_path`), (:class:`SparseLogits`, S)."""
+        if sparse_output and not self.sparse_path(x):
+            raise ValueError("sparse_output needs scope='sample', sparse_products=True, no "
+                             "emulation spec and float32 inputs")
         if not self.training and not self.lsh_inference:
             return self._product(x, self.weight, self.bias)
         if self.tables is None or self.training:
@@ -235,10 +241,12 @@ class SlideLinear(nn.Module):
         labels = labels if self.training else None
         active, self.last_stats = self.active_set(x, labels)
         t0 = time.perf_counter()
-        if self.scope == "sample" and self.sparse_products and self.spec is None \
-                and x.dtype == torch.float32:
-            mask = self.sample_mask(active, labels)
-            y = SampleRows.apply(x, self.weight, self.bias, active, mask, self)
+        if self.sparse_path(x):
+            offsets, ids = sample_pairs(self.sample_mask(active, labels), active)
+            y = SparseLogits(SampleDots.apply(x, self.weight, self.bias, offsets, ids, self),
+                             offsets, ids)
+            if not sparse_output:
+                y = y.dense(active)
         else:
             idx = torch.from_numpy(active)
             y = self._product(x, self.weight.index_select(0, idx), self.bias.index_select(0, idx))
@@ -249,6 +257,11 @@ class SlideLinear(nn.Module):
         if self.training:
             self.batches += 1
         return y, active
+
+    def sparse_path(self, x: torch.Tensor) -> bool:
+        """Whether training runs on the per-sample sparse kernels."""
+        return self.scope == "sample" and self.sparse_products and self.spec is None \
+            and x.dtype == torch.float32
 
     def sample_mask(self, active: np.ndarray, labels=None) -> np.ndarray:
         """(B, |S|) bool: which ids of the batch's set S each sample has (its retrieved ids,
@@ -285,9 +298,17 @@ class SlideLinear(nn.Module):
         return emulated_linear(x, w, b, self.spec, seed=self.seed, step=self.batches)
 
 
-class SampleRows(torch.autograd.Function):
-    """Logits (B, |S|) of each sample's own active rows only, -inf elsewhere: per-sample
-    sparse dots (float32, j ascending) plus the bias; backward by the sparse input and row
+def sample_pairs(mask: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets (B + 1,), ids (nnz,)): the CSR active sets of a (B, |S|) sample mask, each
+    sample's ids ascending."""
+    offsets = np.zeros(mask.shape[0] + 1, np.int64)
+    np.cumsum(mask.sum(1), out=offsets[1:])
+    return offsets, active[np.nonzero(mask)[1]].astype(np.int64)
+
+
+class SampleDots(torch.autograd.Function):
+    """The logits of each sample's own active rows, (nnz,) in CSR order: per-sample sparse
+    dots (float32, j ascending) plus the bias; backward by the sparse input and row
     gradients, so every product is over an active (sample, row) pair. The weight's gradient
     is dense in shape (zero outside the active rows), the bias' is summed in pair order --
     unless the layer's ``row_grad`` is on (a :class:`LazyAdam` sets it): then the gradients
@@ -295,28 +316,22 @@ class SampleRows(torch.autograd.Function):
     ``weight.grad`` / ``bias.grad`` stay None (no N x d gradient is ever written)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, active: np.ndarray, mask: np.ndarray, layer=None):
+    def forward(ctx, x, weight, bias, offsets: np.ndarray, ids: np.ndarray, layer=None):
         from lowbit.emulators.sparse import sparse_dots
 
-        b_idx, pos = np.nonzero(mask)  # row-major: each sample's pairs, columns ascending
-        offsets = np.zeros(mask.shape[0] + 1, np.int64)
-        np.cumsum(mask.sum(1), out=offsets[1:])
-        ids = active[pos].astype(np.int64)
         xn, wn = x.detach().numpy(), weight.detach().numpy()
         dots = sparse_dots(xn, wn, offsets, ids) + bias.detach().numpy()[ids]
-        y = np.full(mask.shape, -np.inf, np.float32)
-        y[b_idx, pos] = dots
         ctx.save_for_backward(x, weight, bias)
-        ctx.csr, ctx.where, ctx.layer = (offsets, ids), (b_idx, pos), layer
-        return torch.from_numpy(y)
+        ctx.csr, ctx.layer = (offsets, ids), layer
+        return torch.from_numpy(dots)
 
     @staticmethod
-    def backward(ctx, gy):
+    def backward(ctx, gv):
         from lowbit.emulators.sparse import sparse_grad_input, sparse_grad_rows
 
         x, weight, bias = ctx.saved_tensors
         offsets, ids = ctx.csr
-        g = np.ascontiguousarray(gy.numpy()[ctx.where], dtype=np.float32)
+        g = np.ascontiguousarray(gv.numpy(), dtype=np.float32)
         dx = sparse_grad_input(g, weight.detach().numpy(), offsets, ids)
         rows, drows = sparse_grad_rows(g, x.detach().numpy(), offsets, ids)
         db = np.zeros(len(rows), np.float32)
@@ -329,6 +344,46 @@ class SampleRows(torch.autograd.Function):
         dbias = torch.zeros_like(bias)
         dbias[torch.from_numpy(rows)] = torch.from_numpy(db)
         return torch.from_numpy(dx), dw, dbias, None, None, None
+
+
+@dataclass
+class SparseLogits:
+    """Each sample's own logits only: ``values[offsets[b]:offsets[b+1]]`` are sample b's, of
+    the rows ``ids[...]`` (ascending); what ``SlideLinear(..., sparse_output=True)`` returns."""
+
+    values: torch.Tensor
+    offsets: np.ndarray
+    ids: np.ndarray
+
+    @property
+    def sample(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+
+    def dense(self, active: np.ndarray) -> torch.Tensor:
+        """The (B, |S|) matrix over the batch's set ``active``, -inf outside a sample's own."""
+        y = torch.full((len(self.offsets) - 1, len(active)), float("-inf"))
+        pos = torch.from_numpy(np.searchsorted(active, self.ids))
+        return y.index_put((torch.from_numpy(self.sample), pos), self.values)
+
+
+def sparse_softmax_cross_entropy(logits: SparseLogits, labels) -> torch.Tensor:
+    """SLIDE's loss on sparse logits: per sample, -sum over its labels of (1 / n_labels) *
+    log softmax over its own active set, averaged over the batch -- the work is O(nnz), not
+    O(B x |S|). Every label must be in its sample's own set (SlideLinear adds them)."""
+    v = logits.values
+    B = len(logits.offsets) - 1
+    sample = torch.from_numpy(logits.sample)
+    m = torch.full((B,), float("-inf")).scatter_reduce(0, sample, v.detach(), "amax")
+    lse = m + torch.log(torch.zeros(B).index_add(0, sample, torch.exp(v - m[sample])))
+    weight = np.zeros(len(logits.ids), np.float32)
+    for b, lab in enumerate(_per_sample_labels(labels, B)):
+        lo, hi = logits.offsets[b], logits.offsets[b + 1]
+        pos = lo + np.searchsorted(logits.ids[lo:hi], lab)
+        if (pos >= hi).any() or (logits.ids[np.minimum(pos, len(logits.ids) - 1)] != lab).any():
+            raise ValueError(f"sparse_softmax_cross_entropy: a label of sample {b} is not in "
+                             "its active set")
+        weight[pos] = 1.0 / len(lab)
+    return -(torch.from_numpy(weight) * (v - lse[sample])).sum() / B
 
 
 class LazyAdam:
@@ -410,4 +465,5 @@ def active_targets(labels, active: np.ndarray) -> torch.Tensor:
     return t
 
 
-__all__ = ["POLICIES", "LazyAdam", "Rebuild", "SampleRows", "SlideLinear", "active_targets"]
+__all__ = ["POLICIES", "LazyAdam", "Rebuild", "SampleDots", "SlideLinear", "SparseLogits",
+           "active_targets", "sparse_softmax_cross_entropy"]

@@ -210,3 +210,31 @@ def test_per_sample_fill_tops_up_each_samples_own_set():
     assert len(ab) >= 40 and (torch.isfinite(yb).sum(1) < 40).all()
     with pytest.raises(ValueError, match="fill"):
         layer(fill="everywhere")
+
+
+def test_sparse_loss_equals_the_masked_dense_loss_and_its_gradients():
+    """SparseLogits + sparse_softmax_cross_entropy (O(nnz)) give the masked (B, |S|) loss of
+    SLIDE's soft target and the same gradients, to float32 rounding."""
+    from lowbit.integrations.torch.slide import sparse_softmax_cross_entropy
+
+    torch.manual_seed(3)
+    x = torch.randn(5, 16)
+    labels = [[1], [2, 250], [3], [4, 5], [6]]
+    a, b = layer(scope="sample", policy="union"), layer(scope="sample", policy="union")
+    b.load_state_dict(a.state_dict())
+    sl, active = a(x, labels, sparse_output=True)
+    loss_a = sparse_softmax_cross_entropy(sl, labels)
+    y, active2 = b(x, labels)
+    assert list(active) == list(active2)
+    torch.testing.assert_close(sl.dense(active), y)
+    t = active_targets(labels, active2)
+    loss_b = -(t * torch.log_softmax(y, 1).masked_fill(t == 0, 0)).sum(1).mean()
+    torch.testing.assert_close(loss_a, loss_b)
+    loss_a.backward()
+    loss_b.backward()
+    torch.testing.assert_close(a.weight.grad, b.weight.grad)
+    torch.testing.assert_close(a.bias.grad, b.bias.grad)
+    with pytest.raises(ValueError, match="not in its active set"):
+        sparse_softmax_cross_entropy(sl, [[299]] * 5)
+    with pytest.raises(ValueError, match="sparse_output needs"):
+        layer(scope="batch")(x, labels, sparse_output=True)

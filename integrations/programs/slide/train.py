@@ -37,7 +37,13 @@ import torch.nn.functional as F
 from lowbit.integrations.runs import load_checkpoint, save_checkpoint, torch_load, write_run
 from lowbit.integrations.synthetic_xmc import make_xmc
 from lowbit.integrations.torch import emulated_linear
-from lowbit.integrations.torch.slide import POLICIES, LazyAdam, SlideLinear, active_targets
+from lowbit.integrations.torch.slide import (
+    POLICIES,
+    LazyAdam,
+    SlideLinear,
+    active_targets,
+    sparse_softmax_cross_entropy,
+)
 
 OPTIMIZERS = ("adam_dense", "adam_lazy")
 
@@ -220,14 +226,18 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
                 net.out.batches += 1
                 per_sample.append(cfg.labels)
             else:
-                logits, active = net.out(h, labs)
+                sparse = net.out.sparse_path(h)  # O(active pairs) logits and loss
+                logits, active = net.out(h, labs, sparse_output=sparse)
                 st = net.out.last_stats
                 split += (st["labels"], st["retrieved"], st["fill"])
                 per_sample.append(st.get("per_sample_mean", len(active)))
             act.append(len(active))
-            target = active_targets(labs, active)
-            logp = F.log_softmax(logits, 1).masked_fill(target == 0, 0.0)  # -inf outside a sample's set
-            loss = -(target * logp).sum(1).mean()
+            if not net.dense and sparse:
+                loss = sparse_softmax_cross_entropy(logits, labs)
+            else:
+                target = active_targets(labs, active)
+                logp = F.log_softmax(logits, 1).masked_fill(target == 0, 0.0)  # -inf: not own
+                loss = -(target * logp).sum(1).mean()
             t1, t2 = _backward_and_step(loss, opt, lazy_opt, net.out, active)
             t_prod += t1 - t0
             t_opt += t2 - t1
