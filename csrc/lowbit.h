@@ -299,6 +299,16 @@ int lowbit_dwta(int64_t *out, const int64_t *codes, int64_t n, int64_t dim,
                 const int64_t *bins, int64_t n_bins, int64_t width,
                 const int64_t *probes, int64_t n_probes, int64_t K, int64_t L, int64_t shift);
 
+/* Bucket unions (csrc/lsh.c): per query b (B queries x L tables of buckets q), the
+ * ascending distinct ids of its buckets (table t's bucket v: ids[t][offsets[t][v] ..
+ * offsets[t][v+1]), nb1 = buckets + 1, N ids per table) and of its extra ids
+ * eids[eoff[b] .. eoff[b+1]), as CSR out_off (B + 1) / out (at most out_cap ids).
+ * Returns LOWBIT_ERR_NOMEM if scratch memory is short or out_cap is too small.
+ * Semantics: numerics/reference/lsh.py (bucket_union). */
+int lowbit_bucket_union(int64_t *out_off, int64_t *out, int64_t out_cap, const int64_t *offsets,
+                        const int64_t *ids, int64_t L, int64_t nb1, int64_t N, const int64_t *q,
+                        int64_t B, const int64_t *eoff, const int64_t *eids);
+
 /* ---- per-sample sparse products (csrc/sparse.c) ----------------------------
  * CSR active sets: sample b owns ids[offsets[b] .. offsets[b+1]). dots: out[k] = sum_j
  * x[b][j] * w[ids[k]][j] (j ascending); grad_input: out[b][j] = sum_k g[k] * w[ids[k]][j]

@@ -8,7 +8,8 @@
   the neuron ids sorted by bucket (a stable counting sort, ascending id within a bucket)
   and ``offsets`` (L, 2**K + 1) into them -- O(L (N + 2**K)) integers instead of SLIDE's
   2**K x capacity arrays;
-- :meth:`Tables.union`: the ids in any of a query's L buckets, ascending.
+- :meth:`Tables.union`: the ids in any of a query's L buckets, ascending;
+  :meth:`Tables.unions`: all queries' at once (plus extra ids), CSR, one kernel call.
 """
 
 from __future__ import annotations
@@ -95,6 +96,34 @@ class Tables:
             raise ValueError(f"union: one bucket per table ({self.spec.tables}), got {q.shape}")
         parts = [self.bucket(t, int(b)) for t, b in enumerate(q)]
         return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    def unions(self, query_buckets: np.ndarray, extra_offsets=None, extra_ids=None, *,
+               backend: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every query's :meth:`union` at once, with its extra ids (e.g. its labels, CSR
+        ``extra_offsets`` (B + 1,) / ``extra_ids``) merged in: CSR (offsets (B + 1,), ids),
+        each query's ids ascending and distinct. One kernel call (C / Numba; the reference
+        is :func:`lowbit.numerics.reference.lsh.bucket_union`)."""
+        q = np.ascontiguousarray(query_buckets, dtype=np.int64)
+        B, L = q.shape[0], self.spec.tables
+        if q.ndim != 2 or q.shape[1] != L:
+            raise ValueError(f"unions: buckets (B, {L}) expected, got {q.shape}")
+        if q.size and (q.min() < 0 or q.max() >= self.offsets.shape[1] - 1):
+            raise ValueError(f"unions: buckets must lie in 0..{self.offsets.shape[1] - 2}")
+        eoff = np.zeros(B + 1, np.int64) if extra_offsets is None else \
+            np.ascontiguousarray(extra_offsets, dtype=np.int64)
+        eids = np.zeros(0, np.int64) if extra_ids is None else \
+            np.ascontiguousarray(extra_ids, dtype=np.int64)
+        if eoff.shape != (B + 1,) or eoff[0] != 0 or eoff[-1] != len(eids) \
+                or (np.diff(eoff) < 0).any():
+            raise ValueError("unions: extra_offsets must be (B + 1,), nondecreasing from 0 to "
+                             "len(extra_ids)")
+        if eids.size and (eids.min() < 0 or eids.max() >= self.size):
+            raise ValueError(f"unions: extra ids must lie in 0..{self.size - 1}")
+        loads = np.diff(self.offsets, axis=1)
+        cap = int(loads[np.arange(L), q].sum()) + len(eids)  # an upper bound on the output
+        return get_backend(backend).bucket_union(np.ascontiguousarray(self.offsets),
+                                                 np.ascontiguousarray(self.ids), q, eoff, eids,
+                                                 cap)
 
     def counts(self, query_buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, in how many of the query's L buckets each appears), ids ascending."""

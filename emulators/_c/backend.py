@@ -352,3 +352,13 @@ def sparse_grad_rows(g, x, sample, row_offsets, order):
     _sparse_fn("grad_rows", g.dtype)(_p(out), _p(g), _p(x), len(row_offsets) - 1, x.shape[1],
                                      _p(sample), _p(row_offsets), _p(order))
     return out
+
+
+def bucket_union(offsets, ids, queries, eoff, eids, cap):
+    B = queries.shape[0]
+    out_off = np.empty(B + 1, np.int64)
+    out = np.empty(max(int(cap), 1), np.int64)
+    _check(lib.lowbit_bucket_union(_p(out_off), _p(out), int(cap), _p(offsets), _p(ids),
+                                   ids.shape[0], offsets.shape[1], ids.shape[1], _p(queries), B,
+                                   _p(eoff), _p(eids)))
+    return out_off, out[:out_off[-1]].copy()

@@ -291,3 +291,16 @@ def sparse_grad_rows(g, x, sample, row_offsets, order):
     sized(_sparse.sparse_grad_rows, len(order) * x.shape[1])(g, x, sample, row_offsets, order,
                                                              out)
     return out
+
+
+def bucket_union(offsets, ids, queries, eoff, eids, cap):
+    B, N = queries.shape[0], ids.shape[1]
+    counts = np.zeros(B, np.int64)
+    lsh.bucket_union_counts(offsets, ids, queries, eoff, eids, np.full(N, -1, np.int64),
+                            counts, 0, B)
+    out_off = np.zeros(B + 1, np.int64)
+    np.cumsum(counts, out=out_off[1:])
+    out = np.empty(int(out_off[-1]), np.int64)
+    lsh.bucket_union_fill(offsets, ids, queries, eoff, eids, np.full(N, -1, np.int64),
+                          out_off, out, 0, B)
+    return out_off, out

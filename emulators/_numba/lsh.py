@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from lowbit.emulators._numba.jit import pjit
+from lowbit.emulators._numba.jit import jit, pjit
 
 
 @pjit
@@ -56,3 +56,48 @@ def dwta(codes, bins, probes, K, L, shift, out):
                             break
                 bucket += code << ((K - 1 - j) * shift)
             out[r, t] = bucket
+
+
+@jit
+def bucket_union_counts(offsets, ids, queries, eoff, eids, stamp, counts, lo, hi):
+    """counts[b] = |union of query b's buckets and extras| for b in lo..hi-1 (stamp: a
+    scratch array of N, entries < lo on entry)."""
+    L = queries.shape[1]
+    for b in range(lo, hi):
+        c = 0
+        for t in range(L):
+            q = queries[b, t]
+            for e in range(offsets[t, q], offsets[t, q + 1]):
+                i = ids[t, e]
+                if stamp[i] != b:
+                    stamp[i] = b
+                    c += 1
+        for e in range(eoff[b], eoff[b + 1]):
+            i = eids[e]
+            if stamp[i] != b:
+                stamp[i] = b
+                c += 1
+        counts[b] = c
+
+
+@jit
+def bucket_union_fill(offsets, ids, queries, eoff, eids, stamp, out_off, out, lo, hi):
+    """out[out_off[b]:out_off[b + 1]] = query b's union, ascending, for b in lo..hi-1."""
+    L = queries.shape[1]
+    for b in range(lo, hi):
+        k = out_off[b]
+        for t in range(L):
+            q = queries[b, t]
+            for e in range(offsets[t, q], offsets[t, q + 1]):
+                i = ids[t, e]
+                if stamp[i] != b:
+                    stamp[i] = b
+                    out[k] = i
+                    k += 1
+        for e in range(eoff[b], eoff[b + 1]):
+            i = eids[e]
+            if stamp[i] != b:
+                stamp[i] = b
+                out[k] = i
+                k += 1
+        out[out_off[b]:k] = np.sort(out[out_off[b]:k])

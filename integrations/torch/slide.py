@@ -111,6 +111,7 @@ class SlideLinear(nn.Module):
             raise ValueError(f"SlideLinear: fill must be 'batch' or 'sample', got {fill!r}")
         self.scope, self.fill = scope, fill
         self.sparse_products = sparse_products
+        self.query_kernel = True  # union policy on the sparse path: the bucket-union kernel
         self._found: list[np.ndarray] = []
         self.seed = seed
         self.batches = 0
@@ -239,10 +240,17 @@ class SlideLinear(nn.Module):
         if self.tables is None or self.training:
             self._maybe_rebuild()
         labels = labels if self.training else None
-        active, self.last_stats = self.active_set(x, labels)
+        pairs = self._union_pairs(x, labels) if self.sparse_path(x) and self.query_kernel \
+            and self.policy == "union" and not (self.fill == "sample" and self.min_active) \
+            else None
+        if pairs is None:
+            active, self.last_stats = self.active_set(x, labels)
+        else:
+            active, offsets, ids = pairs
         t0 = time.perf_counter()
         if self.sparse_path(x):
-            offsets, ids = sample_pairs(self.sample_mask(active, labels), active)
+            if pairs is None:
+                offsets, ids = sample_pairs(self.sample_mask(active, labels), active)
             y = SparseLogits(SampleDots.apply(x, self.weight, self.bias, offsets, ids, self),
                              offsets, ids)
             if not sparse_output:
@@ -257,6 +265,35 @@ class SlideLinear(nn.Module):
         if self.training:
             self.batches += 1
         return y, active
+
+    def _union_pairs(self, x: torch.Tensor, labels):
+        """The union policy's sample pairs straight from the bucket-union kernel: (S,
+        offsets, ids) with each sample's own set = its buckets' ids and its labels -- what
+        :meth:`active_set` + :meth:`sample_mask` give, without per-query numpy set
+        operations -- or None when a batch fill would be needed (then the general path)."""
+        t0 = time.perf_counter()
+        buckets = lsh_hash(self.query_codes(x), self.lsh)
+        t1 = time.perf_counter()
+        self.timing["hash"] += t1 - t0
+        per_label = _per_sample_labels(labels, x.shape[0])
+        eoff = np.zeros(x.shape[0] + 1, np.int64)
+        np.cumsum([len(v) for v in per_label], out=eoff[1:])
+        eids = np.concatenate(per_label + [np.zeros(0, np.int64)]).astype(np.int64)
+        hoff, hids = self.tables.unions(buckets)
+        offsets, ids = self.tables.unions(buckets, eoff, eids)
+        active = np.unique(ids)
+        self.timing["query"] += time.perf_counter() - t1
+        if self.fill == "batch" and len(active) < self.min_active:
+            return None
+        self._found = np.split(hids, hoff[1:-1])
+        lab = np.unique(eids)
+        self.last_stats = {"active": len(active), "labels": len(lab),
+                           "retrieved": len(np.setdiff1d(active, lab)), "fill": 0,
+                           "per_query_mean": float(np.diff(hoff).mean()) if len(hoff) > 1
+                           else 0.0,
+                           "per_sample_mean": float(np.diff(offsets).mean()) if len(offsets) > 1
+                           else 0.0}
+        return active, offsets, ids
 
     def sparse_path(self, x: torch.Tensor) -> bool:
         """Whether training runs on the per-sample sparse kernels."""

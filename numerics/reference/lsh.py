@@ -58,3 +58,18 @@ def dwta(codes: np.ndarray, spec: "DWTA") -> np.ndarray:
                 bucket += code << ((K - 1 - j) * spec.shift)
             out[r, t] = bucket
     return out
+
+
+def bucket_union(offsets: np.ndarray, ids: np.ndarray, queries: np.ndarray,
+                 extra_offsets: np.ndarray, extra_ids: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per query b: the ascending distinct ids of its L buckets (table t's bucket q = ids[t,
+    offsets[t, q]:offsets[t, q + 1]]) and of its extra ids (extra_ids[extra_offsets[b]:
+    extra_offsets[b + 1]]), as CSR (out_offsets (B + 1,), out_ids)."""
+    out, counts = [], []
+    for b, q in enumerate(np.asarray(queries).tolist()):
+        got = {int(i) for t, qb in enumerate(q) for i in ids[t, offsets[t, qb]:offsets[t, qb + 1]]}
+        got |= {int(i) for i in extra_ids[extra_offsets[b]:extra_offsets[b + 1]]}
+        out.extend(sorted(got))
+        counts.append(len(got))
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.array(out, np.int64)

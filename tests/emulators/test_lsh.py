@@ -138,3 +138,32 @@ def test_dwta_tables_and_bad_specs():
         DWTA(2, 2, 4, bin=8)
     with pytest.raises(ValueError, match="DWTA.shift"):
         DWTA(2, 2, 16, shift=0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 5), st.integers(1, 8), st.integers(1, 300), st.integers(0, 40),
+       st.integers(0, 4), st.integers(0, 2**32))
+def test_bucket_unions_equal_the_reference(backend, K, L, N, B, extras, seed):
+    from lowbit.numerics.reference.lsh import bucket_union
+
+    rs = np.random.default_rng(seed)
+    spec = SimHash(K, L, 8, seed=seed)
+    t = build_tables(rs.integers(0, 2**K, (N, L)), spec)
+    q = rs.integers(0, 2**K, (B, L))
+    counts = rs.integers(0, extras + 1, B)
+    eoff = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    eids = rs.integers(0, N, int(eoff[-1]))
+    off, ids = t.unions(q, eoff, eids, backend=backend)
+    want_off, want = bucket_union(t.offsets, t.ids, q, eoff, eids)
+    assert np.array_equal(off, want_off) and np.array_equal(ids, want)
+    for b in range(B):  # the single-query union, plus the extras
+        assert np.array_equal(ids[off[b]:off[b + 1]],
+                              np.union1d(t.union(q[b]), eids[eoff[b]:eoff[b + 1]]))
+
+
+def test_bucket_unions_refuse_bad_input():
+    t = build_tables(np.zeros((5, 2), np.int64), SimHash(2, 2, 4, seed=0))
+    with pytest.raises(ValueError, match="buckets must lie"):
+        t.unions(np.array([[0, 4]]))
+    with pytest.raises(ValueError, match="extra ids"):
+        t.unions(np.array([[0, 1]]), [0, 1], [7])

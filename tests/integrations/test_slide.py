@@ -238,3 +238,19 @@ def test_sparse_loss_equals_the_masked_dense_loss_and_its_gradients():
         sparse_softmax_cross_entropy(sl, [[299]] * 5)
     with pytest.raises(ValueError, match="sparse_output needs"):
         layer(scope="batch")(x, labels, sparse_output=True)
+
+
+def test_query_kernel_path_equals_the_general_path():
+    """The union policy on the sparse path takes its pairs from one bucket-union kernel
+    call; the active set, the pairs, the logits and the statistics are the general path's."""
+    torch.manual_seed(5)
+    x = torch.randn(7, 16)
+    labels = [[1], [2, 250], [3], [4, 5], [6], [7], [8]]
+    a, b = layer(scope="sample", policy="union"), layer(scope="sample", policy="union")
+    b.load_state_dict(a.state_dict())
+    b.query_kernel = False
+    (la, sa), (lb, sb) = a(x, labels, sparse_output=True), b(x, labels, sparse_output=True)
+    assert np.array_equal(sa, sb) and np.array_equal(la.offsets, lb.offsets)
+    assert np.array_equal(la.ids, lb.ids) and torch.equal(la.values, lb.values)
+    for k in ("active", "labels", "retrieved", "fill", "per_sample_mean", "per_query_mean"):
+        assert a.last_stats[k] == b.last_stats[k], k
