@@ -296,11 +296,11 @@ def sparse_grad_rows(g, x, sample, row_offsets, order):
 def bucket_union(offsets, ids, queries, eoff, eids, cap):
     B, N = queries.shape[0], ids.shape[1]
     counts = np.zeros(B, np.int64)
-    lsh.bucket_union_counts(offsets, ids, queries, eoff, eids, np.full(N, -1, np.int64),
-                            counts, 0, B)
     out_off = np.zeros(B + 1, np.int64)
+    lsh.bucket_union_pass(offsets, ids, queries, eoff, eids, np.full(N, -1, np.int64), counts,
+                          out_off, counts, False)
     np.cumsum(counts, out=out_off[1:])
     out = np.empty(int(out_off[-1]), np.int64)
-    lsh.bucket_union_fill(offsets, ids, queries, eoff, eids, np.full(N, -1, np.int64),
-                          out_off, out, 0, B)
+    lsh.bucket_union_pass(offsets, ids, queries, eoff, eids, np.full(N, -1, np.int64), counts,
+                          out_off, out, True)
     return out_off, out

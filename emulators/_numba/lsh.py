@@ -59,45 +59,28 @@ def dwta(codes, bins, probes, K, L, shift, out):
 
 
 @jit
-def bucket_union_counts(offsets, ids, queries, eoff, eids, stamp, counts, lo, hi):
-    """counts[b] = |union of query b's buckets and extras| for b in lo..hi-1 (stamp: a
-    scratch array of N, entries < lo on entry)."""
+def bucket_union_pass(offsets, ids, queries, eoff, eids, stamp, counts, out_off, out, fill):
+    """One pass over the queries (stamp: a scratch array of N, entries -1 on entry): with
+    ``fill`` false, counts[b] = |union of query b's buckets and extras|; with ``fill``,
+    out[out_off[b]:out_off[b + 1]] = that union, ascending (the C twin's union_pass)."""
     L = queries.shape[1]
-    for b in range(lo, hi):
-        c = 0
-        for t in range(L):
-            q = queries[b, t]
-            for e in range(offsets[t, q], offsets[t, q + 1]):
-                i = ids[t, e]
+    for b in range(queries.shape[0]):
+        k = out_off[b] if fill else 0
+        start = k
+        for t in range(L + 1):
+            if t < L:
+                q = queries[b, t]
+                lo, hi, src = offsets[t, q], offsets[t, q + 1], t
+            else:
+                lo, hi, src = eoff[b], eoff[b + 1], -1
+            for e in range(lo, hi):
+                i = ids[src, e] if src >= 0 else eids[e]
                 if stamp[i] != b:
                     stamp[i] = b
-                    c += 1
-        for e in range(eoff[b], eoff[b + 1]):
-            i = eids[e]
-            if stamp[i] != b:
-                stamp[i] = b
-                c += 1
-        counts[b] = c
-
-
-@jit
-def bucket_union_fill(offsets, ids, queries, eoff, eids, stamp, out_off, out, lo, hi):
-    """out[out_off[b]:out_off[b + 1]] = query b's union, ascending, for b in lo..hi-1."""
-    L = queries.shape[1]
-    for b in range(lo, hi):
-        k = out_off[b]
-        for t in range(L):
-            q = queries[b, t]
-            for e in range(offsets[t, q], offsets[t, q + 1]):
-                i = ids[t, e]
-                if stamp[i] != b:
-                    stamp[i] = b
-                    out[k] = i
+                    if fill:
+                        out[k] = i
                     k += 1
-        for e in range(eoff[b], eoff[b + 1]):
-            i = eids[e]
-            if stamp[i] != b:
-                stamp[i] = b
-                out[k] = i
-                k += 1
-        out[out_off[b]:k] = np.sort(out[out_off[b]:k])
+        if fill:
+            out[start:k] = np.sort(out[start:k])
+        else:
+            counts[b] = k
