@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt $(wildcard csrc/*.c csrc/*.h) 
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 demo: $(STAMP)
 	$(BIN)/lowbit demo --out $(OUT)

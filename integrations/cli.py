@@ -149,6 +149,21 @@ def spec(*names: str):
     return parse
 
 
+def master_format(text: str) -> str:
+    """A format master weights can live in ("float": float32): fixed point, LNS or a float."""
+    if text == "float":
+        return text
+    from lowbit.integrations.torch.updates import update_format
+    from lowbit.numerics import parse_format
+
+    try:
+        update_format(parse_format(text))
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"{_one_line(exc)}; accepted: float, or a format "
+                                         "such as bf16, fixed16.12 or lns5.10") from None
+    return text
+
+
 def loss_scale(text: str) -> str:
     """none, dynamic, or a power of two ("" : the recipe's default)."""
     from lowbit.integrations.torch.loss_scaling import LossScaler
@@ -420,7 +435,9 @@ def _train_slide(args) -> Path:
                       bits=args.bits, tables=args.tables, beta=args.beta,
                       min_active=args.min_active, fill=args.fill, threshold=args.threshold,
                       rebuild=args.rebuild, rebuild_every=args.rebuild_every,
-                      rebuild_growth=args.rebuild_growth, format=args.format,
+                      rebuild_growth=args.rebuild_growth,
+                      change_threshold=args.change_threshold, format=args.format,
+                      master=args.master, update=args.update,
                       optimizer=args.optimizer, lr=args.lr, batch=args.batch,
                       epochs=args.epochs, seed=args.seed, out=str(args.out))
     s = train(cfg, progress=not args.quiet)
@@ -701,8 +718,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild-every", type=count(1), default=50, help="batches between rebuilds")
     p.add_argument("--rebuild-growth", type=real(1.0), default=1.0,
                    help="factor of the period after each rebuild (1: fixed)")
+    p.add_argument("--change-threshold", type=real(0.0, 1.0, low_open=True), default=0.1,
+                   help="--rebuild change: rebuild when more than this fraction of the rows' "
+                        "1-bit sketch has flipped since the last rebuild (MONGOOSE)")
     p.add_argument("--format", type=spec(), default="float", help="the output layer's spec")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam_dense")
+    p.add_argument("--master", type=master_format, default="float",
+                   help="the SLIDE (or dense) layer's master weights: float (float32) or a "
+                        "format such as bf16; every Adam update is applied in it")
+    p.add_argument("--update", default="plain", choices=("plain", "stochastic", "kahan"),
+                   help="--master: how an update meets the weights (plain: round to nearest)")
     p.add_argument("--lr", type=real(0.0, low_open=True), default=1e-2, help="Adam's")
     p.add_argument("--batch", type=count(1), default=128)
     p.add_argument("--epochs", type=count(1), default=2)

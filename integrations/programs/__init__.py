@@ -9,6 +9,8 @@
   (``lowbit train nodes``); grids ``nodes``, ``nodes-cnn``;
 - :mod:`.teacher`: a teacher selects the student's data (``lowbit train teacher``);
 - :mod:`.language`: two agents learn a bit language (``lowbit train language``);
+- :mod:`.slide`: SLIDE's LSH-sampled layers (``lowbit train slide``); grids ``slide-xmc``,
+  ``slide-wide``;
 - :mod:`.compare`: the demo's short float-vs-emulated comparison (``lowbit compare``);
 - :mod:`.experiments`: runs a grid by name and writes every table of docs/results
   (``lowbit experiment run|tables``).
@@ -17,5 +19,5 @@ Each program is a function of a config dataclass (``train(cfg)``), callable with
 """
 
 GRIDS = ("qnn", "mixed-precision", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep",
-         "eqprop-check", "nodes", "nodes-cnn", "teacher", "language")
+         "eqprop-check", "nodes", "nodes-cnn", "teacher", "language", "slide-xmc", "slide-wide")
 """The grids ``lowbit experiment run`` knows (:mod:`.experiments` runs them)."""

@@ -12,7 +12,8 @@ result pages. Each grid lives beside its program:
 - ``eqprop-check``: :mod:`lowbit.integrations.reports.eqprop_check`;
 - ``nodes``, ``nodes-cnn``: :mod:`lowbit.integrations.programs.nodes.grid`;
 - ``teacher``: :mod:`lowbit.integrations.programs.teacher.grid`;
-- ``language``: :mod:`lowbit.integrations.programs.language.grid`.
+- ``language``: :mod:`lowbit.integrations.programs.language.grid`;
+- ``slide-xmc``, ``slide-wide``: :mod:`lowbit.integrations.programs.slide.grid`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,
         from lowbit.integrations.reports.eqprop_check import run_check
 
         run_check(data, seeds, root)
+    elif name in ("slide-xmc", "slide-wide"):
+        from lowbit.integrations.programs.slide import grid as slide_grid
+
+        slide_grid.run(name, data, seeds, root)
     elif name in ("eqprop", "eqprop-sweep"):
         from lowbit.integrations.programs.eqprop import grid as ep_grid
 
@@ -76,7 +81,7 @@ def collect(root: Path) -> list[dict]:
     out = []
     for p in sorted(root.rglob("summary.json")):
         if p.relative_to(root).parts[0] in ("nodes", "nodes-cnn", "teacher", "language",
-                                            "eqprop-check"):
+                                            "eqprop-check", "slide"):
             continue
         run = json.loads(p.read_text())
         if not finished(run):
@@ -96,6 +101,7 @@ def write_tables(root: Path, docs: Path) -> Path:
     from lowbit.integrations.programs.eqprop import grid as ep_grid
     from lowbit.integrations.programs.language.grid import write_language_tables
     from lowbit.integrations.programs.nodes.grid import write_nodes_tables
+    from lowbit.integrations.programs.slide import grid as slide_grid
     from lowbit.integrations.programs.teacher.grid import write_teacher_tables
     from lowbit.integrations.reports.eqprop_check import write_check_table
 
@@ -111,4 +117,5 @@ def write_tables(root: Path, docs: Path) -> Path:
         write_nodes_tables(root, docs, data, "cnn")
     write_teacher_tables(root, docs)
     write_language_tables(root, docs)
+    slide_grid.write_tables(root, docs)
     return docs

@@ -51,10 +51,11 @@ import torch
 import torch.nn as nn
 
 from lowbit.emulators.lsh import Tables, build_tables, lsh_hash, simhash
-from lowbit.integrations.torch.carriers import from_carrier
+from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.functions import emulated_linear
 from lowbit.integrations.torch.spec import EmulationSpec
-from lowbit.numerics import Fixed, parse_format
+from lowbit.integrations.torch.updates import MasterWeights, update_format
+from lowbit.numerics import Fixed, parse_format, rng
 from lowbit.numerics.lsh import DWTA, SimHash
 
 POLICIES = ("union", "vanilla", "threshold", "topk", "random", "oracle")
@@ -93,6 +94,8 @@ class SlideLinear(nn.Module):
         if rebuild_every < 1 or rebuild_growth < 1 or beta < 1 or min_active < 0 or threshold < 1:
             raise ValueError("SlideLinear: rebuild_every, beta, threshold >= 1, rebuild_growth >= 1, "
                              "min_active >= 0")
+        if not 0.0 < change_threshold <= 1.0:
+            raise ValueError(f"SlideLinear: change_threshold must be in (0, 1], got {change_threshold!r}")
         self.weight = nn.Parameter(torch.randn(out_features, in_features) * 0.01)
         self.bias = nn.Parameter(torch.zeros(out_features))
         self.spec = None if spec is None else EmulationSpec.parse(spec)
@@ -122,7 +125,7 @@ class SlideLinear(nn.Module):
         self.rebuild_log: list[Rebuild] = []
         self.last_stats: dict = {}
         self.row_grad = None  # None: off; () or (rows, dW rows, db rows): see SampleRows
-        self.timing = {"hash": 0.0, "query": 0.0, "products": 0.0}
+        self.timing = {"hash": 0.0, "query": 0.0, "products": 0.0, "check": 0.0}
 
     # --- hashing -------------------------------------------------------------------
     def _codes(self, t: torch.Tensor) -> np.ndarray:
@@ -152,12 +155,25 @@ class SlideLinear(nn.Module):
             return 1.0
         return float((simhash(self.row_codes(), self.sketch) != self.sketch_bits).mean())
 
+    def _changed(self) -> float:
+        t0 = time.perf_counter()
+        frac = self.changed_fraction()
+        self.timing["check"] += time.perf_counter() - t0
+        return frac
+
+    def rebuild_seconds(self) -> float:
+        """Seconds spent rebuilding the tables, and (``rebuild="change"``) sketching the rows
+        every batch to decide whether to."""
+        return sum(r.seconds for r in self.rebuild_log) + self.timing["check"]
+
     def _maybe_rebuild(self) -> None:
+        if self.policy in ("random", "oracle"):
+            return  # they read no table: building one would only cost time
         if self.tables is None:
             self.rebuild_tables("initial")
         elif self.rebuild == "period" and self.batches >= self.next_rebuild:
             self.rebuild_tables("period")
-        elif self.rebuild == "change" and self.changed_fraction() > self.change_threshold:
+        elif self.rebuild == "change" and self._changed() > self.change_threshold:
             self.rebuild_tables("change")
         else:
             return
@@ -326,7 +342,7 @@ class SlideLinear(nn.Module):
     def load_lsh_state(self, st: dict) -> None:
         self.batches, self.period, self.next_rebuild = st["batches"], st["period"], st["next_rebuild"]
         self.tables = None if st["offsets"] is None else Tables(self.lsh, st["offsets"], st["ids"])
-        self.sketch_bits, self.timing = st["sketch_bits"], dict(st["timing"])
+        self.sketch_bits, self.timing = st["sketch_bits"], {"check": 0.0, **st["timing"]}
         self.rebuild_log = [Rebuild(*r) for r in st["rebuild_log"]]
 
     def _product(self, x, w, b):
@@ -426,14 +442,31 @@ def sparse_softmax_cross_entropy(logits: SparseLogits, labels) -> torch.Tensor:
 class LazyAdam:
     """Adam on the rows of a SlideLinear that were active (TF's LazyAdam): the moments and
     the parameters of other rows stay as they are; bias correction uses the global step.
-    ``DenseAdam``'s counterpart is ``torch.optim.Adam`` on every row (the released SLIDE)."""
+    ``DenseAdam``'s counterpart is ``torch.optim.Adam`` on every row (the released SLIDE).
 
-    def __init__(self, layer: SlideLinear, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+    ``master``: a format for the layer's weights and bias (``None``: float32). The
+    parameters are cast into it at construction and every step applies the float32 Adam
+    update of the active rows in that format (:meth:`MasterWeights.apply_rows`: rounded
+    to nearest, ``compensation="stochastic"`` or ``"kahan"``), as
+    :class:`~lowbit.integrations.torch.optim.EmulatedOptimizer` does for every row."""
+
+    def __init__(self, layer: SlideLinear, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 master=None, compensation: str | None = None, seed: int = 0):
         self.layer, self.lr, self.betas, self.eps = layer, lr, betas, eps
         layer.row_grad = ()  # on: sparse sample products leave the active rows' gradients
         self.t = 0
         self.m = [torch.zeros_like(p) for p in (layer.weight, layer.bias)]
         self.v = [torch.zeros_like(p) for p in (layer.weight, layer.bias)]
+        self.seed = seed
+        self.masters = None
+        if master is not None:
+            fmt = parse_format(master)
+            update_format(fmt)  # raises for formats that take no small updates
+            self.masters = [MasterWeights(from_carrier(p.detach(), fmt), compensation)
+                            for p in (layer.weight, layer.bias)]
+            with torch.no_grad():
+                for p, mw in zip((layer.weight, layer.bias), self.masters):
+                    p.copy_(to_carrier(mw.codes, like=p).to(p.dtype))
 
     @torch.no_grad()
     def step(self, active: np.ndarray) -> None:
@@ -461,13 +494,22 @@ class LazyAdam:
             vi = v.index_select(0, idx).mul_(b2).addcmul_(g, g, value=1 - b2)
             m.index_copy_(0, idx, mi)
             v.index_copy_(0, idx, vi)
-            p.index_add_(0, idx, -scale * mi / (vi.sqrt() + self.eps))
+            d = -scale * mi / (vi.sqrt() + self.eps)
+            if self.masters is None:
+                p.index_add_(0, idx, d)
+            else:
+                seed = rng.random_u64(self.seed, (self.t << 20) | k)
+                new = self.masters[k].apply_rows(active, d.double().numpy(), seed)
+                p.index_copy_(0, idx, to_carrier(new, like=p).to(p.dtype))
 
     def state_dict(self) -> dict:
-        return {"t": self.t, "m": self.m, "v": self.v}
+        return {"t": self.t, "m": self.m, "v": self.v,
+                "masters": None if self.masters is None else [mw.state() for mw in self.masters]}
 
     def load_state_dict(self, st: dict) -> None:
         self.t, self.m, self.v = st["t"], st["m"], st["v"]
+        for mw, ms in zip(self.masters or (), st.get("masters") or ()):
+            mw.load(ms)
 
 
 def _per_sample_labels(labels, n: int) -> list[np.ndarray]:

@@ -75,6 +75,27 @@ class MasterWeights:
         self.codes = new
         return new
 
+    def apply_rows(self, rows: np.ndarray, delta: np.ndarray, seed: int) -> EmuArray:
+        """w[rows] <- w[rows] (+) delta for the rows ``rows`` (unique indices along the first
+        axis, ``delta`` of shape (len(rows),) + the rest): the same rounding and
+        compensation as :meth:`apply`, the other rows and their Kahan registers untouched
+        (a lazy optimizer's step). Returns the new codes of those rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        part = MasterWeights.__new__(MasterWeights)
+        part.fmt, part.fine, part.compensation = self.fmt, self.fine, self.compensation
+        part.codes = EmuArray(self.codes.codes[rows], self.fmt)
+        part.comp = None if self.comp is None else EmuArray(self.comp.codes[rows], self.fine)
+        new = part.apply(delta, seed)
+        # the kernels' codes are valid by construction: rewrap without re-validating
+        full = np.array(self.codes.codes)
+        full[rows] = new.codes
+        self.codes = EmuArray(full, self.fmt)
+        if self.comp is not None:
+            comp = np.array(self.comp.codes)
+            comp[rows] = part.comp.codes
+            self.comp = EmuArray(comp, self.fine)
+        return new
+
     def state(self) -> dict:
         return {"codes": self.codes.codes.copy(),
                 "comp": None if self.comp is None else self.comp.codes.copy()}

@@ -83,6 +83,7 @@ MISTAKES = [
     (["inspect", "x:"], "argument model: must be mlp, cnn or module:callable"),
     (["train", "slide", "--policy", "greedy"], "argument --policy: invalid choice: 'greedy'"),
     (["train", "slide", "--bits", "30"], "argument --bits: must be an integer in 1..24"),
+    (["train", "slide", "--change-threshold", "0"], "argument --change-threshold: must be a number in (0, 1]"),
     (["train", "slide", "--data", "cifar"], "argument --data: dataset folder cifar does not exist"),
     (["train", "slide", "--format", "w=binary,gi=binary"], "gradients cannot be binary"),
 ]

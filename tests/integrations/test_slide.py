@@ -58,6 +58,11 @@ def test_change_triggered_rebuild():
     m(x)
     assert [r.reason for r in m.rebuild_log] == ["initial", "change"]
     assert m.changed_fraction() == 0.0 and m.rebuild_log[-1].seconds > 0
+    # the check every batch is part of the trigger's cost: 4 checks after the initial build
+    assert m.timing["check"] > 0
+    assert m.rebuild_seconds() == sum(r.seconds for r in m.rebuild_log) + m.timing["check"]
+    with pytest.raises(ValueError, match="change_threshold"):
+        layer(rebuild="change", change_threshold=0.0)
 
 
 def test_periodic_and_exponential_schedules():
@@ -254,3 +259,79 @@ def test_query_kernel_path_equals_the_general_path():
     assert np.array_equal(la.ids, lb.ids) and torch.equal(la.values, lb.values)
     for k in ("active", "labels", "retrieved", "fill", "per_sample_mean", "per_query_mean"):
         assert a.last_stats[k] == b.last_stats[k], k
+
+
+@pytest.mark.parametrize("compensation", [None, "stochastic", "kahan"])
+def test_lazy_adam_with_bf16_master_weights(compensation):
+    """LazyAdam(master="bf16"): every weight stays a bf16 value; rows that were never active
+    keep their bits (and Kahan registers); an active row's first update is round-to-nearest
+    of w + d into bf16, checked against ml_dtypes on the exact float64 sum (plain)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from lowbit.integrations.torch.slide import LazyAdam
+
+    m = layer(scope="sample", policy="union")
+    opt = LazyAdam(m, 1e-2, master="bf16", compensation=compensation, seed=3)
+    bf16 = lambda t: t.detach().numpy().astype(ml_dtypes.bfloat16).astype(np.float32)  # noqa: E731
+    assert np.array_equal(bf16(m.weight), m.weight.detach().numpy())  # cast at construction
+    w0 = m.weight.detach().clone()
+    seen = np.zeros(300, bool)
+    for step in range(3):
+        x = torch.randn(6, 16)
+        labels = [[step * 6 + i] for i in range(6)]
+        y, active = m(x, labels)
+        target = active_targets(labels, active)
+        loss = -(target * torch.log_softmax(y, 1).masked_fill(target == 0, 0)).sum(1).mean()
+        m.weight.grad = m.bias.grad = None
+        loss.backward()
+        if step == 0 and compensation is None:  # the active rows' gradients, from the kernel
+            rows, dw = m.row_grad[0], m.row_grad[1]
+            g = torch.zeros(len(active), 16)
+            g[torch.from_numpy(np.searchsorted(active, rows))] = dw
+        before = m.weight.detach().clone()
+        opt.step(active)
+        seen[active] = True
+        w = m.weight.detach()
+        assert np.array_equal(bf16(w), w.numpy())
+        assert torch.equal(w[~torch.from_numpy(seen)], w0[~torch.from_numpy(seen)])
+        if step == 0 and compensation is None:
+            # Adam's first step: m = 0.1 g, v = 0.001 g^2, bias-corrected: d = -lr g / (|g| + eps')
+            m1, v1 = 0.1 * g, 0.001 * g * g
+            d = -(1e-2 * (1 - 0.999) ** 0.5 / (1 - 0.9)) * m1 / (v1.sqrt() + 1e-8)
+            want = (before[torch.from_numpy(active)].double() + d.double()).numpy()
+            want = want.astype(ml_dtypes.bfloat16).astype(np.float32)
+            assert np.array_equal(w[torch.from_numpy(active)].numpy(), want)
+    if compensation == "kahan":
+        comp = opt.masters[0].comp
+        assert (comp.codes[~seen] == 0).all() and (comp.codes[seen] != 0).any()
+    with pytest.raises(ValueError, match="binary"):
+        LazyAdam(layer(), master="binary")
+
+
+def test_master_weights_apply_rows_equals_a_full_update_that_is_zero_elsewhere():
+    from lowbit import emulators as E
+    from lowbit.integrations.torch.updates import MasterWeights
+
+    rs = np.random.default_rng(0)
+    w = E.cast(rs.normal(size=(50, 7)), "bf16")
+    rows = np.array([1, 4, 5, 30, 49])
+    d = rs.normal(size=(5, 7)) * 1e-2
+    full = np.zeros((50, 7))
+    full[rows] = d
+    a, b = MasterWeights(w, None), MasterWeights(w, None)
+    got = a.apply_rows(rows, d, seed=1)
+    want = b.apply(full, seed=1)
+    assert np.array_equal(a.codes.codes, want.codes) and np.array_equal(got.codes, want.codes[rows])
+    k = MasterWeights(w, "kahan")
+    k.apply_rows(rows, d, seed=1)
+    others = np.setdiff1d(np.arange(50), rows)
+    assert np.array_equal(k.codes.codes[others], w.codes[others])
+    assert (k.comp.codes[others] == 0).all()
+
+
+@pytest.mark.parametrize("policy", ["random", "oracle"])
+def test_policies_that_read_no_table_build_none(policy):
+    m = layer(policy=policy, beta=20, rebuild_every=1)
+    for _ in range(3):
+        y, active = m(torch.randn(4, 16), [[1], [2], [3], [4]])
+        assert {1, 2, 3, 4} <= set(active.tolist())
+    assert m.tables is None and m.rebuild_log == [] and m.rebuild_seconds() == 0.0

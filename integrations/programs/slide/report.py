@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowbit.integrations.runs import mean_std, read_metrics, save_figure
+from lowbit.integrations.runs import finished, mean_std, read_metrics, save_figure
 
 
 def runs_table(root: Path) -> str:
@@ -37,21 +37,44 @@ def runs_table(root: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
+def active_cell(summaries) -> str:
+    """"mean active ids per sample (their % of the layer)" over the runs' summaries."""
+    summaries = list(summaries)
+    return (f"{np.mean([s['active_per_sample'] for s in summaries]):,.0f} "
+            f"({100 * np.mean([s['per_sample_fraction'] for s in summaries]):.1f} %)")
+
+
 def _wide_runs(root: Path) -> dict[str, list[tuple[dict, dict]]]:
+    """The finished runs under ``root`` by row name: (summary, last epoch's metrics), the
+    summary holding every epoch's metrics under ``_epochs``."""
     runs: dict = {}
     for summary in sorted(Path(root).glob("*/seed*/summary.json")):
         s = json.loads(summary.read_text())
-        runs.setdefault(summary.parent.parent.name, []).append(
-            (s, read_metrics(summary.parent)[-1]))
+        if not finished(s):
+            continue
+        metrics = read_metrics(summary.parent)
+        s["_epochs"] = metrics
+        runs.setdefault(summary.parent.parent.name, []).append((s, metrics[-1]))
     return runs
+
+
+def at_epoch(sel, epoch: int, lsh: bool) -> str:
+    """"dense / LSH" test accuracy % after ``epoch`` (mean over the runs; "-" if they
+    stopped before it): runs of different lengths compared at the same point."""
+    got = [s["_epochs"][epoch - 1] for s, _ in sel if len(s["_epochs"]) >= epoch]
+    if not got:
+        return "-"
+    dense = f"{100 * np.mean([m['accuracy'] for m in got]):.1f}"
+    return dense + (f" / {100 * np.mean([m['accuracy_lsh'] for m in got]):.1f}" if lsh else "")
 
 
 def wide_table(root: Path) -> str:
     """The wide-hidden-layer runs: one row per run over its seeds."""
     rows = ["| run | policy (K bits x L tables) | format | epochs | n | test acc. %, dense "
-            "inference | test acc. %, LSH inference | active units per sample (% of H) | "
-            "batch union (% of H) | ms per step: hash + query + products + optimizer + "
-            "rebuild |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+            "inference | test acc. %, LSH inference | the same after epoch 2 (dense / LSH) | "
+            "active units per sample (% of H) | batch union (% of H) | ms per step: hash + "
+            "query + products + optimizer + rebuild |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, sel in _wide_runs(root).items():
         s, m = sel[0]
         c = s["config"]
@@ -62,12 +85,13 @@ def wide_table(root: Path) -> str:
         ms = lambda k: f"{1e3 * np.mean([mm[k] for _, mm in sel]) / n_steps:.1f}"  # noqa: E731
         split = " + ".join(ms(k) for k in parts) + \
             f" = {1e3 * np.mean([x['s_step'] for x, _ in sel]):.1f}"
-        pol = "dense" if c["policy"] == "dense" else f"{c['policy']} ({c['bits']} x {c['tables']})"
+        pol = "dense" if c["policy"] == "dense" else f"random (beta {c['beta']})" \
+            if c["policy"] == "random" else f"{c['policy']} ({c['bits']} x {c['tables']})"
         rows.append(f"| {name} | {pol} | {c['format']} | {s['epochs_done']} | {len(sel)} | "
                     f"{mean_std((x['accuracy'] for x, _ in sel), 100)} | "
                     f"{mean_std((x.get('accuracy_lsh') for x, _ in sel), 100) if c['policy'] != 'dense' else '–'} | "
-                    f"{np.mean([x['active_per_sample'] for x, _ in sel]):,.0f} "
-                    f"({100 * np.mean([x['per_sample_fraction'] for x, _ in sel]):.1f} %) | "
+                    f"{at_epoch(sel, 2, c['policy'] != 'dense')} | "
+                    f"{active_cell(x for x, _ in sel)} | "
                     f"{100 * np.mean([x['active_fraction'] for x, _ in sel]):.1f} % | {split} |")
     return "\n".join(rows) + "\n"
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from lowbit.integrations.runs import load_checkpoint, save_checkpoint, torch_load, write_run
 from lowbit.integrations.synthetic_xmc import make_xmc
 from lowbit.integrations.torch import emulated_linear
+from lowbit.integrations.torch.optim import EmulatedOptimizer
 from lowbit.integrations.torch.slide import (
     POLICIES,
     LazyAdam,
@@ -44,8 +45,11 @@ from lowbit.integrations.torch.slide import (
     active_targets,
     sparse_softmax_cross_entropy,
 )
+from lowbit.integrations.torch.updates import update_format
+from lowbit.numerics import parse_format
 
 OPTIMIZERS = ("adam_dense", "adam_lazy")
+UPDATES = ("plain", "stochastic", "kahan")  # how an update meets master weights in a format
 
 
 @dataclass
@@ -73,8 +77,11 @@ class SlideConfig:
     rebuild: str = "period"
     rebuild_every: int = 50
     rebuild_growth: float = 1.0
+    change_threshold: float = 0.1  # rebuild="change": flipped fraction of the row sketch
     format: str = "float"
     optimizer: str = "adam_dense"
+    master: str = "float"  # the SLIDE (or dense) layer's master weights: float32 or a format
+    update: str = "plain"  # master weights in a format: plain (nearest), stochastic or kahan
     lr: float = 1e-2  # the dense baseline at N = 5k, 3 epochs: P@1 0.08 / 0.18 / 0.11 at 1e-3 / 1e-2 / 3e-2
     batch: int = 128
     epochs: int = 2
@@ -92,6 +99,10 @@ class SlideConfig:
             raise ValueError(f"products must be 'sparse' or 'masked', got {self.products!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.update not in UPDATES:
+            raise ValueError(f"update must be one of {UPDATES}, got {self.update!r}")
+        if self.master != "float":
+            update_format(parse_format(self.master))  # raises for binary/ternary masters
 
 
 def slide_layer(cfg: SlideConfig, n_in: int, n_out: int) -> SlideLinear:
@@ -101,7 +112,8 @@ def slide_layer(cfg: SlideConfig, n_in: int, n_out: int) -> SlideLinear:
                        policy=cfg.policy if cfg.policy != "dense" else "union",
                        beta=cfg.beta, min_active=cfg.min_active, threshold=cfg.threshold,
                        rebuild=cfg.rebuild, rebuild_every=cfg.rebuild_every,
-                       rebuild_growth=cfg.rebuild_growth, seed=cfg.seed, scope=cfg.scope,
+                       rebuild_growth=cfg.rebuild_growth,
+                       change_threshold=cfg.change_threshold, seed=cfg.seed, scope=cfg.scope,
                        family=cfg.family, dwta_shift=cfg.dwta_shift,
                        sparse_products=cfg.products == "sparse", fill=cfg.fill)
 
@@ -158,7 +170,12 @@ def _optimizers(cfg: SlideConfig, net: nn.Module, layer: SlideLinear, ckpt: Path
     lazy = cfg.optimizer == "adam_lazy" and not net.dense
     own = {id(layer.weight), id(layer.bias)}
     opt = torch.optim.Adam([p for p in net.parameters() if id(p) not in own or not lazy], cfg.lr)
-    lazy_opt = LazyAdam(layer, cfg.lr) if lazy else None
+    master = None if cfg.master == "float" else cfg.master
+    comp = None if cfg.update == "plain" else cfg.update
+    if master is not None and not lazy:
+        opt = EmulatedOptimizer(opt, {layer.weight: master, layer.bias: master}, comp, cfg.seed)
+    lazy_opt = LazyAdam(layer, cfg.lr, master=master, compensation=comp, seed=cfg.seed) \
+        if lazy else None
     saved = load_checkpoint(ckpt, torch_load)
     if saved is None or saved["config"] != asdict(cfg):
         return opt, lazy_opt, []
@@ -207,7 +224,7 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
         order = np.random.default_rng([cfg.seed, epoch]).permutation(s.n)
         t_prod = t_opt = loss_sum = 0.0
         act, split, per_sample = [], np.zeros(3), []
-        rebuild_before = sum(r.seconds for r in net.out.rebuild_log)
+        rebuild_before = net.out.rebuild_seconds()
         timing_before = dict(net.out.timing)
         it = range(steps)
         if progress:
@@ -245,7 +262,7 @@ def train_xmc(cfg: SlideConfig, progress: bool = True) -> dict:
         net.eval()
         ev = evaluate(net, task)
         lsh = {k: net.out.timing[k] - timing_before[k] for k in net.out.timing}
-        rebuild = sum(r.seconds for r in net.out.rebuild_log) - rebuild_before
+        rebuild = net.out.rebuild_seconds() - rebuild_before
         metrics.append({"epoch": epoch + 1, **ev, "loss": loss_sum / steps,
                         "active_mean": float(np.mean(act)), "active_p95": float(np.percentile(act, 95)),
                         "active_labels": split[0] / steps, "active_retrieved": split[1] / steps,
@@ -327,7 +344,7 @@ def train_wide(cfg: SlideConfig, progress: bool = True) -> dict:
         order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
         t_fwd_bwd = t_opt = loss_sum = 0.0
         act, per_sample = [], []
-        rebuild_before = sum(r.seconds for r in net.hid.rebuild_log)
+        rebuild_before = net.hid.rebuild_seconds()
         timing_before = dict(net.hid.timing)
         it = range(steps)
         if progress:
@@ -359,7 +376,7 @@ def train_wide(cfg: SlideConfig, progress: bool = True) -> dict:
         net.hid.lsh_inference = False
         acc = accs["dense"]
         lsh = {k: net.hid.timing[k] - timing_before[k] for k in ("hash", "query")}
-        rebuild = sum(r.seconds for r in net.hid.rebuild_log) - rebuild_before
+        rebuild = net.hid.rebuild_seconds() - rebuild_before
         metrics.append({"epoch": epoch + 1, "accuracy": acc, "accuracy_lsh": accs["lsh"],
                         "loss": loss_sum / steps,
                         "active_mean": float(np.mean(act)),

@@ -2,7 +2,10 @@
 baseline and lazy optimizer work."""
 
 import json
+from dataclasses import asdict
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lowbit.integrations.programs.slide.train import SlideConfig, train_xmc
@@ -19,14 +22,17 @@ def _metrics(out):
         return [{k: float(r[k]) for k in DETERMINISTIC} for r in csv.DictReader(fh)]
 
 
-@pytest.mark.parametrize("optimizer", ["adam_dense", "adam_lazy"])
-def test_resume_repeats_the_uninterrupted_run(tmp_path, monkeypatch, optimizer):
+@pytest.mark.parametrize("optimizer,master", [("adam_dense", "float"), ("adam_lazy", "float"),
+                                              ("adam_lazy", "bf16"), ("adam_dense", "bf16")])
+def test_resume_repeats_the_uninterrupted_run(tmp_path, monkeypatch, optimizer, master):
     import lowbit.integrations.programs.slide.train as T
 
+    kw = dict(TINY, epochs=2, optimizer=optimizer, master=master,
+              update="kahan" if master != "float" else "plain")
     whole = tmp_path / "whole"
-    train_xmc(SlideConfig(**TINY, epochs=2, optimizer=optimizer, out=str(whole)), progress=False)
+    train_xmc(SlideConfig(**kw, out=str(whole)), progress=False)
     part = tmp_path / "part"
-    cfg = SlideConfig(**TINY, epochs=2, optimizer=optimizer, out=str(part))
+    cfg = SlideConfig(**kw, out=str(part))
     save = T.save_checkpoint
 
     def stop_after_first(path, dump):  # the run is killed right after epoch 1's checkpoint
@@ -135,3 +141,85 @@ def test_wide_report_table_and_plot(tmp_path):
     assert "topk (5 x 6)" in table[3] and " ± " in table[3]
     main([str(tmp_path), "--plot", str(tmp_path / "wide.png")])
     assert (tmp_path / "wide.png").stat().st_size > 5000
+
+
+def test_slide_grids_are_seed_major_and_refuse_another_configuration(tmp_path):
+    from lowbit.integrations.programs.slide import grid
+
+    cfgs = grid.xmc_configs(2, tmp_path)
+    per_seed = len(grid.XMC_RUNS) + len(grid.SIZES) * len(grid.SIZE_RUNS)
+    assert len(cfgs) == 2 * per_seed
+    assert {c.seed for c in cfgs[:per_seed]} == {0} and {c.seed for c in cfgs[per_seed:]} == {1}
+    big = [c for c in cfgs if c.labels == 200_000]
+    assert big and all(c.bits == (14 if "union-fine" in c.out else 11) for c in big)
+    assert all("xmc-200k" in c.out for c in big)
+    assert cfgs[0].out.endswith("slide/xmc-5k/dense/seed0") and cfgs[0].policy == "dense"
+    change = next(c for c in cfgs if c.out.endswith("union-change/seed0"))
+    assert change.rebuild == "change" and change.change_threshold == grid.CHANGE_THRESHOLD
+    wide = grid.wide_configs("digits", 1, tmp_path)
+    assert {c.data for c in wide} == {"digits"} and all("slide/digits/" in c.out for c in wide)
+
+    cfg = cfgs[0]
+    assert not grid.stored(cfg)
+    Path(cfg.out).mkdir(parents=True)
+    summary = {"config": {**asdict(cfg), "epochs": 3}, "epochs_done": 3}
+    (Path(cfg.out) / "summary.json").write_text(json.dumps(summary))
+    assert grid.stored(cfg)
+    summary["epochs_done"] = 2  # still training
+    (Path(cfg.out) / "summary.json").write_text(json.dumps(summary))
+    assert not grid.stored(cfg)
+    summary["config"]["lr"] = 1e-3
+    (Path(cfg.out) / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match=r"another configuration.*'lr'"):
+        grid.stored(cfg)
+
+
+def test_slide_grid_tables_from_runs(tmp_path):
+    """Two seeds of two XMC rows and of the dense row at 50k, trained tiny: the tables hold
+    their means and sample standard deviations (computed here from the summaries)."""
+    from dataclasses import replace
+
+    from lowbit.integrations.programs.slide import grid
+
+    root = tmp_path / "experiments"
+    tiny = dict(TINY, epochs=1)
+    for seed in (0, 1):
+        for name, rel, kw in (("dense", "xmc-5k", dict(policy="dense")),
+                              ("union", "xmc-5k", dict(policy="union")),
+                              ("dense", "xmc-50k", dict(policy="dense"))):
+            train_xmc(replace(SlideConfig(**tiny), **kw, seed=seed,
+                              out=str(root / "slide" / rel / name / f"seed{seed}")),
+                      progress=False)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    grid.write_tables(root, docs)
+    table = (docs / "slide_xmc.md").read_text().splitlines()
+    assert [r.split(" | ")[0] for r in table[2:]] == ["| dense", "| union"]  # XMC_RUNS order
+    p1 = [json.loads((root / "slide/xmc-5k/union" / f"seed{s}/summary.json").read_text())["p_at_1"]
+          for s in (0, 1)]
+    import numpy as np
+
+    assert f"| {np.mean(p1):,.4f} ± {np.std(p1, ddof=1):,.4f} |" in table[3]
+    sizes = (docs / "slide_sizes.md").read_text().splitlines()
+    assert sizes[2].startswith("| 5,000 | dense |") and " 1.00x |" in sizes[2]
+    assert sizes[3].startswith("| 5,000 | union | adam_dense, 50 | 2 |")
+    assert sizes[4].startswith("| 50,000 | dense |")
+    assert (docs / "slide_xmc.png").stat().st_size > 10_000
+    assert not (docs / "slide_wide.md").exists()  # no wide run stored
+
+
+@pytest.mark.parametrize("optimizer,policy", [("adam_dense", "dense"), ("adam_lazy", "union")])
+def test_master_weights_in_bf16(tmp_path, optimizer, policy):
+    """--master bf16: the output layer's weights are bf16 values after training (dense Adam
+    through EmulatedOptimizer, lazy Adam through its row updates), stochastic updates."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    cfg = SlideConfig(**TINY, epochs=1, policy=policy, optimizer=optimizer, master="bf16",
+                      update="stochastic", out=str(tmp_path))
+    s = train_xmc(cfg, progress=False)
+    assert 0 <= s["p_at_1"] <= 1
+    from lowbit.integrations.runs import load_checkpoint, torch_load
+
+    w = load_checkpoint(tmp_path / "checkpoint.pt", torch_load)["model"]["out.weight"].numpy()
+    assert np.array_equal(w.astype(ml_dtypes.bfloat16).astype(np.float32), w)
+    with pytest.raises(ValueError, match="update must be"):
+        SlideConfig(update="round").check()
