@@ -257,7 +257,7 @@ def xmc_plot(root: Path, path: Path) -> None:
     ax.set_xlabel("active labels per training sample (% of N = 5,000, log scale)")
     ax.set_ylabel("P@1 (dense evaluation)")
     ax.set_title("synthetic XMC, N = 5,000 (hollow: bf16)")
-    for name, marker in zip(SIZE_RUNS, "os^"):
+    for name, marker in zip(SIZE_RUNS, "os^D"):
         ns, ms = [], []
         for n in (5000, *SIZES):
             sel = _runs(root / "slide" / f"xmc-{n // 1000}k").get(name)
