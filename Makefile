@@ -53,7 +53,8 @@ GRIDS := lns-sweep:digits:3:30 lns:digits:3:30 qnn:digits:3:30 eqprop:digits:3:1
 	lns-matmul-parts:fashion-mnist:2:3 \
 	eqprop-sweep:digits:3:10 lns-sweep:fashion-mnist:1:3 eqprop-sweep:fashion-mnist:1:3 \
 	nodes:fashion-mnist:2: teacher:digits:3: teacher:fashion-mnist:2: \
-	language:digits:3: language:fashion-mnist:3: nodes-cnn:fashion-mnist:1:
+	language:digits:3: language:fashion-mnist:3: nodes-cnn:fashion-mnist:1: \
+	slide-xmc:digits:3: slide-wide:fashion-mnist:3:
 experiments: $(STAMP)
 	for g in $(GRIDS); do IFS=: read grid data seeds epochs <<< "$$g"; \
 	  OMP_NUM_THREADS=1 $(BIN)/lowbit experiment run $$grid --data $$data --seeds $$seeds \
