@@ -26,11 +26,19 @@ import torch
 
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.updates import COMPENSATIONS, MasterWeights, update_format
-from lowbit.numerics import Binary, Format, Ternary, parse_format, rng
+from lowbit.numerics import parse_format, rng
 
 
-def _master(p: torch.Tensor, fmt: Format, compensation: str | None) -> MasterWeights:
-    return MasterWeights(from_carrier(p.detach(), fmt), compensation)
+def cast_to_master(p: torch.Tensor, fmt, compensation: str | None) -> MasterWeights:
+    """``p``'s master weights in ``fmt`` (a Format or its name), rounded to nearest from
+    ``p``; ``p`` is overwritten with their values. Raises ``ValueError`` for a format that
+    takes no small updates (binary, ternary)."""
+    f = parse_format(fmt)
+    update_format(f)  # raises the explanation
+    m = MasterWeights(from_carrier(p.detach(), f), compensation)
+    with torch.no_grad():
+        p.copy_(to_carrier(m.codes, like=p).to(p.dtype))
+    return m
 
 
 class EmulatedOptimizer:
@@ -56,13 +64,7 @@ class EmulatedOptimizer:
         for p in params:
             if fmts.get(p) is None:
                 continue
-            f = parse_format(fmts[p])
-            if isinstance(f, (Binary, Ternary)):
-                update_format(f)  # raises the explanation
-            m = _master(p, f, compensation)
-            self.masters[p] = m
-            with torch.no_grad():
-                p.copy_(to_carrier(m.codes, like=p).to(p.dtype))
+            self.masters[p] = cast_to_master(p, fmts[p], compensation)
 
     @property
     def param_groups(self):

@@ -54,7 +54,7 @@ from lowbit.emulators.lsh import Tables, build_tables, lsh_hash, simhash
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.functions import emulated_linear
 from lowbit.integrations.torch.spec import EmulationSpec
-from lowbit.integrations.torch.updates import MasterWeights, update_format
+from lowbit.integrations.torch.optim import cast_to_master
 from lowbit.numerics import Fixed, parse_format, rng
 from lowbit.numerics.lsh import DWTA, SimHash
 
@@ -460,13 +460,8 @@ class LazyAdam:
         self.seed = seed
         self.masters = None
         if master is not None:
-            fmt = parse_format(master)
-            update_format(fmt)  # raises for formats that take no small updates
-            self.masters = [MasterWeights(from_carrier(p.detach(), fmt), compensation)
+            self.masters = [cast_to_master(p, master, compensation)
                             for p in (layer.weight, layer.bias)]
-            with torch.no_grad():
-                for p, mw in zip((layer.weight, layer.bias), self.masters):
-                    p.copy_(to_carrier(mw.codes, like=p).to(p.dtype))
 
     @torch.no_grad()
     def step(self, active: np.ndarray) -> None:
