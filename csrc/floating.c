@@ -759,25 +759,64 @@ static inline double register_value(double S, int64_t q, const lowbit_float *reg
     return o.neg ? -v : v;
 }
 
-/* register_value for a round-toward-zero register: S / sc (exact) truncated to the
- * register's bits when it is a normal register value (exponent rlo..rhi), else the
- * general rounding. */
-static inline double register_rz(double S, double sc, int64_t q, const lowbit_float *reg,
-                                 uint64_t mask, int64_t rlo, int64_t rhi)
+static inline uint64_t f64_bits(double v)
 {
-    if (S == 0.0)
-        return 0.0;
-    const double v = S / sc;
     uint64_t b;
     memcpy(&b, &v, sizeof b);
-    const int64_t e = (int64_t)((b >> 52) & 0x7FF) - 1023;
-    if (e >= rlo && e < rhi) {
-        b &= mask;
-        double r;
-        memcpy(&r, &b, sizeof r);
-        return r;
+    return b;
+}
+
+static inline double f64_of_bits(uint64_t b)
+{
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+/* One group's exponent step: for each column the unbiased exponent e of m[j] > 0 (a
+ * normal double, or inf), sc = 2^(frac_bits - e), isc = 2^(e - frac_bits) (both normal:
+ * |e| <= 1024, frac_bits <= 48); zeros for m[j] == 0. Branch-free, vectorised. */
+static inline void group_scales(const double *restrict m, double *restrict sc,
+                                double *restrict isc, int64_t *restrict qe, int64_t N,
+                                int64_t frac_bits)
+{
+    for (int64_t j = 0; j < N; j++) {
+        const int64_t e = (int64_t)(f64_bits(m[j]) >> 52) - 1023;
+        const int nz = m[j] > 0.0;
+        qe[j] = nz ? e - frac_bits : 0;
+        sc[j] = nz ? f64_of_bits((uint64_t)(1023 + frac_bits - e) << 52) : 0.0;
+        isc[j] = nz ? f64_of_bits((uint64_t)(1023 - frac_bits + e) << 52) : 0.0;
     }
-    return register_value(S, q, reg);
+}
+
+/* The register step of one group: c[j] = S[j] * 2^qe[j] rounded once into the register.
+ * A round-toward-zero register keeps the top man_bits + 1 bits of the (exact) product
+ * S * isc when it is a normal register value (exponent rlo..rhi - 1), vectorised; the
+ * other columns (and every column of a register with another rounding) go through
+ * register_value. S == 0 gives +0. A non-finite S (products beyond the register's range)
+ * is kept: the caller falls back to the general kernel on a non-finite result. */
+static inline void register_step(double *restrict c, const double *restrict S,
+                                 const double *restrict isc, const int64_t *restrict qe,
+                                 unsigned char *restrict slow, int64_t N, int rz,
+                                 const lowbit_float *reg, uint64_t mask, int64_t rlo,
+                                 int64_t rhi)
+{
+    int any = !rz;
+    if (rz) {
+        for (int64_t j = 0; j < N; j++) {
+            const uint64_t vb = f64_bits(S[j] * isc[j]);
+            const int64_t ev = (int64_t)((vb >> 52) & 0x7FF) - 1023;
+            const int ok = S[j] == 0.0 || (ev >= rlo && ev < rhi);
+            c[j] = S[j] == 0.0 ? 0.0 : f64_of_bits(vb & mask);
+            slow[j] = !ok;
+            any |= !ok;
+        }
+    }
+    if (!any)
+        return;
+    for (int64_t j = 0; j < N; j++)
+        if (!rz || slow[j])
+            c[j] = isfinite(S[j]) ? register_value(S[j], qe[j], reg) : S[j];
 }
 
 int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict b, int64_t M,
@@ -792,12 +831,13 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict
     const int64_t rlo = reg.min_exponent, rhi = reg.min_exponent + (reg.max_field >> reg.man_bits) - 1;
     _Pragma("omp parallel reduction(|:nomem) if(M * N * K > LOWBIT_PARALLEL_MIN)")
     {
-        double *const buf = malloc(sizeof(double) * (size_t)N * 4);
+        double *const buf = malloc(sizeof(double) * (size_t)N * 5);
         float *restrict outer = malloc(sizeof(float) * (size_t)N);
         int64_t *restrict qe = malloc(sizeof(int64_t) * (size_t)N);
+        unsigned char *restrict slow = malloc((size_t)N);
         double *restrict c = buf, *restrict m = buf + N, *restrict sc = buf + 2 * N,
-               *restrict S = buf + 3 * N;
-        if (!buf || !outer || !qe)
+               *restrict S = buf + 3 * N, *restrict isc = buf + 4 * N;
+        if (!buf || !outer || !qe || !slow)
             nomem = 1;
         _Pragma("omp for schedule(static)")
         for (int64_t i = 0; i < M; i++) {
@@ -819,17 +859,7 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict
                         m[j] = p > m[j] ? p : m[j];
                     }
                 }
-                for (int64_t j = 0; j < N; j++) {
-                    if (m[j] > 0.0) {
-                        int e;
-                        frexp(m[j], &e);
-                        qe[j] = e - 1 - frac_bits;
-                        sc[j] = ldexp(1.0, (int)(frac_bits - (e - 1)));
-                    } else {
-                        qe[j] = 0;
-                        sc[j] = 0.0;
-                    }
-                }
+                group_scales(m, sc, isc, qe, N, frac_bits);
                 if (floor_align) {
                     for (int64_t j = 0; j < N; j++)
                         S[j] = floor(c[j] * sc[j]);
@@ -849,9 +879,7 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict
                             S[j] += trunc(x * br[j] * sc[j]);
                     }
                 }
-                for (int64_t j = 0; j < N; j++)
-                    c[j] = rz ? register_rz(S[j], sc[j], qe[j], &reg, mask, rlo, rhi)
-                              : register_value(S[j], qe[j], &reg);
+                register_step(c, S, isc, qe, slow, N, rz, &reg, mask, rlo, rhi);
                 if (promote && g1 % promote == 0)
                     for (int64_t j = 0; j < N; j++) {
                         outer[j] = outer[j] + (float)c[j];
@@ -872,6 +900,7 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict
         free(buf);
         free(outer);
         free(qe);
+        free(slow);
     }
     return nomem ? LOWBIT_ERR_NOMEM : LOWBIT_OK;
 }

@@ -947,17 +947,42 @@ def register_value(S, q, reg):
 
 
 @inline
-def register_rz(S, sc, q, reg, mask, rlo, rhi):
-    """register_value for a round-toward-zero register: S / sc (exact) truncated to the
-    register's bits when it is a normal register value (the twin of csrc register_rz)."""
-    if S == 0.0:
-        return 0.0
-    v = S / sc
-    bits = np.float64(v).view(np.uint64)
-    e = np.int64((bits >> U64(52)) & U64(0x7FF)) - 1023
-    if e >= rlo and e < rhi:
-        return np.uint64(bits & mask).view(np.float64)
-    return register_value(S, q, reg)
+def group_scales(m, sc, isc, qe, frac_bits):
+    """One group's exponent step (the twin of csrc group_scales): for each column the
+    unbiased exponent e of m[j] > 0 (a normal double, or inf), sc = 2**(frac_bits - e),
+    isc = 2**(e - frac_bits), qe = e - frac_bits; zeros for m[j] == 0."""
+    mb = m.view(np.uint64)
+    scb = sc.view(np.uint64)
+    iscb = isc.view(np.uint64)
+    for j in range(m.size):
+        e = np.int64(mb[j] >> U64(52)) - 1023
+        nz = m[j] > 0.0
+        qe[j] = e - frac_bits if nz else 0
+        scb[j] = U64(1023 + frac_bits - e) << U64(52) if nz else ZERO
+        iscb[j] = U64(1023 - frac_bits + e) << U64(52) if nz else ZERO
+
+
+@inline
+def register_step(c, S, isc, qe, slow, rz, reg, mask, rlo, rhi):
+    """c[j] = S[j] * 2**qe[j] rounded once into the register (the twin of csrc
+    register_step): a round-toward-zero register keeps the top bits of the exact S * isc
+    when it is a normal register value, the other columns go through register_value;
+    S == 0 gives +0; a non-finite S is kept (the caller falls back on it)."""
+    N = c.size
+    cb = c.view(np.uint64)
+    anyslow = not rz
+    if rz:
+        for j in range(N):
+            vb = np.float64(S[j] * isc[j]).view(np.uint64)
+            ev = np.int64((vb >> U64(52)) & U64(0x7FF)) - 1023
+            bad = S[j] != 0.0 and (ev < rlo or ev >= rhi)
+            cb[j] = ZERO if S[j] == 0.0 else vb & mask
+            slow[j] = bad
+            anyslow |= bad
+    if anyslow:
+        for j in range(N):
+            if not rz or slow[j]:
+                c[j] = register_value(S[j], qe[j], reg) if np.isfinite(S[j]) else S[j]
 
 
 @pjit
@@ -979,8 +1004,10 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
         outer = np.zeros(N, np.float32)
         m = np.empty(N)
         sc = np.empty(N)
+        isc = np.empty(N)
         S = np.empty(N)
         qe = np.empty(N, np.int64)
+        slow = np.zeros(N, np.bool_)
         for g0 in range(0, K, group):
             g1 = min(g0 + group, K)
             for j in range(N):
@@ -990,14 +1017,7 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
                 for j in range(N):
                     p = abs(x * b[k, j])
                     m[j] = p if p > m[j] else m[j]
-            for j in range(N):
-                if m[j] > 0.0:
-                    _, e = math.frexp(m[j])
-                    qe[j] = e - 1 - frac_bits
-                    sc[j] = math.ldexp(1.0, frac_bits - (e - 1))
-                else:
-                    qe[j] = 0
-                    sc[j] = 0.0
+            group_scales(m, sc, isc, qe, frac_bits)
             if floor_align:
                 for j in range(N):
                     S[j] = np.floor(c[j] * sc[j])
@@ -1012,9 +1032,7 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
                     x = a[i, k]
                     for j in range(N):
                         S[j] += np.trunc(x * b[k, j] * sc[j])
-            for j in range(N):
-                c[j] = (register_rz(S[j], sc[j], qe[j], reg, mask, rlo, rhi) if rz
-                        else register_value(S[j], qe[j], reg))
+            register_step(c, S, isc, qe, slow, rz, reg, mask, rlo, rhi)
             if promote and g1 % promote == 0:
                 for j in range(N):
                     outer[j] = outer[j] + np.float32(c[j])

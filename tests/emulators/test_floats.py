@@ -396,6 +396,33 @@ class TestMatmul:
         got = E.matmul(a, b, "fp32", acc, backend=backend).to_float()
         assert np.all(got == want)
 
+    @pytest.mark.parametrize("model", ["hopper_fp8", "hopper_fp8_promote128", "blackwell",
+                                       "cdna3"])
+    def test_fused_path_at_the_register_edges(self, model):
+        """fp32 operands whose products straddle the register's normal range (2^-126: the
+        round-toward-zero register's subnormal columns leave the vectorised step for the
+        general rounding) and exceed it (2^128: a non-finite result sends the call to the
+        general kernel): both paths give the reference's codes, and the float64 path is
+        taken for the subnormal case."""
+        from lowbit.emulators import _float_ops
+        from lowbit.numerics import parse_accumulator
+
+        m = parse_accumulator(model)
+        f = parse_format("fp32")
+        r = np.random.default_rng(7)
+        for lo, hi in ((-68, -58), (60, 68)):
+            x = r.normal(size=(5, 70)) * 2.0 ** r.integers(lo, hi, (5, 70))
+            y = r.normal(size=(70, 9)) * 2.0 ** r.integers(lo, hi, (70, 9))
+            a, b = E.cast(x, f), E.cast(y, f)
+            want = ref.matmul(a.codes, f, b.codes, f, m.result_format, m)
+            assert_every_backend_gives(lambda be: E.matmul(a, b, acc=m, backend=be), want,
+                                       f"{model} 2^{lo}..2^{hi}")
+            if lo < 0:
+                for be in ("numba", "c"):
+                    got = _float_ops._fused_matmul(a.codes, f, b.codes, f, m, m.result_format,
+                                                   0, E.get_backend(be))
+                    assert got is not None and np.array_equal(got, want), be
+
     def test_random_small_matmuls_under_every_model(self):
         """10,240 dot products (every preset, K up to 130, both signs, E4M3 and bf16): the
         kernels equal the reference (which tests/numerics checks against a straightforward
