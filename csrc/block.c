@@ -5,7 +5,9 @@
  */
 #include "float_core.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { RULE_FLOOR = 0, RULE_CEIL = 1, RULE_EVEN = 2, RULE_RCEIL = 3, RULE_NEAREST = 4 };
@@ -56,29 +58,6 @@ static int64_t pow2_scale_exp(double am, int64_t sh, double T, int rule, int64_t
     return (am >= edge ? k + 1 : k) - emax;
 }
 
-/* The round-to-nearest-even code of a normal double (biased exponent 1..2046) in a signed
- * saturating element grid with a zero: round_to_code's arithmetic with the mode fixed. */
-static inline int64_t rne_code64(uint64_t b, const lowbit_float *f)
-{
-    const int64_t M = f->man_bits, emin = f->min_exponent;
-    const int64_t e = (int64_t)((b >> 52) & 0x7FF) - 1023;
-    const uint64_t sig = (b & UINT64_C(0xFFFFFFFFFFFFF)) | (UINT64_C(1) << 52);
-    const int64_t ec = e > emin ? e : emin;
-    const int64_t s = ec - e + 52 - M;
-    const int64_t t = s < 55 ? s : 55;
-    const uint64_t up = t ? (UINT64_C(1) << (t - 1)) - 1 + ((sig >> t) & 1) : 0;
-    const uint64_t n = (sig + up) >> t;
-    const int64_t sign = (b >> 63) ? f->sign_bit : 0;
-    int64_t mag = (int64_t)n + ((ec - emin) << M);
-    if (mag > f->max_field)
-        mag = f->max_field;  /* the grid saturates */
-    if (!f->subnormals && mag < (INT64_C(1) << M))
-        mag = 0;
-    if (mag == 0)
-        return f->negative_zero ? sign : 0;
-    return mag | sign;
-}
-
 /* The float64 value of a positive code of the scale format f. */
 static inline double value_of(int64_t code, const lowbit_float *f)
 {
@@ -110,123 +89,255 @@ static int64_t scale_code_rounded(double amax, double mT, const lowbit_float *f,
     return c;
 }
 
-int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const double *x,
-                          const int64_t *index, int64_t nblocks, int64_t width,
+/* Whether the quotient a / D, correctly rounded to a double, rounds into the element grid
+ * exactly as the exact quotient does (a deterministic mode, or stochastic with k <= 16
+ * random bits): true when M + k + 3 + bits(Dd) <= 53 (docs/floats.md, "Block formats":
+ * every grid point, midpoint or k-bit stochastic threshold t near the quotient is
+ * G * 2^c with G < 2^(M + 2 + k), so a quotient that is not t is at least
+ * 2^-(M + 3 + k + bits(Dd)) away from it, relatively, and the double's error is below
+ * 2^-53). A power-of-two D (Dd == 1) gives an exact quotient. */
+static inline int quotient_rounds_exactly(const lowbit_float *grid, uint64_t Dd)
+{
+    if (Dd == 1)
+        return 1;
+    const int64_t k = grid->rounding == LOWBIT_STOCHASTIC ? grid->sr_bits : 0;
+    if (grid->rounding == LOWBIT_STOCHASTIC && (k == 0 || k > 16))
+        return 0;
+    return grid->man_bits + k + 3 + bit_length(Dd) <= 53;
+}
+
+/* The block's constants for its elements: the divisor D = S * T = Dd * 2^ed (Dd odd) and
+ * what the element loop may use. */
+typedef struct {
+    double D, Sinv, top_pos, top_neg;
+    uint64_t Dd;
+    int64_t ed;
+    int quotient; /* the double quotient rounds exactly (quotient_rounds_exactly) */
+} block_divisor;
+
+/* The code of element x of a block (the general path): zero, a double quotient rounded by
+ * round_to_code, or the exact quotient by integer division with a sticky bit; MXINT8's
+ * integer mapping. j is the element's flat index (the stochastic counter). */
+static int64_t element_code(double v, const block_divisor *dv, const lowbit_float *grid,
+                            int is_int, int asym, int daz, uint64_t seed, int64_t j)
+{
+    const int neg = signbit(v) != 0;
+    double a = fabs(v);
+    if (daz && a < FP32_SMALLEST_NORMAL)
+        a = 0.0;
+    int64_t code;
+    if (a == 0.0) {
+        code = zero_code(neg, grid);
+    } else {
+        const double q = dv->Dd == 1 ? a * dv->Sinv : a / dv->D;
+        uint64_t qb;
+        memcpy(&qb, &q, sizeof qb);
+        const int64_t qe = (int64_t)(qb >> 52);
+        uint64_t sig;
+        int64_t e2;
+        if (dv->quotient && qe != 0 && qe != 0x7FF) {
+            sig = (qb & UINT64_C(0xFFFFFFFFFFFFF)) | (UINT64_C(1) << 52);
+            e2 = qe - 1075;
+        } else {
+            int64_t ex;
+            const uint64_t X = parts(a, &ex);
+            if (dv->Dd == 1) {
+                sig = X;
+                e2 = ex - dv->ed;
+            } else {
+                const int L = 63 - bit_length(X);
+                const uint64_t N = X << L, Q = N / dv->Dd, R = N - Q * dv->Dd;
+                sig = (Q << 1) | (R != 0);
+                e2 = ex - L - dv->ed - 1;
+            }
+        }
+        const uint64_t u = grid->rounding == LOWBIT_STOCHASTIC ? lowbit_u64(seed, (uint64_t)j) : 0;
+        code = round_to_code(neg, sig, e2 + bit_length(sig) - 1, e2, grid, u);
+    }
+    if (is_int) {
+        const int64_t mag = code & ~grid->sign_bit, field = mag >> 6, mant = mag & 63;
+        int64_t k = field == 0 ? mant : (64 + mant) << (field - 1);
+        const int64_t limit = (neg && asym) ? 128 : 127;
+        k = k < limit ? k : limit;
+        code = neg ? -k : k;
+    }
+    return code;
+}
+
+/* The elements of one block under a saturating RNE float grid (M mantissa bits, smallest
+ * normal exponent emin) whose quotient rounds exactly, in one branch-free pass that GCC
+ * vectorises: the quotient q = |x| / D (a power-of-two D: |x| * Sinv, exact) is a normal
+ * double; with ec = max(e(q), emin), n = rint(q * 2^(M - ec)) is q rounded to nearest
+ * even at the grid's spacing there (q * 2^(M - ec) is exact; rint rounds to nearest even
+ * in the default rounding mode), and the magnitude code is n + ((ec - emin) << M) (a
+ * carry moves into the exponent field), clamped to the largest (saturation) and to 0
+ * below the smallest normal without subnormals: round_to_code's arithmetic for this
+ * mode. Zeros (and daz-flushed values) give the zero of their sign. Elements whose
+ * quotient is not a normal double below 2^512 are marked slow (element_code takes them).
+ * Returns whether any is slow. */
+static int rne_elements(int64_t *restrict out, unsigned char *restrict slow,
+                        const double *restrict xb, int64_t width, const block_divisor *dv,
+                        const lowbit_float *grid, int daz)
+{
+    /* a positive zero's code is 0 in every grid; a negative one is zneg */
+    const int64_t zneg = zero_code(1, grid), sbit = grid->sign_bit, M = grid->man_bits,
+                  emin = grid->min_exponent, top = grid->max_field, subn = grid->subnormals;
+    const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0, Sinv = dv->Sinv, D = dv->D;
+    const int pow2 = dv->Dd == 1;
+    int64_t any = 0;
+    for (int64_t i = 0; i < width; i++) {
+        const double v = xb[i], a0 = fabs(v), a = a0 < lo ? 0.0 : a0;
+        const double q = pow2 ? a * Sinv : a / D;
+        uint64_t qb, vb;
+        memcpy(&qb, &q, sizeof qb);
+        memcpy(&vb, &v, sizeof vb);
+        const int64_t qe = (int64_t)(qb >> 52);
+        const int64_t bad = (qb != 0) & ((qe == 0) | (qe >= 1023 + 512));
+        const int64_t e = qe - 1023, ec = e > emin ? e : emin;
+        const uint64_t sb = (uint64_t)(1023 + M - ec) << 52;
+        double sc;
+        memcpy(&sc, &sb, sizeof sc);
+        const int64_t n = (int64_t)rint(q * sc);
+        int64_t mag = n + ((ec - emin) << M);
+        mag = mag > top ? top : mag; /* the grid saturates */
+        mag = (mag < (INT64_C(1) << M)) & (subn == 0) ? 0 : mag;
+        mag = bad | (qb == 0) ? 0 : mag;
+        const int64_t neg = -(int64_t)(vb >> 63); /* all ones for a negative value */
+        out[i] = mag | (neg & (mag != 0 ? sbit : zneg));
+        slow[i] = (unsigned char)bad;
+        any |= bad;
+    }
+    return any != 0;
+}
+
+int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const void *x,
+                          int32_t x_f32, const int64_t *index, int64_t nblocks, int64_t width,
                           const lowbit_float *grid, int32_t is_int, int32_t asym,
                           const lowbit_float *scale_f, int32_t pow2, int32_t rule, int64_t emax,
                           int64_t precision, double mpos, double T, int32_t daz, uint64_t seed)
 {
-    int bad = 0;
-    const int stochastic = grid->rounding == LOWBIT_STOCHASTIC;
+    int bad = 0, nomem = 0;
     const int64_t smin = scale_f->min_exponent;
-    _Pragma("omp parallel for schedule(static) reduction(+:bad) if(nblocks * width > LOWBIT_PARALLEL_MIN)")
-    for (int64_t b = 0; b < nblocks; b++) {
-        const double *xb = x + b * width;
-        const int64_t *ib = index + b * width;
-        double amax = 0.0;
-        int special = 0;
-        for (int64_t i = 0; i < width; i++) {
-            if (!isfinite(xb[i])) {
-                special = 1;
-            } else {
-                double a = fabs(xb[i]);
-                if (daz && a < FP32_SMALLEST_NORMAL)
-                    a = 0.0;
-                if (a > amax)
-                    amax = a;
-            }
-        }
-        if (special) {
-            if (scale_f->nan_code < 0) {
-                bad += 1;
-                scales[b] = 0;
-            } else {
-                scales[b] = scale_f->nan_code;
-            }
-            for (int64_t i = 0; i < width; i++)
-                if (ib[i] >= 0)
-                    codes[ib[i]] = 0;
-            clipped[b] = 0;
-            continue;
-        }
-        double S;
-        if (amax == 0.0) {
-            scales[b] = scale_f->zero ? 1 : 0;
-            S = 1.0;
-        } else if (pow2) {
-            int ea;
-            frexp(amax, &ea);
-            const int64_t sh = ea - 1;
-            const double am = ldexp(amax, (int)-sh);
-            int64_t e = pow2_scale_exp(am, sh, T, rule, emax, precision, mpos);
-            const int64_t emin_s = smin, emax_s = smin + scale_f->max_field;
-            e = e < emin_s ? emin_s : (e > emax_s ? emax_s : e);
-            scales[b] = e - smin;
-            S = ldexp(1.0, (int)e);
-        } else {
-            const int64_t c = scale_code_rounded(amax, mpos * T, scale_f, rule == RULE_RCEIL);
-            scales[b] = c;
-            S = value_of(c, scale_f);
-        }
-        const double D = S * T;
-        int64_t ed;
-        uint64_t Dd = parts(D, &ed);
-        while (!(Dd & 1)) {
-            Dd >>= 1;
-            ed += 1;
-        }
-        const double top_pos = mpos * D, top_neg = (asym ? 2.0 : mpos) * D;
-        /* a power-of-two divisor and RNE elements: the quotient is a double, rounded by
-         * the fixed-mode path (the general one takes zeros and subnormal quotients) */
-        const int fast = Dd == 1 && grid->rounding == LOWBIT_NEAREST_EVEN && !is_int &&
-                         grid->overflow == LOWBIT_SATURATE;
-        const double Sinv = Dd == 1 ? ldexp(1.0, (int)-ed) : 0.0;
-        int64_t nclip = 0;
-        for (int64_t i = 0; i < width; i++) {
-            const int64_t j = ib[i];
-            if (j < 0)
+    const int rne = grid->rounding == LOWBIT_NEAREST_EVEN && !is_int &&
+                    grid->overflow == LOWBIT_SATURATE;
+    _Pragma("omp parallel reduction(+:bad) reduction(|:nomem) if(nblocks * width > LOWBIT_PARALLEL_MIN)")
+    {
+        double *const buf = malloc(sizeof(double) * (size_t)width);
+        int64_t *const cbuf = malloc(sizeof(int64_t) * (size_t)width);
+        unsigned char *const slow = malloc((size_t)width);
+        if (!buf || !cbuf || !slow)
+            nomem = 1;
+        _Pragma("omp for schedule(static)")
+        for (int64_t b = 0; b < nblocks; b++) {
+            if (nomem)
                 continue;
-            const double v = xb[i];
-            const int neg = signbit(v) != 0;
-            double a = fabs(v);
-            if (daz && a < FP32_SMALLEST_NORMAL)
-                a = 0.0;
-            nclip += a > (neg ? top_neg : top_pos);
-            int64_t code;
-            const double q = (neg ? -a : a) * Sinv;  /* exact: a power of two, in range */
-            uint64_t qb;
-            memcpy(&qb, &q, sizeof qb);
-            const uint64_t qe = (qb >> 52) & 0x7FF;
-            if (fast && a != 0.0 && qe != 0 && qe != 0x7FF) {
-                code = rne_code64(qb, grid);
-            } else if (a == 0.0) {
-                code = zero_code(neg, grid);
+            const double *xb;
+            if (x_f32) {
+                const float *xf = (const float *)x + b * width;
+                for (int64_t i = 0; i < width; i++)
+                    buf[i] = (double)xf[i];
+                xb = buf;
             } else {
-                int64_t ex, e2;
-                const uint64_t X = parts(a, &ex);
-                uint64_t sig;
-                if (Dd == 1) {
-                    sig = X;
-                    e2 = ex - ed;
+                xb = (const double *)x + b * width;
+            }
+            const int64_t *ib = index ? index + b * width : NULL;
+            int64_t *const out = ib ? cbuf : codes + b * width;
+            /* the largest |x| as the largest magnitude bit pattern (same order as the
+             * values; an inf or NaN is above every finite one): one integer max */
+            uint64_t top_bits = 0;
+            for (int64_t i = 0; i < width; i++) {
+                uint64_t ab;
+                memcpy(&ab, xb + i, sizeof ab);
+                ab &= UINT64_C(0x7FFFFFFFFFFFFFFF);
+                top_bits = ab > top_bits ? ab : top_bits;
+            }
+            const int special = top_bits >= UINT64_C(0x7FF0000000000000);
+            const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0;
+            double amax = f64_of_bits(top_bits);
+            amax = amax < lo ? 0.0 : amax; /* daz: the largest is flushed only if all are */
+            if (special) {
+                if (scale_f->nan_code < 0) {
+                    bad += 1;
+                    scales[b] = 0;
                 } else {
-                    const int L = 63 - bit_length(X);
-                    const uint64_t N = X << L, Q = N / Dd, R = N - Q * Dd;
-                    sig = (Q << 1) | (R != 0);
-                    e2 = ex - L - ed - 1;
+                    scales[b] = scale_f->nan_code;
                 }
-                const uint64_t u = stochastic ? lowbit_u64(seed, (uint64_t)j) : 0;
-                code = round_to_code(neg, sig, e2 + bit_length(sig) - 1, e2, grid, u);
+                for (int64_t i = 0; i < width; i++)
+                    out[i] = 0;
+                clipped[b] = 0;
+            } else {
+                double S;
+                int64_t se = 0; /* the scale's exponent, for a power-of-two scale */
+                if (amax == 0.0) {
+                    scales[b] = scale_f->zero ? 1 : 0;
+                    S = 1.0;
+                } else if (pow2) {
+                    int64_t e;
+                    if (rule == RULE_FLOOR && T == 1.0 && amax >= DBL_MIN) {
+                        /* OCP's rule: floor(log2 amax) - emax, read off the exponent field */
+                        e = (int64_t)(f64_bits(amax) >> 52) - 1023 - emax;
+                    } else {
+                        int ea;
+                        frexp(amax, &ea);
+                        const int64_t sh = ea - 1;
+                        const double am = ldexp(amax, (int)-sh);
+                        e = pow2_scale_exp(am, sh, T, rule, emax, precision, mpos);
+                    }
+                    const int64_t emin_s = smin, emax_s = smin + scale_f->max_field;
+                    e = e < emin_s ? emin_s : (e > emax_s ? emax_s : e);
+                    scales[b] = e - smin;
+                    se = e;
+                    S = ldexp(1.0, (int)e);
+                } else {
+                    const int64_t c = scale_code_rounded(amax, mpos * T, scale_f,
+                                                         rule == RULE_RCEIL);
+                    scales[b] = c;
+                    S = value_of(c, scale_f);
+                }
+                block_divisor dv;
+                dv.D = S * T;
+                if (pow2 && T == 1.0 && se >= -1022 && se <= 1022) { /* D = 2^se */
+                    dv.Dd = 1;
+                    dv.ed = se;
+                    dv.Sinv = f64_of_bits((uint64_t)(1023 - se) << 52);
+                } else {
+                    dv.Dd = parts(dv.D, &dv.ed);
+                    const int tz = __builtin_ctzll(dv.Dd); /* D > 0: Dd != 0 */
+                    dv.Dd >>= tz;
+                    dv.ed += tz;
+                    dv.Sinv = dv.Dd == 1 ? ldexp(1.0, (int)-dv.ed) : 0.0;
+                }
+                dv.top_pos = mpos * dv.D;
+                dv.top_neg = (asym ? 2.0 : mpos) * dv.D;
+                dv.quotient = !is_int && quotient_rounds_exactly(grid, dv.Dd);
+                int64_t nclip = 0; /* branch-free: signs are random */
+                for (int64_t i = 0; i < width; i++) {
+                    const double a0 = fabs(xb[i]), a = a0 < lo ? 0.0 : a0;
+                    nclip += a > (xb[i] < 0.0 ? dv.top_neg : dv.top_pos);
+                }
+                if (rne && dv.quotient) {
+                    if (rne_elements(out, slow, xb, width, &dv, grid, daz))
+                        for (int64_t i = 0; i < width; i++)
+                            if (slow[i])
+                                out[i] = element_code(xb[i], &dv, grid, 0, asym, daz, seed,
+                                                      ib ? ib[i] : b * width + i);
+                } else {
+                    for (int64_t i = 0; i < width; i++)
+                        out[i] = element_code(xb[i], &dv, grid, is_int, asym, daz, seed,
+                                              ib ? ib[i] : b * width + i);
+                }
+                clipped[b] = nclip;
             }
-            if (is_int) {
-                const int64_t mag = code & ~grid->sign_bit, field = mag >> 6, mant = mag & 63;
-                int64_t k = field == 0 ? mant : (64 + mant) << (field - 1);
-                const int64_t limit = (neg && asym) ? 128 : 127;
-                k = k < limit ? k : limit;
-                code = neg ? -k : k;
-            }
-            codes[j] = code;
+            if (ib)
+                for (int64_t i = 0; i < width; i++)
+                    if (ib[i] >= 0)
+                        codes[ib[i]] = out[i];
         }
-        clipped[b] = nclip;
+        free(buf);
+        free(cbuf);
+        free(slow);
     }
+    if (nomem)
+        return LOWBIT_ERR_NOMEM;
     return bad ? LOWBIT_ERR_NAN : LOWBIT_OK;
 }

@@ -8,8 +8,25 @@
 
 #include "lowbit.h"
 
+#include <string.h>
+
 #define LOWBIT_INF_MAX 0
 #define LOWBIT_INF_NAN 2
+
+/* The bits of a double, and the double of bits. */
+static inline uint64_t f64_bits(double v)
+{
+    uint64_t b;
+    memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+static inline double f64_of_bits(uint64_t b)
+{
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
 
 static inline int bit_length(uint64_t v)
 {

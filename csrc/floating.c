@@ -759,20 +759,6 @@ static inline double register_value(double S, int64_t q, const lowbit_float *reg
     return o.neg ? -v : v;
 }
 
-static inline uint64_t f64_bits(double v)
-{
-    uint64_t b;
-    memcpy(&b, &v, sizeof b);
-    return b;
-}
-
-static inline double f64_of_bits(uint64_t b)
-{
-    double v;
-    memcpy(&v, &b, sizeof v);
-    return v;
-}
-
 /* One group's exponent step: for each column the unbiased exponent e of m[j] > 0 (a
  * normal double, or inf), sc = 2^(frac_bits - e), isc = 2^(e - frac_bits) (both normal:
  * |e| <= 1024, frac_bits <= 48); zeros for m[j] == 0. Branch-free, vectorised. */

@@ -279,8 +279,8 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64
  * 0 floor, 1 ceil, 2 even, 3 rceil, 4 nearest; emax, precision, mpos: the element's
  * exponent of its largest value, significant bits, largest value; T: the tensor scale.
  * Semantics: numerics/reference/block.py. LOWBIT_ERR_NAN if a NaN block has no NaN scale. */
-int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const double *x,
-                          const int64_t *index, int64_t nblocks, int64_t width,
+int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const void *x,
+                          int32_t x_f32, const int64_t *index, int64_t nblocks, int64_t width,
                           const lowbit_float *grid, int32_t is_int, int32_t asym,
                           const lowbit_float *scale_f, int32_t pow2, int32_t rule, int64_t emax,
                           int64_t precision, double mpos, double T, int32_t daz, uint64_t seed);

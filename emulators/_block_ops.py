@@ -74,12 +74,14 @@ def _read_amax(x: np.ndarray, fmt: Block) -> tuple[Fraction, bool]:
 
 def block_cast(x: np.ndarray, fmt: Block, seed: int, be) -> BlockCast:
     """The block cast of float32/float64 ``x`` (module docstring of
-    :mod:`lowbit.numerics.blocks`), on backend ``be``."""
+    :mod:`lowbit.numerics.blocks`), on backend ``be``. Blocks that are consecutive runs of
+    the flat array (along the last axis, which they divide) go to the kernel as they lie;
+    other layouts are gathered into rows first. The per-element scales of the result are
+    built on first use."""
     x = np.asarray(x)
     if x.ndim == 0:
         raise ValueError(f"{fmt}: a block cast needs an array of at least 1 dimension")
-    values = contiguous(x.astype(np.float64, copy=False))
-    index, _, unmove = layout(x.shape, fmt)
+    values = contiguous(x if x.dtype in (np.float32, np.float64) else x.astype(np.float64))
     T = tensor_scale_of(*_read_amax(values, fmt), fmt) if fmt.tensor_scale else 1
     if x.size == 0:
         codes = np.zeros(x.shape, np.int64)
@@ -87,25 +89,33 @@ def block_cast(x: np.ndarray, fmt: Block, seed: int, be) -> BlockCast:
                          np.zeros(grid_shape(x.shape, fmt), np.int64), float(T), 0)
     flat = values.reshape(-1)
     dense = fmt.tile is None and fmt.axis % x.ndim == x.ndim - 1 and x.shape[-1] % fmt.block == 0
-    x2d = flat.reshape(-1, fmt.block) if dense else \
-        np.where(index >= 0, flat[np.maximum(index, 0)], 0.0)
+    if dense:
+        index, x2d = None, flat.reshape(-1, fmt.block)
+        unmove = lambda s: s.reshape(grid_shape(x.shape, fmt))  # noqa: E731
+    else:
+        index, _, unmove = layout(x.shape, fmt)
+        x2d = contiguous(np.where(index >= 0, flat[np.maximum(index, 0)], 0.0).astype(
+            values.dtype, copy=False))
     is_int = isinstance(fmt.element, Fixed)
     codes, scale_codes, clipped, status = be.block_quantize(
-        contiguous(x2d), contiguous(index), fmt.grid, is_int, fmt.asymmetric, fmt.scale,
-        fmt.pow2_scale, RULES[fmt.scale_rule], fmt.element_emax, fmt.element_precision,
+        x2d, index, fmt.grid, is_int, fmt.asymmetric, fmt.scale, fmt.pow2_scale,
+        RULES[fmt.scale_rule], fmt.element_emax, fmt.element_precision,
         float(fmt.element_max), float(T), fmt.daz, seed, x.size)
     if status:
         raise ValueError(f"{fmt}: a block holds a NaN or inf and the scale {fmt.scale} has "
                          "no NaN")
-    svals = _float_ops.to_float(scale_codes, fmt.scale)
-    if dense:  # blocks are consecutive runs of the flat array
-        per_element = np.repeat(svals, fmt.block)
-    else:
-        per_element = np.empty(x.size, np.float64)
+
+    def per_element() -> np.ndarray:
+        svals = _float_ops.to_float(scale_codes, fmt.scale)
+        if dense:
+            return np.repeat(svals, fmt.block).reshape(x.shape)
+        out = np.empty(x.size, np.float64)
         rows = np.repeat(np.arange(index.shape[0]), index.shape[1])
         keep = index.reshape(-1) >= 0
-        per_element[index.reshape(-1)[keep]] = svals[rows[keep]]
-    array = EmuArray(codes.reshape(x.shape), fmt, per_element.reshape(x.shape), float(T))
+        out[index.reshape(-1)[keep]] = svals[rows[keep]]
+        return out.reshape(x.shape)
+
+    array = EmuArray(codes.reshape(x.shape), fmt, None, float(T), lazy_scale=per_element)
     return BlockCast(array, unmove(scale_codes), float(T), int(clipped.sum()))
 
 

@@ -293,7 +293,10 @@ def _fused_matmul(a, fa: Float, b, fb: Float, model: AccumulatorModel, fmt: Floa
     2**-400..2**400 (every cut term then stays a normal double), or a result that is not
     finite. Exact: every product is a double (significands of at most 24 bits), scaling
     by powers of two is exact, a cut term is an integer below 2**(frac_bits + 1) and a
-    group's sum stays below 2**53; the register rounding is round_to_code's."""
+    group's sum stays below 2**53; the register rounding is round_to_code's. Operands read
+    with daz (their subnormals are zeros) take the general kernel."""
+    if fa.daz or fb.daz:
+        return None
     av, bv = to_float(a, fa), to_float(b, fb)
     span = _product_span(av, bv)
     if span is None or (span[1] and (span[1] > _FUSED_RANGE or span[0] < 1 / _FUSED_RANGE)):

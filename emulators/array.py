@@ -33,14 +33,16 @@ class EmuArray:
     ``scale`` is ``None`` or float64 metadata broadcastable to the codes with the
     same number of dimensions (binary/ternary scales; products of scales after a
     matmul; a block format's per-element block scale). ``tensor_scale`` is a block
-    format's float32 tensor scale (1.0 otherwise). Construct with
+    format's float32 tensor scale (1.0 otherwise). ``lazy_scale``, instead of ``scale``:
+    a function that returns it, called on first use (a block cast's per-element scales
+    are a repeat of its block scales, built only when asked for). Construct with
     :func:`lowbit.emulators.cast` or :func:`from_codes`.
     """
 
-    __slots__ = ("_codes", "_fmt", "_scale", "_tensor")
+    __slots__ = ("_codes", "_fmt", "_scale", "_tensor", "_lazy")
 
     def __init__(self, codes: np.ndarray, fmt: Format, scale: np.ndarray | None = None,
-                 tensor_scale: float = 1.0):
+                 tensor_scale: float = 1.0, *, lazy_scale=None):
         # _codes stays writeable and private (kernels get it: Numba compiles slower
         # code for read-only arrays); users see a read-only view through .codes.
         self._codes = np.asarray(codes, dtype=np.int64)
@@ -50,6 +52,7 @@ class EmuArray:
             scale.flags.writeable = False
         self._scale = scale
         self._tensor = float(tensor_scale)
+        self._lazy = lazy_scale
 
     @property
     def codes(self) -> np.ndarray:
@@ -64,6 +67,10 @@ class EmuArray:
 
     @property
     def scale(self) -> np.ndarray | None:
+        if self._lazy is not None:
+            scale = np.asarray(self._lazy(), dtype=np.float64)
+            scale.flags.writeable = False
+            self._scale, self._lazy = scale, None
         return self._scale
 
     @property
@@ -98,17 +105,17 @@ class EmuArray:
         if isinstance(self._fmt, Block):
             from lowbit.emulators._block_ops import element_values
 
-            return element_values(self._codes, self._fmt) * self._scale * self._tensor
+            return element_values(self._codes, self._fmt) * self.scale * self._tensor
         if isinstance(self._fmt, Float):
             from lowbit.emulators._float_ops import to_float
 
             vals = to_float(self._codes, self._fmt)
-            return vals if self._scale is None else vals * self._scale
+            return vals if self.scale is None else vals * self.scale
         vals = self._codes.astype(np.float64)
         if isinstance(self._fmt, Fixed) and self._fmt.frac:
             vals *= 2.0 ** -self._fmt.frac
-        if self._scale is not None:
-            vals = vals * self._scale
+        if self.scale is not None:
+            vals = vals * self.scale
         return vals
 
     def _with(self, codes: np.ndarray, scale: np.ndarray | None) -> "EmuArray":
@@ -117,12 +124,12 @@ class EmuArray:
     @property
     def T(self) -> "EmuArray":
         """The transpose (codes and scale)."""
-        return self._with(self._codes.T, None if self._scale is None else self._scale.T)
+        return self._with(self._codes.T, None if self.scale is None else self.scale.T)
 
     def reshape(self, *shape) -> "EmuArray":
         """Reshape the codes; a scale must be a single value (all axes of size 1)."""
         codes = self._codes.reshape(*shape)
-        scale = self._scale
+        scale = self.scale
         if scale is not None:
             if scale.size != 1:
                 raise ValueError("reshape of an array with per-channel scales is not supported")
@@ -132,10 +139,10 @@ class EmuArray:
     def __getitem__(self, index) -> "EmuArray":
         codes = self._codes[index]
         scale = None
-        if self._scale is not None and self._scale.size == 1:
-            scale = self._scale.reshape((1,) * np.ndim(codes))
-        elif self._scale is not None:
-            scale = np.broadcast_to(self._scale, self.shape)[index]
+        if self.scale is not None and self.scale.size == 1:
+            scale = self.scale.reshape((1,) * np.ndim(codes))
+        elif self.scale is not None:
+            scale = np.broadcast_to(self.scale, self.shape)[index]
         return self._with(codes, scale)
 
     def identical(self, other: object) -> bool:
@@ -151,8 +158,8 @@ class EmuArray:
 
     def __repr__(self) -> str:
         s = f"EmuArray(codes={np.array2string(self._codes, threshold=20)}, fmt={self._fmt!r}"
-        if self._scale is not None:
-            s += f", scale={np.array2string(self._scale, threshold=8)}"
+        if self.scale is not None:
+            s += f", scale={np.array2string(self.scale, threshold=8)}"
         return s + ")"
 
 

@@ -296,13 +296,14 @@ def float_matmul_binary32(a, b):
 def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, precision,
                    mpos, T, daz, seed, n):
     nblocks, width = x2d.shape
-    codes = np.zeros(n, np.int64)
+    codes = np.empty(n, np.int64)
     scales = np.empty(nblocks, np.int64)
     clipped = np.empty(nblocks, np.int64)
-    status = lib.lowbit_block_quantize(_p(codes), _p(scales), _p(clipped), _p(x2d), _p(index),
-                                       nblocks, width, _float_fmt(grid), int(is_int), int(asym),
-                                       _float_fmt(scale_fmt), int(pow2), rule, emax, precision,
-                                       float(mpos), float(T), int(daz), seed)
+    status = _check(lib.lowbit_block_quantize(
+        _p(codes), _p(scales), _p(clipped), ffi.from_buffer(x2d), int(x2d.dtype == np.float32),
+        ffi.NULL if index is None else _p(index), nblocks, width, _float_fmt(grid), int(is_int),
+        int(asym), _float_fmt(scale_fmt), int(pow2), rule, emax, precision, float(mpos),
+        float(T), int(daz), seed))
     return codes, scales, clipped, status
 
 

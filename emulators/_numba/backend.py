@@ -240,13 +240,15 @@ from lowbit.emulators._numba import block as _block  # noqa: E402
 def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, precision,
                    mpos, T, daz, seed, n):
     nblocks, width = x2d.shape
-    codes = np.zeros(n, np.int64)
+    dense = index is None
+    codes = np.empty(n, np.int64)
     scales = np.empty(nblocks, np.int64)
     clipped = np.empty(nblocks, np.int64)
     status = sized(_block.block_quantize, x2d.size)(
-        x2d.reshape(-1), index.reshape(-1), nblocks, width, kernel_fields(grid), bool(is_int),
-        bool(asym), kernel_fields(scale_fmt), bool(pow2), rule, emax, precision, float(mpos),
-        float(T), bool(daz), np.uint64(seed), codes, scales, clipped)
+        x2d.reshape(-1), np.empty(0, np.int64) if dense else index.reshape(-1), nblocks, width,
+        kernel_fields(grid), bool(is_int), bool(asym), kernel_fields(scale_fmt), bool(pow2),
+        rule, emax, precision, float(mpos), float(T), bool(daz), np.uint64(seed), codes,
+        scales, clipped)
     return codes, scales, clipped, int(status)
 
 

@@ -91,30 +91,6 @@ def pow2_scale_exp(am, sh, T, rule, emax, precision, mpos):
 
 
 @inline
-def rne_code64(b, f):
-    """The round-to-nearest-even code of a normal double (biased exponent 1..2046) in a
-    signed saturating element grid with a zero (the twin of csrc rne_code64)."""
-    M = f[0]
-    emin = f[1]
-    e = np.int64((b >> U64(52)) & U64(0x7FF)) - 1023
-    sig = (b & U64(0xFFFFFFFFFFFFF)) | (ONE << U64(52))
-    ec = e if e > emin else emin
-    s = ec - e + 52 - M
-    t = s if s < 55 else 55
-    up = ((ONE << U64(t - 1)) - ONE + ((sig >> U64(t)) & ONE)) if t > 0 else ZERO
-    n = (sig + up) >> U64(t)
-    sign = f[4] if (b >> U64(63)) != ZERO else 0
-    mag = np.int64(n) + ((ec - emin) << M)
-    if mag > f[3]:
-        mag = f[3]
-    if f[6] == 0 and mag < (1 << M):
-        mag = 0
-    if mag == 0:
-        return sign if f[5] != 0 else np.int64(0)
-    return mag | sign
-
-
-@inline
 def value_of(code, f):
     """The float64 value of a positive code of the scale format f."""
     _, _, sig, e2 = decode_raw(code, f, False)
@@ -147,41 +123,130 @@ def scale_code_rounded(amax, mT, f, round_up):
     return c
 
 
-@pjit
-def block_quantize(x, index, nblocks, width, grid, is_int, asym, scale_f, pow2, rule, emax,
-                   precision, mpos, T, daz, seed, codes, scales, clipped):
-    """Block-cast x (nblocks x width float64, padded) into element codes (written at
-    ``index``), scale codes and per-block clip counts; 1 if a NaN block has no NaN scale."""
+@inline
+def quotient_rounds_exactly(grid, Dd):
+    """Whether a / D correctly rounded to a double rounds into the element grid as the
+    exact quotient does (the twin of csrc quotient_rounds_exactly: a power-of-two D, or
+    M + k + 3 + bits(Dd) <= 53 for a deterministic mode, k = 0, or k-bit stochastic
+    rounding with k <= 16)."""
+    if Dd == ONE:
+        return True
+    k = grid[12] if grid[11] == 5 else 0
+    if grid[11] == 5 and (k == 0 or k > 16):
+        return False
+    return grid[0] + k + 3 + bit_length(Dd) <= 53
+
+
+@inline
+def element_code(v, D, Sinv, Dd, ed, quotient, grid, is_int, asym, daz, seed, j):
+    """The code of element v of a block, the general path (the twin of csrc element_code):
+    zero, the double quotient rounded by round_to_code, or the exact quotient by integer
+    division with a sticky bit; MXINT8's integer mapping."""
+    neg = v < 0.0 or (v == 0.0 and math.copysign(1.0, v) < 0.0)
+    a = abs(v)
+    if daz and a < FP32_SMALLEST_NORMAL:
+        a = 0.0
+    if a == 0.0:
+        code = zero_code(neg, grid)
+    else:
+        q = a * Sinv if Dd == ONE else a / D
+        qb = U64(np.float64(q).view(np.uint64))
+        qe = np.int64(qb >> U64(52))
+        if quotient and qe != 0 and qe != 0x7FF:
+            sig = (qb & U64(0xFFFFFFFFFFFFF)) | (ONE << U64(52))
+            e2 = qe - 1075
+        else:
+            X, ex = parts(a)
+            if Dd == ONE:
+                sig = X
+                e2 = ex - ed
+            else:
+                L = 63 - bit_length(X)
+                N = X << U64(L)
+                Q = N // Dd
+                R = N - Q * Dd
+                sig = (Q << ONE) | (ONE if R != ZERO else ZERO)
+                e2 = ex - L - ed - 1
+        u = splitmix(seed, U64(j)) if grid[11] == 5 else ZERO
+        code = round_to_code(neg, sig, e2 + bit_length(sig) - 1, e2, grid, u)
+    if is_int:
+        mag = code & ~grid[4]
+        field = mag >> 6
+        mant = mag & 63
+        k = mant if field == 0 else (64 + mant) << (field - 1)
+        limit = 128 if (neg and asym) else 127
+        k = min(k, limit)
+        code = -k if neg else k
+    return code
+
+
+@inline
+def rne_elements(out, slow, xb, D, Sinv, pow2, grid, daz):
+    """The elements of one block under a saturating RNE float grid whose quotient rounds
+    exactly, in one branch-free pass (the twin of csrc rne_elements): with q = |x| / D a
+    normal double and ec = max(e(q), emin), rint(q * 2**(M - ec)) + ((ec - emin) << M) is
+    the magnitude code, clamped; zeros keep their sign; quotients that are not normal
+    doubles below 2**512 are marked ``slow``. Returns whether any is."""
+    zneg = zero_code(True, grid)
+    sbit = grid[4]
+    M = grid[0]
+    emin = grid[1]
+    top = grid[3]
+    subn = grid[6]
+    lo = FP32_SMALLEST_NORMAL if daz else 0.0
+    anyslow = 0
+    for i in range(xb.size):
+        v = xb[i]
+        a0 = abs(v)
+        a = 0.0 if a0 < lo else a0
+        q = a * Sinv if pow2 else a / D
+        qb = np.float64(q).view(np.uint64)
+        vb = np.float64(v).view(np.uint64)
+        qe = np.int64(qb >> U64(52))
+        bad = np.int64(qb != ZERO) & (np.int64(qe == 0) | np.int64(qe >= 1023 + 512))
+        ec = max(qe - 1023, emin)
+        sc = np.uint64(U64(1023 + M - ec) << U64(52)).view(np.float64)
+        n = np.int64(np.rint(q * sc))
+        mag = n + ((ec - emin) << M)
+        mag = top if mag > top else mag
+        mag = 0 if (mag < (1 << M) and subn == 0) else mag
+        mag = 0 if (bad != 0 or qb == ZERO) else mag
+        neg = -np.int64(vb >> U64(63))
+        out[i] = mag | (neg & (sbit if mag != 0 else zneg))
+        slow[i] = bad != 0
+        anyslow |= bad
+    return anyslow != 0
+
+
+@inline
+def quantize_one(x, index, b, width, grid, is_int, asym, scale_f, pow2, rule, emax, precision,
+                 mpos, T, daz, seed, codes, scales, clipped, dense, rne, xb, buf, slow):
+    """Block b of block_quantize; 1 if it holds a NaN/inf and the scale has no NaN."""
     bad = 0
-    stochastic = grid[11] == 5
     smin = scale_f[1]
     smax_code = np.int64(scale_f[3])
-    for b in prange(nblocks):
-        base = b * width
-        amax = 0.0
-        special = False
+    base = b * width
+    for i in range(width):
+        xb[i] = x[base + i]
+    out = codes[base:base + width] if dense else buf
+    amax = 0.0
+    special = False
+    for i in range(width):
+        a = abs(xb[i])
+        finite = a <= 1.7976931348623157e308
+        special |= not finite
+        ad = 0.0 if ((daz and a < FP32_SMALLEST_NORMAL) or not finite) else a
+        amax = ad if ad > amax else amax
+    if special:
+        if scale_f[8] < 0:
+            bad += 1
+            scales[b] = 0
+        else:
+            scales[b] = scale_f[8]
         for i in range(width):
-            v = x[base + i]
-            if not math.isfinite(v):
-                special = True
-            else:
-                a = abs(v)
-                if daz and a < FP32_SMALLEST_NORMAL:
-                    a = 0.0
-                if a > amax:
-                    amax = a
-        nclip = 0
-        if special:
-            if scale_f[8] < 0:
-                bad += 1
-                scales[b] = 0
-            else:
-                scales[b] = scale_f[8]
-            for i in range(width):
-                if index[base + i] >= 0:
-                    codes[index[base + i]] = 0
-            clipped[b] = 0
-            continue
+            out[i] = 0
+        clipped[b] = 0
+    else:
         if amax == 0.0:
             scales[b] = 0 if scale_f[2] == 0 else 1
             S = 1.0
@@ -199,55 +264,57 @@ def block_quantize(x, index, nblocks, width, grid, is_int, asym, scale_f, pow2, 
             S = value_of(c, scale_f)
         D = S * T
         Dd, ed = parts(D)
-        while (Dd & ONE) == ZERO:
-            Dd >>= ONE
-            ed += 1
+        tz = bit_length(Dd & (~Dd + ONE)) - 1  # trailing zeros (D > 0: Dd != 0)
+        Dd >>= U64(tz)
+        ed += tz
         top_pos = mpos * D
         top_neg = (2.0 if asym else mpos) * D
-        # a power-of-two divisor and RNE elements: the quotient is a double, rounded by the
-        # fixed-mode path (the general one takes zeros and subnormal quotients)
-        fast = Dd == ONE and grid[11] == 0 and not is_int and grid[7] == 0
         Sinv = math.ldexp(1.0, -ed) if Dd == ONE else 0.0
+        quotient = not is_int and quotient_rounds_exactly(grid, Dd)
+        nclip = 0
+        for i in range(width):
+            a = abs(xb[i])
+            a = 0.0 if (daz and a < FP32_SMALLEST_NORMAL) else a
+            neg = math.copysign(1.0, xb[i]) < 0.0
+            nclip += a > (top_neg if neg else top_pos)
+        if rne and quotient:
+            if rne_elements(out, slow, xb, D, Sinv, Dd == ONE, grid, daz):
+                for i in range(width):
+                    if slow[i]:
+                        out[i] = element_code(xb[i], D, Sinv, Dd, ed, quotient, grid,
+                                              False, asym, daz, seed,
+                                              base + i if dense else index[base + i])
+        else:
+            for i in range(width):
+                out[i] = element_code(xb[i], D, Sinv, Dd, ed, quotient, grid, is_int,
+                                      asym, daz, seed,
+                                      base + i if dense else index[base + i])
+        clipped[b] = nclip
+    if not dense:
         for i in range(width):
             j = index[base + i]
-            if j < 0:
-                continue
-            v = x[base + i]
-            neg = v < 0.0 or (v == 0.0 and math.copysign(1.0, v) < 0.0)
-            a = abs(v)
-            if daz and a < FP32_SMALLEST_NORMAL:
-                a = 0.0
-            if a > (top_neg if neg else top_pos):
-                nclip += 1
-            q = (-a if neg else a) * Sinv
-            qb = U64(np.float64(q).view(np.uint64)) if fast else ZERO
-            qe = (qb >> U64(52)) & U64(0x7FF)
-            if fast and a != 0.0 and qe != ZERO and qe != U64(0x7FF):
-                code = rne_code64(qb, grid)
-            elif a == 0.0:
-                code = zero_code(neg, grid)
-            else:
-                X, ex = parts(a)
-                if Dd == ONE:
-                    sig = X
-                    e2 = ex - ed
-                else:
-                    L = 63 - bit_length(X)
-                    N = X << U64(L)
-                    Q = N // Dd
-                    R = N - Q * Dd
-                    sig = (Q << ONE) | (ONE if R != ZERO else ZERO)
-                    e2 = ex - L - ed - 1
-                u = splitmix(seed, U64(j)) if stochastic else ZERO
-                code = round_to_code(neg, sig, e2 + bit_length(sig) - 1, e2, grid, u)
-            if is_int:
-                mag = code & ~grid[4]
-                field = mag >> 6
-                mant = mag & 63
-                k = mant if field == 0 else (64 + mant) << (field - 1)
-                limit = 128 if (neg and asym) else 127
-                k = min(k, limit)
-                code = -k if neg else k
-            codes[j] = code
-        clipped[b] = nclip
+            if j >= 0:
+                codes[j] = out[i]
+    return bad
+
+
+@pjit
+def block_quantize(x, index, nblocks, width, grid, is_int, asym, scale_f, pow2, rule, emax,
+                   precision, mpos, T, daz, seed, codes, scales, clipped):
+    """Block-cast x (nblocks x width float32 or float64 values, padded) into element codes
+    (at ``index``, or in place when ``index`` is empty: the blocks are consecutive), scale
+    codes and per-block clip counts; 1 if a NaN block has no NaN scale (the twin of csrc
+    lowbit_block_quantize)."""
+    bad = 0
+    dense = index.size == 0
+    rne = grid[11] == 0 and not is_int and grid[7] == 0
+    per = 256  # blocks per chunk: each chunk allocates its buffers once
+    for ch in prange((nblocks + per - 1) // per):
+        xb = np.empty(width)
+        buf = np.empty(width, np.int64)
+        slow = np.empty(width, np.bool_)
+        for b in range(ch * per, min(ch * per + per, nblocks)):
+            bad += quantize_one(x, index, b, width, grid, is_int, asym, scale_f, pow2, rule,
+                                emax, precision, mpos, T, daz, seed, codes, scales, clipped,
+                                dense, rne, xb, buf, slow)
     return bad

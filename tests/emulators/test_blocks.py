@@ -113,6 +113,30 @@ class TestBlockCast:
         r = E.block_cast(np.array([1e-40, 2e-40], np.float32), "mxfp8", backend=backend)
         assert r.array.to_float()[1] > 0
 
+    @pytest.mark.parametrize("elem", ["", ":rtz", ":rna", ":floor", ":ceil", ":odd", ":sr8",
+                                      ":sr16"])
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    def test_quotients_at_and_beside_ties(self, elem, dtype):
+        """A non-power-of-two divisor (UE4M3 scale 1.375 = 11 * 2^-3, and with the tensor
+        scale a 24-bit T) runs on the double quotient x / D: values at every E2M1 grid
+        point and midpoint times D, and 1, 2^-20 ... 2^-52 relative beside them, give the
+        exact reference's codes under every rounding (docs/floats.md: the quotient never
+        lands on a grid point or midpoint unless the exact one does)."""
+        fmt = parse_format(f"nvfp4:nots:rule=nearest{elem}")
+        ties = np.array([0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0])
+        rel = [0.0] + [s * 2.0 ** -k for k in (20, 23, 24, 30, 40, 45, 52) for s in (1, -1)]
+        vals = np.concatenate([ties * (1 + r) for r in rel]) * 1.375
+        vals = np.concatenate([vals, -vals]).astype(dtype)
+        x = np.empty((vals.size, 16), dtype)
+        x[:] = dtype(8.25)  # amax 8.25 = 6 * 1.375: the block scale is 1.375
+        x[:, 1] = vals
+        for f in (fmt, parse_format(f"nvfp4:rule=nearest{elem}")):
+            want = rb.quantize(x, f, 5)
+            for be in BACKENDS:
+                got = E.block_cast(x, f, seed=5, backend=be)
+                assert np.array_equal(got.array.codes, want.codes), (be, str(f), dtype)
+                assert np.array_equal(got.scales, want.scales), (be, str(f))
+
     def test_mxint8_minus_two(self, backend):
         x = np.array([-2.0, 1.0, -1.99])
         sym = E.block_cast(x, "mxint8:block=3", backend=backend)

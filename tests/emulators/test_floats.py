@@ -423,6 +423,16 @@ class TestMatmul:
                                                    0, E.get_backend(be))
                     assert got is not None and np.array_equal(got, want), be
 
+    @pytest.mark.parametrize("model", ["volta", "hopper_fp8"])
+    def test_daz_operands_under_a_model(self, model, backend):
+        """Found by hypothesis: an fp16:daz operand's subnormal code 1 is a zero, so its
+        product is 0 under every model (the float64 path read its value and gave 2^-24 *
+        2^-9 = 2^-33)."""
+        a = E.from_codes(np.array([[1]]), "fp16:daz")
+        b = E.from_codes(np.array([[1]]), "e4m3")
+        got = E.matmul(a, b, "bf16", model, backend=backend)
+        assert got.codes.tolist() == [[0]]
+
     def test_random_small_matmuls_under_every_model(self):
         """10,240 dot products (every preset, K up to 130, both signs, E4M3 and bf16): the
         kernels equal the reference (which tests/numerics checks against a straightforward
