@@ -66,16 +66,18 @@ static inline double value_of(int64_t code, const lowbit_float *f)
 }
 
 /* The code of amax / mT rounded into the scale format f (upward, or to nearest even),
- * clamped to its smallest positive and largest finite codes. */
-static int64_t scale_code_rounded(double amax, double mT, const lowbit_float *f, int round_up)
+ * clamped to its smallest positive and largest finite codes; sv: the values of f's codes
+ * 0..max_field (positive codes are in value order: a binary search). */
+static int64_t scale_code_rounded(double amax, double mT, const lowbit_float *f,
+                                  const double *sv, int round_up)
 {
     const int64_t top = f->max_field;
-    if (value_of(top, f) * mT < amax)
+    if (sv[top] * mT < amax)
         return top;
     int64_t lo = 1, hi = top;
     while (lo < hi) {
         const int64_t mid = (lo + hi) / 2;
-        if (value_of(mid, f) * mT >= amax)
+        if (sv[mid] * mT >= amax)
             hi = mid;
         else
             lo = mid + 1;
@@ -83,7 +85,7 @@ static int64_t scale_code_rounded(double amax, double mT, const lowbit_float *f,
     const int64_t c = lo;
     if (round_up || c == 1)
         return c;
-    const double edge = (value_of(c - 1, f) + value_of(c, f)) * 0.5 * mT;
+    const double edge = (sv[c - 1] + sv[c]) * 0.5 * mT;
     if (amax < edge || (amax == edge && (c & 1)))
         return c - 1;
     return c;
@@ -164,30 +166,30 @@ static int64_t element_code(double v, const block_divisor *dv, const lowbit_floa
     return code;
 }
 
-/* The elements of one block under a saturating RNE float grid (M mantissa bits, smallest
- * normal exponent emin) whose quotient rounds exactly, in one branch-free pass that GCC
- * vectorises: the quotient q = |x| / D (a power-of-two D: |x| * Sinv, exact) is a normal
- * double; with ec = max(e(q), emin), n = rint(q * 2^(M - ec)) is q rounded to nearest
- * even at the grid's spacing there (q * 2^(M - ec) is exact; rint rounds to nearest even
- * in the default rounding mode), and the magnitude code is n + ((ec - emin) << M) (a
- * carry moves into the exponent field), clamped to the largest (saturation) and to 0
- * below the smallest normal without subnormals: round_to_code's arithmetic for this
- * mode. Zeros (and daz-flushed values) give the zero of their sign. Elements whose
- * quotient is not a normal double below 2^512 are marked slow (element_code takes them).
- * Returns whether any is slow. */
+/* The elements of a run of blocks under a saturating RNE float grid (M mantissa bits,
+ * smallest normal exponent emin), each block's quotient rounding exactly: one branch-free
+ * pass that GCC vectorises. The quotient q = |x| * Sinv (power-of-two divisors, exact) or
+ * |x| / div[i] (correctly rounded) is a normal double; with ec = max(e(q), emin),
+ * n = rint(q * 2^(M - ec)) is q rounded to nearest even at the grid's spacing there
+ * (q * 2^(M - ec) is exact; rint rounds to nearest even in the default rounding mode), and
+ * the magnitude code is n + ((ec - emin) << M) (a carry moves into the exponent field),
+ * clamped to the largest (saturation) and to 0 below the smallest normal without
+ * subnormals: round_to_code's arithmetic for this mode. Zeros (and daz-flushed values)
+ * give the zero of their sign. Elements whose quotient is not a normal double below 2^512
+ * are marked slow (element_code takes them). Returns whether any is slow. */
 static int rne_elements(int64_t *restrict out, unsigned char *restrict slow,
-                        const double *restrict xb, int64_t width, const block_divisor *dv,
+                        const double *restrict x, const double *restrict mul,
+                        const double *restrict div, int64_t n, int use_div,
                         const lowbit_float *grid, int daz)
 {
     /* a positive zero's code is 0 in every grid; a negative one is zneg */
     const int64_t zneg = zero_code(1, grid), sbit = grid->sign_bit, M = grid->man_bits,
                   emin = grid->min_exponent, top = grid->max_field, subn = grid->subnormals;
-    const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0, Sinv = dv->Sinv, D = dv->D;
-    const int pow2 = dv->Dd == 1;
+    const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0;
     int64_t any = 0;
-    for (int64_t i = 0; i < width; i++) {
-        const double v = xb[i], a0 = fabs(v), a = a0 < lo ? 0.0 : a0;
-        const double q = pow2 ? a * Sinv : a / D;
+    for (int64_t i = 0; i < n; i++) {
+        const double v = x[i], a0 = fabs(v), a = a0 < lo ? 0.0 : a0;
+        const double q = use_div ? a / div[i] : a * mul[i];
         uint64_t qb, vb;
         memcpy(&qb, &q, sizeof qb);
         memcpy(&vb, &v, sizeof vb);
@@ -197,8 +199,8 @@ static int rne_elements(int64_t *restrict out, unsigned char *restrict slow,
         const uint64_t sb = (uint64_t)(1023 + M - ec) << 52;
         double sc;
         memcpy(&sc, &sb, sizeof sc);
-        const int64_t n = (int64_t)rint(q * sc);
-        int64_t mag = n + ((ec - emin) << M);
+        const int64_t r = (int64_t)rint(q * sc);
+        int64_t mag = r + ((ec - emin) << M);
         mag = mag > top ? top : mag; /* the grid saturates */
         mag = (mag < (INT64_C(1) << M)) & (subn == 0) ? 0 : mag;
         mag = bad | (qb == 0) ? 0 : mag;
@@ -210,6 +212,70 @@ static int rne_elements(int64_t *restrict out, unsigned char *restrict slow,
     return any != 0;
 }
 
+/* How a block's elements are coded: the vectorised RNE pass, the general path, or all
+ * zero (a NaN/inf block). */
+enum { BLOCK_RNE = 0, BLOCK_GENERAL = 1, BLOCK_SPECIAL = 2 };
+
+/* The scale and divisor of the block xb (no NaN or inf; amax its largest magnitude, daz
+ * applied): its scale code, its clip count and its divisor. */
+static int64_t block_scale(block_divisor *dv, int64_t *clip, const double *xb, int64_t width,
+                           double amax, double lo, const lowbit_float *grid, int is_int,
+                           int asym, const lowbit_float *scale_f, const double *sv, int pow2,
+                           int rule, int64_t emax, int64_t precision, double mpos, double T)
+{
+    const int64_t smin = scale_f->min_exponent;
+    int64_t code, se = 0; /* se: the exponent of a power-of-two scale */
+    double S;
+    if (amax == 0.0) {
+        code = scale_f->zero ? 1 : 0;
+        S = 1.0;
+    } else if (pow2) {
+        int64_t e;
+        if (rule == RULE_FLOOR && T == 1.0 && amax >= DBL_MIN) {
+            /* OCP's rule: floor(log2 amax) - emax, read off the exponent field */
+            e = (int64_t)(f64_bits(amax) >> 52) - 1023 - emax;
+        } else {
+            int ea;
+            frexp(amax, &ea);
+            const int64_t sh = ea - 1;
+            const double am = ldexp(amax, (int)-sh);
+            e = pow2_scale_exp(am, sh, T, rule, emax, precision, mpos);
+        }
+        const int64_t emax_s = smin + scale_f->max_field;
+        e = e < smin ? smin : (e > emax_s ? emax_s : e);
+        code = e - smin;
+        se = e;
+        S = ldexp(1.0, (int)e);
+    } else {
+        code = scale_code_rounded(amax, mpos * T, scale_f, sv, rule == RULE_RCEIL);
+        S = sv[code];
+    }
+    dv->D = S * T;
+    if (pow2 && T == 1.0 && se >= -1022 && se <= 1022) { /* D = 2^se */
+        dv->Dd = 1;
+        dv->ed = se;
+        dv->Sinv = f64_of_bits((uint64_t)(1023 - se) << 52);
+    } else {
+        dv->Dd = parts(dv->D, &dv->ed);
+        const int tz = __builtin_ctzll(dv->Dd); /* D > 0: Dd != 0 */
+        dv->Dd >>= tz;
+        dv->ed += tz;
+        dv->Sinv = dv->Dd == 1 ? ldexp(1.0, (int)-dv->ed) : 0.0;
+    }
+    dv->top_pos = mpos * dv->D;
+    dv->top_neg = (asym ? 2.0 : mpos) * dv->D;
+    dv->quotient = !is_int && quotient_rounds_exactly(grid, dv->Dd);
+    int64_t nclip = 0; /* branch-free: signs are random */
+    for (int64_t i = 0; i < width; i++) {
+        const double a0 = fabs(xb[i]), a = a0 < lo ? 0.0 : a0;
+        nclip += a > (xb[i] < 0.0 ? dv->top_neg : dv->top_pos);
+    }
+    *clip = nclip;
+    return code;
+}
+
+#define CHUNK_BLOCKS 64 /* blocks whose elements one vectorised pass codes */
+
 int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const void *x,
                           int32_t x_f32, const int64_t *index, int64_t nblocks, int64_t width,
                           const lowbit_float *grid, int32_t is_int, int32_t asym,
@@ -217,126 +283,116 @@ int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, con
                           int64_t precision, double mpos, double T, int32_t daz, uint64_t seed)
 {
     int bad = 0, nomem = 0;
-    const int64_t smin = scale_f->min_exponent;
     const int rne = grid->rounding == LOWBIT_NEAREST_EVEN && !is_int &&
                     grid->overflow == LOWBIT_SATURATE;
+    const int use_div = !(pow2 && T == 1.0); /* else every divisor is a power of two */
+    const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0;
+    const int64_t nchunks = (nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
+    /* the values of the scale's codes, for a scale that is not a power of two */
+    double *sv = NULL;
+    if (!pow2) {
+        if (scale_f->max_field >= (INT64_C(1) << 20))
+            return LOWBIT_ERR_NOMEM; /* no table for scales this wide (none is) */
+        sv = malloc(sizeof(double) * (size_t)(scale_f->max_field + 1));
+        if (!sv)
+            return LOWBIT_ERR_NOMEM;
+        for (int64_t c = 0; c <= scale_f->max_field; c++)
+            sv[c] = value_of(c, scale_f);
+    }
     _Pragma("omp parallel reduction(+:bad) reduction(|:nomem) if(nblocks * width > LOWBIT_PARALLEL_MIN)")
     {
-        double *const buf = malloc(sizeof(double) * (size_t)width);
-        int64_t *const cbuf = malloc(sizeof(int64_t) * (size_t)width);
-        unsigned char *const slow = malloc((size_t)width);
-        if (!buf || !cbuf || !slow)
+        const size_t cap = (size_t)CHUNK_BLOCKS * (size_t)width;
+        double *const xbuf = malloc(sizeof(double) * cap);
+        double *const mul = malloc(sizeof(double) * cap);
+        int64_t *const cbuf = malloc(sizeof(int64_t) * cap);
+        unsigned char *const slow = malloc(cap);
+        block_divisor *const dvs = malloc(sizeof(block_divisor) * CHUNK_BLOCKS);
+        unsigned char *const kind = malloc(CHUNK_BLOCKS);
+        if (!xbuf || !mul || !cbuf || !slow || !dvs || !kind)
             nomem = 1;
         _Pragma("omp for schedule(static)")
-        for (int64_t b = 0; b < nblocks; b++) {
+        for (int64_t c = 0; c < nchunks; c++) {
             if (nomem)
                 continue;
-            const double *xb;
+            const int64_t b0 = c * CHUNK_BLOCKS;
+            const int64_t nb = nblocks - b0 < CHUNK_BLOCKS ? nblocks - b0 : CHUNK_BLOCKS;
+            const int64_t n = nb * width, i0 = b0 * width;
+            const double *xs;
             if (x_f32) {
-                const float *xf = (const float *)x + b * width;
-                for (int64_t i = 0; i < width; i++)
-                    buf[i] = (double)xf[i];
-                xb = buf;
+                const float *xf = (const float *)x + i0;
+                for (int64_t i = 0; i < n; i++)
+                    xbuf[i] = (double)xf[i];
+                xs = xbuf;
             } else {
-                xb = (const double *)x + b * width;
+                xs = (const double *)x + i0;
             }
-            const int64_t *ib = index ? index + b * width : NULL;
-            int64_t *const out = ib ? cbuf : codes + b * width;
-            /* the largest |x| as the largest magnitude bit pattern (same order as the
-             * values; an inf or NaN is above every finite one): one integer max */
-            uint64_t top_bits = 0;
-            for (int64_t i = 0; i < width; i++) {
-                uint64_t ab;
-                memcpy(&ab, xb + i, sizeof ab);
-                ab &= UINT64_C(0x7FFFFFFFFFFFFFFF);
-                top_bits = ab > top_bits ? ab : top_bits;
-            }
-            const int special = top_bits >= UINT64_C(0x7FF0000000000000);
-            const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0;
-            double amax = f64_of_bits(top_bits);
-            amax = amax < lo ? 0.0 : amax; /* daz: the largest is flushed only if all are */
-            if (special) {
-                if (scale_f->nan_code < 0) {
-                    bad += 1;
-                    scales[b] = 0;
-                } else {
-                    scales[b] = scale_f->nan_code;
-                }
-                for (int64_t i = 0; i < width; i++)
-                    out[i] = 0;
-                clipped[b] = 0;
-            } else {
-                double S;
-                int64_t se = 0; /* the scale's exponent, for a power-of-two scale */
-                if (amax == 0.0) {
-                    scales[b] = scale_f->zero ? 1 : 0;
-                    S = 1.0;
-                } else if (pow2) {
-                    int64_t e;
-                    if (rule == RULE_FLOOR && T == 1.0 && amax >= DBL_MIN) {
-                        /* OCP's rule: floor(log2 amax) - emax, read off the exponent field */
-                        e = (int64_t)(f64_bits(amax) >> 52) - 1023 - emax;
-                    } else {
-                        int ea;
-                        frexp(amax, &ea);
-                        const int64_t sh = ea - 1;
-                        const double am = ldexp(amax, (int)-sh);
-                        e = pow2_scale_exp(am, sh, T, rule, emax, precision, mpos);
-                    }
-                    const int64_t emin_s = smin, emax_s = smin + scale_f->max_field;
-                    e = e < emin_s ? emin_s : (e > emax_s ? emax_s : e);
-                    scales[b] = e - smin;
-                    se = e;
-                    S = ldexp(1.0, (int)e);
-                } else {
-                    const int64_t c = scale_code_rounded(amax, mpos * T, scale_f,
-                                                         rule == RULE_RCEIL);
-                    scales[b] = c;
-                    S = value_of(c, scale_f);
-                }
-                block_divisor dv;
-                dv.D = S * T;
-                if (pow2 && T == 1.0 && se >= -1022 && se <= 1022) { /* D = 2^se */
-                    dv.Dd = 1;
-                    dv.ed = se;
-                    dv.Sinv = f64_of_bits((uint64_t)(1023 - se) << 52);
-                } else {
-                    dv.Dd = parts(dv.D, &dv.ed);
-                    const int tz = __builtin_ctzll(dv.Dd); /* D > 0: Dd != 0 */
-                    dv.Dd >>= tz;
-                    dv.ed += tz;
-                    dv.Sinv = dv.Dd == 1 ? ldexp(1.0, (int)-dv.ed) : 0.0;
-                }
-                dv.top_pos = mpos * dv.D;
-                dv.top_neg = (asym ? 2.0 : mpos) * dv.D;
-                dv.quotient = !is_int && quotient_rounds_exactly(grid, dv.Dd);
-                int64_t nclip = 0; /* branch-free: signs are random */
+            int64_t *const out = index ? cbuf : codes + i0;
+            int any_rne = 0;
+            for (int64_t k = 0; k < nb; k++) {
+                const double *xb = xs + k * width;
+                /* the largest |x| as the largest magnitude bit pattern (same order as
+                 * the values; an inf or NaN is above every finite one): one integer max */
+                uint64_t top_bits = 0;
                 for (int64_t i = 0; i < width; i++) {
-                    const double a0 = fabs(xb[i]), a = a0 < lo ? 0.0 : a0;
-                    nclip += a > (xb[i] < 0.0 ? dv.top_neg : dv.top_pos);
+                    uint64_t ab;
+                    memcpy(&ab, xb + i, sizeof ab);
+                    ab &= UINT64_C(0x7FFFFFFFFFFFFFFF);
+                    top_bits = ab > top_bits ? ab : top_bits;
                 }
-                if (rne && dv.quotient) {
-                    if (rne_elements(out, slow, xb, width, &dv, grid, daz))
-                        for (int64_t i = 0; i < width; i++)
-                            if (slow[i])
-                                out[i] = element_code(xb[i], &dv, grid, 0, asym, daz, seed,
-                                                      ib ? ib[i] : b * width + i);
-                } else {
+                double *const mk = mul + k * width;
+                if (top_bits >= UINT64_C(0x7FF0000000000000)) { /* a NaN or inf */
+                    if (scale_f->nan_code < 0) {
+                        bad += 1;
+                        scales[b0 + k] = 0;
+                    } else {
+                        scales[b0 + k] = scale_f->nan_code;
+                    }
+                    clipped[b0 + k] = 0;
+                    kind[k] = BLOCK_SPECIAL;
                     for (int64_t i = 0; i < width; i++)
-                        out[i] = element_code(xb[i], &dv, grid, is_int, asym, daz, seed,
-                                              ib ? ib[i] : b * width + i);
+                        mk[i] = 1.0;
+                    continue;
                 }
-                clipped[b] = nclip;
-            }
-            if (ib)
+                double amax = f64_of_bits(top_bits);
+                amax = amax < lo ? 0.0 : amax; /* daz: the largest is flushed only if all are */
+                scales[b0 + k] = block_scale(&dvs[k], &clipped[b0 + k], xb, width, amax, lo,
+                                             grid, is_int, asym, scale_f, sv, pow2, rule,
+                                             emax, precision, mpos, T);
+                kind[k] = rne && dvs[k].quotient ? BLOCK_RNE : BLOCK_GENERAL;
+                any_rne |= kind[k] == BLOCK_RNE;
+                const double m = use_div ? dvs[k].D : dvs[k].Sinv;
                 for (int64_t i = 0; i < width; i++)
-                    if (ib[i] >= 0)
-                        codes[ib[i]] = out[i];
+                    mk[i] = m;
+            }
+            const int any_slow = any_rne && rne_elements(out, slow, xs, mul, mul, n, use_div,
+                                                         grid, daz);
+            for (int64_t k = 0; k < nb; k++) {
+                int64_t *const ok = out + k * width;
+                const double *xb = xs + k * width;
+                const int64_t *ib = index ? index + (b0 + k) * width : NULL;
+                if (kind[k] == BLOCK_SPECIAL) {
+                    for (int64_t i = 0; i < width; i++)
+                        ok[i] = 0;
+                } else if (kind[k] == BLOCK_GENERAL || any_slow) {
+                    for (int64_t i = 0; i < width; i++)
+                        if (kind[k] == BLOCK_GENERAL || slow[k * width + i])
+                            ok[i] = element_code(xb[i], &dvs[k], grid, is_int, asym, daz,
+                                                 seed, ib ? ib[i] : (b0 + k) * width + i);
+                }
+            }
+            if (index)
+                for (int64_t i = 0; i < n; i++)
+                    if (index[i0 + i] >= 0)
+                        codes[index[i0 + i]] = cbuf[i];
         }
-        free(buf);
+        free(xbuf);
+        free(mul);
         free(cbuf);
         free(slow);
+        free(dvs);
+        free(kind);
     }
+    free(sv);
     if (nomem)
         return LOWBIT_ERR_NOMEM;
     return bad ? LOWBIT_ERR_NAN : LOWBIT_OK;

@@ -9,6 +9,7 @@ scale codes and the clip count.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -63,13 +64,17 @@ def layout(shape: tuple[int, ...], fmt: Block) -> tuple[np.ndarray, tuple[int, .
 
 
 def _read_amax(x: np.ndarray, fmt: Block) -> tuple[Fraction, bool]:
-    """The largest magnitude of x (daz applied) and whether x holds a NaN or an inf."""
-    finite = np.isfinite(x)
-    special = not bool(finite.all())
-    a = np.abs(np.where(finite, x, 0.0))
-    if fmt.daz:
-        a = np.where(a < 2.0 ** -126, 0.0, a)
-    return Fraction(float(a.max())) if a.size else Fraction(0), special
+    """The largest magnitude of x (daz applied) and whether x holds a NaN or an inf (then
+    the magnitude is not used): two reductions, no temporary (max and min propagate NaN)."""
+    if x.size == 0:
+        return Fraction(0), False
+    hi, lo = float(x.max()), float(x.min())
+    if not (math.isfinite(hi) and math.isfinite(lo)):
+        return Fraction(0), True
+    top = max(hi, -lo)
+    if fmt.daz and top < 2.0 ** -126:
+        top = 0.0  # every value is flushed
+    return Fraction(top), False
 
 
 def block_cast(x: np.ndarray, fmt: Block, seed: int, be) -> BlockCast:

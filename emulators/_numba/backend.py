@@ -234,6 +234,7 @@ def float_matmul_binary32(a, b):
 
 # ---------------------------------------------------------------- Block ---
 
+from lowbit.emulators._float_ops import to_float as float_values  # noqa: E402
 from lowbit.emulators._numba import block as _block  # noqa: E402
 
 
@@ -244,11 +245,12 @@ def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, 
     codes = np.empty(n, np.int64)
     scales = np.empty(nblocks, np.int64)
     clipped = np.empty(nblocks, np.int64)
+    sv = np.zeros(1) if pow2 else float_values(np.arange(scale_fmt.max_field + 1), scale_fmt)
     status = sized(_block.block_quantize, x2d.size)(
         x2d.reshape(-1), np.empty(0, np.int64) if dense else index.reshape(-1), nblocks, width,
-        kernel_fields(grid), bool(is_int), bool(asym), kernel_fields(scale_fmt), bool(pow2),
-        rule, emax, precision, float(mpos), float(T), bool(daz), np.uint64(seed), codes,
-        scales, clipped)
+        kernel_fields(grid), bool(is_int), bool(asym), kernel_fields(scale_fmt), sv,
+        bool(pow2), rule, emax, precision, float(mpos), float(T), bool(daz), np.uint64(seed),
+        codes, scales, clipped)
     return codes, scales, clipped, int(status)
 
 

@@ -20,7 +20,6 @@ from lowbit.emulators._numba.floating import (
     ONE,
     ZERO,
     bit_length,
-    decode_raw,
     gt128,
     round_to_code,
     shl128,
@@ -91,33 +90,25 @@ def pow2_scale_exp(am, sh, T, rule, emax, precision, mpos):
 
 
 @inline
-def value_of(code, f):
-    """The float64 value of a positive code of the scale format f."""
-    _, _, sig, e2 = decode_raw(code, f, False)
-    return math.ldexp(float(sig), e2)
-
-
-@jit
-def scale_code_rounded(amax, mT, f, round_up):
+def scale_code_rounded(amax, mT, f, sv, round_up):
     """The code of amax / mT rounded into the scale format f (upward, or to nearest even),
-    clamped to its smallest positive and largest finite codes (binary search on codes:
-    positive codes are in value order)."""
+    clamped to its smallest positive and largest finite codes; sv: the values of f's codes
+    0..max_field (positive codes are in value order: a binary search)."""
     top = np.int64(f[3])
-    if value_of(top, f) * mT < amax:
+    if sv[top] * mT < amax:
         return top
     lo = np.int64(1)
-    hi = top  # the smallest code c with value(c) * mT >= amax is in [lo, hi]
+    hi = top  # the smallest code c with sv[c] * mT >= amax is in [lo, hi]
     while lo < hi:
         mid = (lo + hi) // 2
-        if value_of(mid, f) * mT >= amax:
+        if sv[mid] * mT >= amax:
             hi = mid
         else:
             lo = mid + 1
     c = lo
     if round_up or c == 1:
         return c
-    below = value_of(c - 1, f)
-    edge = (below + value_of(c, f)) * 0.5 * mT
+    edge = (sv[c - 1] + sv[c]) * 0.5 * mT
     if amax < edge or (amax == edge and (c & 1) == 1):
         return c - 1
     return c
@@ -181,12 +172,13 @@ def element_code(v, D, Sinv, Dd, ed, quotient, grid, is_int, asym, daz, seed, j)
 
 
 @inline
-def rne_elements(out, slow, xb, D, Sinv, pow2, grid, daz):
-    """The elements of one block under a saturating RNE float grid whose quotient rounds
-    exactly, in one branch-free pass (the twin of csrc rne_elements): with q = |x| / D a
-    normal double and ec = max(e(q), emin), rint(q * 2**(M - ec)) + ((ec - emin) << M) is
-    the magnitude code, clamped; zeros keep their sign; quotients that are not normal
-    doubles below 2**512 are marked ``slow``. Returns whether any is."""
+def rne_elements(out, slow, x, mul, n, use_div, grid, daz):
+    """The elements of a run of blocks under a saturating RNE float grid whose quotients
+    round exactly, in one branch-free pass (the twin of csrc rne_elements): q = |x| / mul[i]
+    (use_div) or |x| * mul[i] (power-of-two divisors) a normal double, ec = max(e(q),
+    emin): rint(q * 2**(M - ec)) + ((ec - emin) << M) is the magnitude code, clamped;
+    zeros keep their sign; quotients that are not normal doubles below 2**512 are marked
+    ``slow``. Returns whether any is."""
     zneg = zero_code(True, grid)
     sbit = grid[4]
     M = grid[0]
@@ -195,19 +187,19 @@ def rne_elements(out, slow, xb, D, Sinv, pow2, grid, daz):
     subn = grid[6]
     lo = FP32_SMALLEST_NORMAL if daz else 0.0
     anyslow = 0
-    for i in range(xb.size):
-        v = xb[i]
+    for i in range(n):
+        v = x[i]
         a0 = abs(v)
         a = 0.0 if a0 < lo else a0
-        q = a * Sinv if pow2 else a / D
+        q = a / mul[i] if use_div else a * mul[i]
         qb = np.float64(q).view(np.uint64)
         vb = np.float64(v).view(np.uint64)
         qe = np.int64(qb >> U64(52))
         bad = np.int64(qb != ZERO) & (np.int64(qe == 0) | np.int64(qe >= 1023 + 512))
         ec = max(qe - 1023, emin)
         sc = np.uint64(U64(1023 + M - ec) << U64(52)).view(np.float64)
-        n = np.int64(np.rint(q * sc))
-        mag = n + ((ec - emin) << M)
+        r = np.int64(np.rint(q * sc))
+        mag = r + ((ec - emin) << M)
         mag = top if mag > top else mag
         mag = 0 if (mag < (1 << M) and subn == 0) else mag
         mag = 0 if (bad != 0 or qb == ZERO) else mag
@@ -219,102 +211,136 @@ def rne_elements(out, slow, xb, D, Sinv, pow2, grid, daz):
 
 
 @inline
-def quantize_one(x, index, b, width, grid, is_int, asym, scale_f, pow2, rule, emax, precision,
-                 mpos, T, daz, seed, codes, scales, clipped, dense, rne, xb, buf, slow):
-    """Block b of block_quantize; 1 if it holds a NaN/inf and the scale has no NaN."""
-    bad = 0
+def block_scale(xb, amax, lo, grid, is_int, asym, scale_f, sv, pow2, rule, emax, precision,
+                mpos, T):
+    """The scale of the block xb (no NaN or inf; amax its largest magnitude, daz applied):
+    (scale code, clip count, D, Sinv, Dd, ed, quotient) (the twin of csrc block_scale)."""
     smin = scale_f[1]
-    smax_code = np.int64(scale_f[3])
-    base = b * width
-    for i in range(width):
-        xb[i] = x[base + i]
-    out = codes[base:base + width] if dense else buf
-    amax = 0.0
-    special = False
-    for i in range(width):
-        a = abs(xb[i])
-        finite = a <= 1.7976931348623157e308
-        special |= not finite
-        ad = 0.0 if ((daz and a < FP32_SMALLEST_NORMAL) or not finite) else a
-        amax = ad if ad > amax else amax
-    if special:
-        if scale_f[8] < 0:
-            bad += 1
-            scales[b] = 0
+    se = 0  # the exponent of a power-of-two scale
+    if amax == 0.0:
+        code = np.int64(0 if scale_f[2] == 0 else 1)
+        S = 1.0
+    elif pow2:
+        if rule == RULE_FLOOR and T == 1.0 and amax >= 2.2250738585072014e-308:
+            # OCP's rule: floor(log2 amax) - emax, read off the exponent field
+            e = np.int64(np.float64(amax).view(np.uint64) >> U64(52)) - 1023 - emax
         else:
-            scales[b] = scale_f[8]
-        for i in range(width):
-            out[i] = 0
-        clipped[b] = 0
-    else:
-        if amax == 0.0:
-            scales[b] = 0 if scale_f[2] == 0 else 1
-            S = 1.0
-        elif pow2:
             _, ea = math.frexp(amax)
             sh = ea - 1
             am = math.ldexp(amax, -sh)
             e = pow2_scale_exp(am, sh, T, rule, emax, precision, mpos)
-            e = min(max(e, smin), scale_f[1] + smax_code)
-            scales[b] = e - smin
-            S = math.ldexp(1.0, e)
-        else:
-            c = scale_code_rounded(amax, mpos * T, scale_f, rule == RULE_RCEIL)
-            scales[b] = c
-            S = value_of(c, scale_f)
-        D = S * T
+        e = min(max(e, smin), smin + np.int64(scale_f[3]))
+        code = np.int64(e - smin)
+        se = e
+        S = math.ldexp(1.0, e)
+    else:
+        code = scale_code_rounded(amax, mpos * T, scale_f, sv, rule == RULE_RCEIL)
+        S = sv[code]
+    D = S * T
+    if pow2 and T == 1.0 and se >= -1022 and se <= 1022:  # D = 2**se
+        Dd = ONE
+        ed = se
+        Sinv = np.uint64(U64(1023 - se) << U64(52)).view(np.float64)
+    else:
         Dd, ed = parts(D)
         tz = bit_length(Dd & (~Dd + ONE)) - 1  # trailing zeros (D > 0: Dd != 0)
         Dd >>= U64(tz)
         ed += tz
-        top_pos = mpos * D
-        top_neg = (2.0 if asym else mpos) * D
         Sinv = math.ldexp(1.0, -ed) if Dd == ONE else 0.0
-        quotient = not is_int and quotient_rounds_exactly(grid, Dd)
-        nclip = 0
-        for i in range(width):
-            a = abs(xb[i])
-            a = 0.0 if (daz and a < FP32_SMALLEST_NORMAL) else a
-            neg = math.copysign(1.0, xb[i]) < 0.0
-            nclip += a > (top_neg if neg else top_pos)
-        if rne and quotient:
-            if rne_elements(out, slow, xb, D, Sinv, Dd == ONE, grid, daz):
-                for i in range(width):
-                    if slow[i]:
-                        out[i] = element_code(xb[i], D, Sinv, Dd, ed, quotient, grid,
-                                              False, asym, daz, seed,
-                                              base + i if dense else index[base + i])
-        else:
-            for i in range(width):
-                out[i] = element_code(xb[i], D, Sinv, Dd, ed, quotient, grid, is_int,
-                                      asym, daz, seed,
-                                      base + i if dense else index[base + i])
-        clipped[b] = nclip
-    if not dense:
-        for i in range(width):
-            j = index[base + i]
-            if j >= 0:
-                codes[j] = out[i]
-    return bad
+    top_pos = mpos * D
+    top_neg = (2.0 if asym else mpos) * D
+    quotient = not is_int and quotient_rounds_exactly(grid, Dd)
+    nclip = 0
+    for i in range(xb.size):
+        a0 = abs(xb[i])
+        a = 0.0 if a0 < lo else a0
+        nclip += a > (top_neg if xb[i] < 0.0 else top_pos)
+    return code, nclip, D, Sinv, Dd, ed, quotient
+
+
+CHUNK_BLOCKS = 64  # blocks whose elements one pass codes
+BLOCK_RNE, BLOCK_GENERAL, BLOCK_SPECIAL = 0, 1, 2
 
 
 @pjit
-def block_quantize(x, index, nblocks, width, grid, is_int, asym, scale_f, pow2, rule, emax,
-                   precision, mpos, T, daz, seed, codes, scales, clipped):
+def block_quantize(x, index, nblocks, width, grid, is_int, asym, scale_f, sv, pow2, rule,
+                   emax, precision, mpos, T, daz, seed, codes, scales, clipped):
     """Block-cast x (nblocks x width float32 or float64 values, padded) into element codes
     (at ``index``, or in place when ``index`` is empty: the blocks are consecutive), scale
-    codes and per-block clip counts; 1 if a NaN block has no NaN scale (the twin of csrc
-    lowbit_block_quantize)."""
+    codes and per-block clip counts; sv: the values of the scale's codes (non-power-of-two
+    scales); 1 if a NaN block has no NaN scale (the twin of csrc lowbit_block_quantize:
+    chunks of CHUNK_BLOCKS blocks, their RNE elements in one pass)."""
     bad = 0
     dense = index.size == 0
     rne = grid[11] == 0 and not is_int and grid[7] == 0
-    per = 256  # blocks per chunk: each chunk allocates its buffers once
-    for ch in prange((nblocks + per - 1) // per):
-        xb = np.empty(width)
-        buf = np.empty(width, np.int64)
-        slow = np.empty(width, np.bool_)
-        for b in range(ch * per, min(ch * per + per, nblocks)):
-            bad += quantize_one(x, index, b, width, grid, is_int, asym, scale_f, pow2, rule,
-                                emax, precision, mpos, T, daz, seed, codes, scales, clipped,
-                                dense, rne, xb, buf, slow)
+    use_div = not (pow2 and T == 1.0)  # else every divisor is a power of two
+    lo = FP32_SMALLEST_NORMAL if daz else 0.0
+    nchunks = (nblocks + CHUNK_BLOCKS - 1) // CHUNK_BLOCKS
+    cap = CHUNK_BLOCKS * width
+    for c in prange(nchunks):
+        xs = np.empty(cap)
+        mul = np.empty(cap)
+        cbuf = np.empty(cap, np.int64)
+        slow = np.zeros(cap, np.bool_)
+        kind = np.empty(CHUNK_BLOCKS, np.int64)
+        Ds = np.empty(CHUNK_BLOCKS)
+        Sinvs = np.empty(CHUNK_BLOCKS)
+        Dds = np.empty(CHUNK_BLOCKS, np.uint64)
+        eds = np.empty(CHUNK_BLOCKS, np.int64)
+        quots = np.empty(CHUNK_BLOCKS, np.bool_)
+        b0 = c * CHUNK_BLOCKS
+        nb = min(CHUNK_BLOCKS, nblocks - b0)
+        n = nb * width
+        i0 = b0 * width
+        for i in range(n):
+            xs[i] = x[i0 + i]
+        out = codes[i0:i0 + n] if dense else cbuf
+        any_rne = False
+        for k in range(nb):
+            xb = xs[k * width:(k + 1) * width]
+            top_bits = ZERO
+            for i in range(width):
+                ab = np.float64(xb[i]).view(np.uint64) & U64(0x7FFFFFFFFFFFFFFF)
+                top_bits = ab if ab > top_bits else top_bits
+            if top_bits >= U64(0x7FF0000000000000):  # a NaN or inf
+                if scale_f[8] < 0:
+                    bad += 1
+                    scales[b0 + k] = 0
+                else:
+                    scales[b0 + k] = scale_f[8]
+                clipped[b0 + k] = 0
+                kind[k] = BLOCK_SPECIAL
+                for i in range(width):
+                    mul[k * width + i] = 1.0
+                continue
+            amax = np.uint64(top_bits).view(np.float64)
+            amax = 0.0 if amax < lo else amax  # daz: the largest is flushed only if all are
+            code, nclip, D, Sinv, Dd, ed, quotient = block_scale(
+                xb, amax, lo, grid, is_int, asym, scale_f, sv, pow2, rule, emax, precision,
+                mpos, T)
+            scales[b0 + k] = code
+            clipped[b0 + k] = nclip
+            Ds[k], Sinvs[k], Dds[k], eds[k], quots[k] = D, Sinv, Dd, ed, quotient
+            kind[k] = BLOCK_RNE if (rne and quotient) else BLOCK_GENERAL
+            any_rne |= kind[k] == BLOCK_RNE
+            m = D if use_div else Sinv
+            for i in range(width):
+                mul[k * width + i] = m
+        any_slow = any_rne and rne_elements(out, slow, xs, mul, n, use_div, grid, daz)
+        for k in range(nb):
+            if kind[k] == BLOCK_SPECIAL:
+                for i in range(width):
+                    out[k * width + i] = 0
+            elif kind[k] == BLOCK_GENERAL or any_slow:
+                for i in range(width):
+                    if kind[k] == BLOCK_GENERAL or slow[k * width + i]:
+                        j = (b0 + k) * width + i
+                        out[k * width + i] = element_code(
+                            xs[k * width + i], Ds[k], Sinvs[k], Dds[k], eds[k], quots[k],
+                            grid, is_int, asym, daz, seed, j if dense else index[j])
+        if not dense:
+            for i in range(n):
+                j = index[i0 + i]
+                if j >= 0:
+                    codes[j] = cbuf[i]
     return bad
