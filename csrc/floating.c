@@ -891,6 +891,104 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict
     return nomem ? LOWBIT_ERR_NOMEM : LOWBIT_OK;
 }
 
+static inline uint32_t f32_bits(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+static inline float f32_of_bits(uint32_t b)
+{
+    float v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+int lowbit_fused_matmul_f32(float *out, const float *a, const float *restrict b, int64_t M,
+                            int64_t K, int64_t N, int64_t group, int64_t frac_bits,
+                            int64_t promote, const lowbit_float *regp)
+{
+    const lowbit_float reg = *regp;
+    int nomem = 0, range = 0;
+    const uint32_t mask = ~((UINT32_C(1) << (23 - reg.man_bits)) - 1);
+    const int64_t rlo = reg.min_exponent, rhi = reg.min_exponent + (reg.max_field >> reg.man_bits) - 1;
+    const int64_t elo = frac_bits - 126, ehi = frac_bits + 126;
+    _Pragma("omp parallel reduction(|:nomem, range) if(M * N * K > LOWBIT_PARALLEL_MIN)")
+    {
+        float *const buf = malloc(sizeof(float) * (size_t)N * 6);
+        float *restrict c = buf, *restrict m = buf + N, *restrict sc = buf + 2 * N,
+              *restrict S = buf + 3 * N, *restrict isc = buf + 4 * N,
+              *restrict outer = buf + 5 * N;
+        if (!buf)
+            nomem = 1;
+        _Pragma("omp for schedule(static)")
+        for (int64_t i = 0; i < M; i++) {
+            if (nomem || range)
+                continue;
+            for (int64_t j = 0; j < N; j++) {
+                c[j] = 0.0f;
+                outer[j] = 0.0f;
+            }
+            int64_t bad = 0;
+            for (int64_t g0 = 0; g0 < K; g0 += group) {
+                const int64_t g1 = g0 + group < K ? g0 + group : K;
+                for (int64_t j = 0; j < N; j++)
+                    m[j] = fabsf(c[j]);
+                for (int64_t k = g0; k < g1; k++) {
+                    const float x = a[i * K + k];
+                    const float *restrict br = b + k * N;
+                    for (int64_t j = 0; j < N; j++) {
+                        const float p = fabsf(x * br[j]);
+                        m[j] = p > m[j] ? p : m[j];
+                    }
+                }
+                /* the exponent step: 2^(n - e) and 2^(e - n) normal floats, or leave */
+                for (int64_t j = 0; j < N; j++) {
+                    const int64_t e = (int64_t)(f32_bits(m[j]) >> 23) - 127;
+                    const int64_t nz = m[j] > 0.0f;
+                    bad |= nz & ((e < elo) | (e > ehi));
+                    sc[j] = nz ? f32_of_bits((uint32_t)(127 + frac_bits - e) << 23) : 0.0f;
+                    isc[j] = nz ? f32_of_bits((uint32_t)(127 - frac_bits + e) << 23) : 0.0f;
+                }
+                for (int64_t j = 0; j < N; j++)
+                    S[j] = truncf(c[j] * sc[j]);
+                for (int64_t k = g0; k < g1; k++) {
+                    const float x = a[i * K + k];
+                    const float *restrict br = b + k * N;
+                    for (int64_t j = 0; j < N; j++)
+                        S[j] += truncf(x * br[j] * sc[j]);
+                }
+                /* the register step (toward zero): the top bits of the exact S * isc */
+                for (int64_t j = 0; j < N; j++) {
+                    const uint32_t vb = f32_bits(S[j] * isc[j]);
+                    const int64_t ev = (int64_t)((vb >> 23) & 0xFF) - 127;
+                    bad |= (S[j] != 0.0f) & ((ev < rlo) | (ev >= rhi));
+                    c[j] = S[j] == 0.0f ? 0.0f : f32_of_bits(vb & mask);
+                }
+                if (promote && g1 % promote == 0)
+                    for (int64_t j = 0; j < N; j++) {
+                        outer[j] = outer[j] + c[j];
+                        c[j] = 0.0f;
+                    }
+            }
+            if (bad) {
+                range = 1;
+                continue;
+            }
+            if (promote && K % promote)
+                for (int64_t j = 0; j < N; j++)
+                    outer[j] = outer[j] + c[j];
+            for (int64_t j = 0; j < N; j++)
+                out[i * N + j] = promote ? outer[j] : c[j];
+        }
+        free(buf);
+    }
+    if (nomem)
+        return LOWBIT_ERR_NOMEM;
+    return range ? LOWBIT_ERR_RANGE : LOWBIT_OK;
+}
+
 int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const int64_t *table,
                                 int32_t shift)
 {

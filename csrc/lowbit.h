@@ -44,7 +44,8 @@ enum lowbit_status {
     LOWBIT_ERR_NAN = 1,      /* an input was NaN */
     LOWBIT_ERR_INF = 2,      /* an input was +-inf under WRAP */
     LOWBIT_ERR_NOMEM = 3,    /* a scratch buffer could not be allocated */
-    LOWBIT_ERR_ZERO_DIVISION = 4 /* an LNS division by zero */
+    LOWBIT_ERR_ZERO_DIVISION = 4, /* an LNS division by zero */
+    LOWBIT_ERR_RANGE = 5     /* a fast path's range check failed: take the general one */
 };
 
 /* A fixed-point format: value = code * 2^-frac. */
@@ -270,6 +271,14 @@ void lowbit_float_matmul_binary32(float *out, const float *a, const float *b, in
 int lowbit_fused_matmul_f64(double *out, const double *a, const double *b, int64_t M,
                             int64_t K, int64_t N, int64_t group, int64_t frac_bits,
                             int32_t floor_align, int64_t promote, const lowbit_float *regp);
+
+/* The same in float32 for a model that cuts toward zero into a round-toward-zero register
+ * of binary32's range (FP8 presets): every product, power-of-two scaling and group sum
+ * (below 2^24) is exact in a float. LOWBIT_ERR_RANGE when a group's largest magnitude or a
+ * register value leaves the range where that holds (the caller runs the float64 kernel). */
+int lowbit_fused_matmul_f32(float *out, const float *a, const float *b, int64_t M,
+                            int64_t K, int64_t N, int64_t group, int64_t frac_bits,
+                            int64_t promote, const lowbit_float *regp);
 
 /* ---- Block formats (csrc/block.c) ----------------------------------------
  * The block cast of x, laid out as nblocks rows of width float64 values (pads 0.0 with

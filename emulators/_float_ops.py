@@ -286,6 +286,17 @@ def fused_in_float64(model: AccumulatorModel, out: Float) -> bool:
 _FUSED_RANGE = 2.0 ** 400
 
 
+def fused_in_float32(model: AccumulatorModel, fa: Float, fb: Float) -> bool:
+    """Whether a matrix-unit model that :func:`fused_in_float64` admits may run in float32
+    (the operands' values are checked per call): terms cut toward zero, a round-toward-zero
+    register of at most 23 mantissa bits, a group sum below 2**24, and products whose
+    significands fit 24 bits (FP8/FP6/FP4, bf16 operands under the FP8 presets)."""
+    reg = model.register
+    return (model.align == "truncate" and reg.rounding is Rounding.TOWARD_ZERO
+            and reg.man_bits <= 23 and (model.group + 1) << (model.frac_bits + 1) <= 1 << 24
+            and fa.man_bits + fb.man_bits + 2 <= 24)
+
+
 def _fused_matmul(a, fa: Float, b, fb: Float, model: AccumulatorModel, fmt: Float, seed: int,
                   be):
     """Codes of ``fmt`` of a @ b under ``model`` computed on float64 values, or None when
@@ -293,16 +304,30 @@ def _fused_matmul(a, fa: Float, b, fb: Float, model: AccumulatorModel, fmt: Floa
     2**-400..2**400 (every cut term then stays a normal double), or a result that is not
     finite. Exact: every product is a double (significands of at most 24 bits), scaling
     by powers of two is exact, a cut term is an integer below 2**(frac_bits + 1) and a
-    group's sum stays below 2**53; the register rounding is round_to_code's. Operands read
-    with daz (their subnormals are zeros) take the general kernel."""
+    group's sum stays below 2**53; the register rounding is round_to_code's. Where
+    :func:`fused_in_float32` holds and every value and product is a normal binary32, the
+    float32 kernel runs first (twice the lanes; it hands back to the float64 kernel when a
+    group leaves its range). Operands read with daz (their subnormals are zeros) take the
+    general kernel."""
     if fa.daz or fb.daz:
         return None
     av, bv = to_float(a, fa), to_float(b, fb)
     span = _product_span(av, bv)
     if span is None or (span[1] and (span[1] > _FUSED_RANGE or span[0] < 1 / _FUSED_RANGE)):
         return None
-    res = be.fused_matmul_f64(contiguous(av), contiguous(bv), model.group, model.frac_bits,
-                              model.align == "floor", model.promote_every or 0, model.register)
+    res = None
+    if fused_in_float32(model, fa, fb) and span[0] >= _BINARY32_SMALLEST_NORMAL \
+            and span[1] < _BINARY32_PRODUCT_MAX:
+        a32, b32 = av.astype(np.float32), bv.astype(np.float32)
+        if np.array_equal(a32, av) and np.array_equal(b32, bv):
+            res, status = be.fused_matmul_f32(contiguous(a32), contiguous(b32), model.group,
+                                              model.frac_bits, model.promote_every or 0,
+                                              model.register)
+            res = None if status else res
+    if res is None:
+        res = be.fused_matmul_f64(contiguous(av), contiguous(bv), model.group,
+                                  model.frac_bits, model.align == "floor",
+                                  model.promote_every or 0, model.register)
     if not np.isfinite(res).all():
         return None
     codes, status = be.float_cast(res, fmt, seed)

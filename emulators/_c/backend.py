@@ -316,6 +316,15 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg):
     return out
 
 
+def fused_matmul_f32(a, b, group, frac_bits, promote, reg):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.float32)
+    status = _check(lib.lowbit_fused_matmul_f32(_p(out), _p(a), _p(b), M, K, N, group,
+                                                frac_bits, promote, _float_fmt(reg)))
+    return out, int(status == lib.LOWBIT_ERR_RANGE)
+
+
 def simhash(codes, idx, sign, K, L):
     out = np.empty((codes.shape[0], L), np.int64)
     lib.lowbit_simhash(_p(out), _p(codes), codes.shape[0], codes.shape[1], _p(idx), _p(sign),

@@ -263,6 +263,15 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg):
     return out
 
 
+def fused_matmul_f32(a, b, group, frac_bits, promote, reg):
+    M, K = a.shape
+    N = b.shape[1]
+    out = np.empty((M, N), np.float32)
+    status = sized(floating.fused_matmul_f32, M * K * N)(a, b, group, frac_bits, promote,
+                                                        kernel_fields(reg), out)
+    return out, int(status)
+
+
 def simhash(codes, idx, sign, K, L):
     out = np.empty((codes.shape[0], L), np.int64)
     sized(lsh.simhash, codes.size * K * L)(codes, idx, sign, K, L, out)

@@ -1049,6 +1049,76 @@ def fused_matmul_f64(a, b, group, frac_bits, floor_align, promote, reg, out):
 
 
 @pjit
+def fused_matmul_f32(a, b, group, frac_bits, promote, reg, out):
+    """out (M x N float32) = a @ b of float32 values under a model that cuts toward zero
+    into a round-toward-zero register of binary32's range, in float32 (the twin of csrc
+    lowbit_fused_matmul_f32): every product, power-of-two scaling and group sum (below
+    2**24) is exact in a float. Returns 1 when a group's largest magnitude or a register
+    value leaves the range where that holds (the caller runs fused_matmul_f64)."""
+    M, K = a.shape
+    N = b.shape[1]
+    mask = ~((np.uint32(1) << np.uint32(23 - reg[0])) - np.uint32(1))
+    rlo = reg[1]
+    rhi = reg[1] + (reg[3] >> reg[0]) - 1
+    elo = frac_bits - 126
+    ehi = frac_bits + 126
+    range_bad = 0
+    for i in prange(M):
+        c = np.zeros(N, np.float32)
+        outer = np.zeros(N, np.float32)
+        m = np.empty(N, np.float32)
+        sc = np.empty(N, np.float32)
+        isc = np.empty(N, np.float32)
+        S = np.empty(N, np.float32)
+        mb = m.view(np.uint32)
+        scb = sc.view(np.uint32)
+        iscb = isc.view(np.uint32)
+        cb = c.view(np.uint32)
+        bad = 0
+        for g0 in range(0, K, group):
+            g1 = min(g0 + group, K)
+            for j in range(N):
+                m[j] = abs(c[j])
+            for k in range(g0, g1):
+                x = a[i, k]
+                for j in range(N):
+                    p = abs(x * b[k, j])
+                    m[j] = p if p > m[j] else m[j]
+            # the exponent step: 2**(n - e) and 2**(e - n) normal floats, or leave
+            for j in range(N):
+                e = np.int64(mb[j] >> np.uint32(23)) - 127
+                nz = m[j] > np.float32(0.0)
+                bad |= np.int64(nz) & (np.int64(e < elo) | np.int64(e > ehi))
+                scb[j] = np.uint32(127 + frac_bits - e) << np.uint32(23) if nz else np.uint32(0)
+                iscb[j] = np.uint32(127 - frac_bits + e) << np.uint32(23) if nz else np.uint32(0)
+            for j in range(N):
+                S[j] = np.trunc(c[j] * sc[j])
+            for k in range(g0, g1):
+                x = a[i, k]
+                for j in range(N):
+                    S[j] += np.trunc(x * b[k, j] * sc[j])
+            # the register step (toward zero): the top bits of the exact S * isc
+            for j in range(N):
+                vb = np.float32(S[j] * isc[j]).view(np.uint32)
+                ev = np.int64((vb >> np.uint32(23)) & np.uint32(0xFF)) - 127
+                bad |= np.int64(S[j] != np.float32(0.0)) & (np.int64(ev < rlo) | np.int64(ev >= rhi))
+                cb[j] = np.uint32(0) if S[j] == np.float32(0.0) else vb & mask
+            if promote and g1 % promote == 0:
+                for j in range(N):
+                    outer[j] = outer[j] + c[j]
+                    c[j] = np.float32(0.0)
+        if bad:
+            range_bad += 1
+            continue
+        if promote and K % promote:
+            for j in range(N):
+                outer[j] = outer[j] + c[j]
+        for j in range(N):
+            out[i, j] = outer[j] if promote else c[j]
+    return 1 if range_bad else 0
+
+
+@pjit
 def float_cast_f32_table(bits, table, shift, out):
     """out[i] = table[2 * (bits[i] >> shift) + (low shift bits != 0)] (the twin of csrc
     lowbit_float_cast_f32_table); -1 / -2 entries (a NaN / inf without a code) give the

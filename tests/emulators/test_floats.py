@@ -423,6 +423,40 @@ class TestMatmul:
                                                    0, E.get_backend(be))
                     assert got is not None and np.array_equal(got, want), be
 
+    def test_float32_path_and_its_hand_back(self):
+        """FP8 models run in float32 when every product is a normal binary32: E4M3 and bf16
+        operands under hopper_fp8 give the reference's codes through it; bf16 products
+        near 2^-126 whose group sums cancel leave binary32's normal range in the register,
+        so the float32 kernel reports it (status 1) and the float64 kernel gives the
+        reference's codes."""
+        from lowbit.emulators import _float_ops
+        from lowbit.numerics import parse_accumulator
+
+        r = np.random.default_rng(3)
+        for name in ("hopper_fp8", "hopper_fp8_promote128", "ada_fp8"):
+            m = parse_accumulator(name)
+            for f, lo, hi, typical in (("e4m3", -4, 4, True), ("bf16", -8, 8, True),
+                                       ("bf16", -64, -62, False)):
+                fmt = parse_format(f)
+                assert _float_ops.fused_in_float32(m, fmt, fmt)
+                x = r.normal(size=(6, 100)) * 2.0 ** r.integers(lo, hi, (6, 100))
+                y = r.normal(size=(100, 7)) * 2.0 ** r.integers(lo, hi, (100, 7))
+                a, b = E.cast(x, fmt), E.cast(y, fmt)
+                want = ref.matmul(a.codes, fmt, b.codes, fmt, m.result_format, m)
+                for be in ("numba", "c"):
+                    backend = E.get_backend(be)
+                    _, status = backend.fused_matmul_f32(
+                        a.to_float().astype(np.float32), b.to_float().astype(np.float32),
+                        m.group, m.frac_bits, m.promote_every or 0, m.register)
+                    assert status == (0 if typical else 1), (name, f, be)
+                    got = _float_ops._fused_matmul(a.codes, fmt, b.codes, fmt, m,
+                                                   m.result_format, 0, backend)
+                    assert got is not None and np.array_equal(got, want), (name, f, be)
+        assert not _float_ops.fused_in_float32(parse_accumulator("blackwell"), fmt, fmt)
+        assert not _float_ops.fused_in_float32(parse_accumulator("cdna3"), fmt, fmt)
+        assert not _float_ops.fused_in_float32(parse_accumulator("hopper_fp8"),
+                                               parse_format("fp32"), fmt)
+
     @pytest.mark.parametrize("model", ["volta", "hopper_fp8"])
     def test_daz_operands_under_a_model(self, model, backend):
         """Found by hypothesis: an fp16:daz operand's subnormal code 1 is a zero, so its
