@@ -54,7 +54,8 @@ GRIDS := lns-sweep:digits:3:30 lns:digits:3:30 qnn:digits:3:30 eqprop:digits:3:1
 	eqprop-sweep:digits:3:10 lns-sweep:fashion-mnist:1:3 eqprop-sweep:fashion-mnist:1:3 \
 	nodes:fashion-mnist:2: teacher:digits:3: teacher:fashion-mnist:2: \
 	language:digits:3: language:fashion-mnist:3: nodes-cnn:fashion-mnist:1: \
-	slide-xmc:digits:3: slide-wide:fashion-mnist:3:
+	slide-xmc:digits:3: slide-wide:fashion-mnist:3: \
+	mixed-precision:fashion-mnist:3:3 mp-large-batch:fashion-mnist:3:20
 experiments: $(STAMP)
 	for g in $(GRIDS); do IFS=: read grid data seeds epochs <<< "$$g"; \
 	  OMP_NUM_THREADS=1 $(BIN)/lowbit experiment run $$grid --data $$data --seeds $$seeds \

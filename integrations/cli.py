@@ -534,7 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "fixed2/4/8, kbit-float), the LNS table's (lns-float, "
                                     "lns-matmul, lns-everywhere, lns-kahan), a mixed-precision "
                                     "one (mp-fp16, mp-bf16, mp-fp8, mp-fp8-hopper, "
-                                    "mp-fp8-hopper-promote) or an emulation spec; resumes from "
+                                    "mp-fp8-hopper-promote, mp-mxfp8, mp-mxfp8-train, "
+                                    "mp-nvfp4-train, ...) or an emulation spec; resumes from "
                                     "OUT/checkpoint.pt.")
     p.add_argument("--format", type=spec(*RECIPES), default="float",
                    help="a recipe name or an emulation spec")

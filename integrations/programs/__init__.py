@@ -18,6 +18,6 @@
 Each program is a function of a config dataclass (``train(cfg)``), callable without the CLI.
 """
 
-GRIDS = ("qnn", "mixed-precision", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep",
+GRIDS = ("qnn", "mixed-precision", "mp-large-batch", "lns", "lns-sweep", "lns-matmul-parts", "eqprop", "eqprop-sweep",
          "eqprop-check", "nodes", "nodes-cnn", "teacher", "language", "slide-xmc", "slide-wide")
 """The grids ``lowbit experiment run`` knows (:mod:`.experiments` runs them)."""

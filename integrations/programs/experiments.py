@@ -6,7 +6,7 @@ into ``--root/GRID/DATA/NAME/seedS`` (resuming unfinished runs, skipping finishe
 result pages. Each grid lives beside its program:
 
 - ``qnn``: :mod:`lowbit.integrations.programs.qnn.grid`;
-- ``mixed-precision``: :mod:`lowbit.integrations.programs.qnn.mp_grid`;
+- ``mixed-precision``, ``mp-large-batch``: :mod:`lowbit.integrations.programs.qnn.mp_grid`;
 - ``lns``, ``lns-sweep``, ``lns-matmul-parts``: :mod:`lowbit.integrations.programs.qnn.lns_grid`;
 - ``eqprop``, ``eqprop-sweep``: :mod:`lowbit.integrations.programs.eqprop.grid`;
 - ``eqprop-check``: :mod:`lowbit.integrations.reports.eqprop_check`;
@@ -36,10 +36,12 @@ def grid(name: str, data: str, seeds: int, epochs: int, root: Path) -> list[Trai
         return qnn_grid.configs(data, seeds, epochs, root)
     if name == "mixed-precision":
         return mp_grid.configs(data, seeds, epochs, root)
+    if name == "mp-large-batch":
+        return mp_grid.large_batch_configs(data, seeds, epochs, root)
     if name in lns_grid.GRIDS:
         return lns_grid.configs(name, data, seeds, epochs, root)
-    raise ValueError(f"unknown grid {name!r} (qnn, mixed-precision, lns, lns-sweep, "
-                     "lns-matmul-parts)")
+    raise ValueError(f"unknown grid {name!r} (qnn, mixed-precision, mp-large-batch, lns, "
+                     "lns-sweep, lns-matmul-parts)")
 
 
 def run_grid(name: str, data: str, seeds: int, epochs: int, root: Path,

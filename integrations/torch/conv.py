@@ -16,6 +16,14 @@ what each output element is):
   every input gradient is **one** emulated dot product over (output channel, kernel
   position), rounded once into ``spec.grad_input`` -- not patch gradients added in
   float;
+- **block formats** (MX, NVFP4), as for a linear layer, every product blocks both its
+  operands along its own contraction: the forward the input's patches and the weights
+  along (input channel, kernel position); the weight gradient the gradient and the
+  patches along (batch, output position); the input gradient the gradient's patches and
+  the flipped, channel-swapped weights -- cast afresh from the float weights, tiles
+  included (they tile that rearranged matrix) -- along (output channel, kernel
+  position). With a block ``grad_input`` the input gradient rounds once into the output
+  format (if a Float) or the accumulator's result format, not into ``grad_input``;
 - **transposed convolution** (``conv_transpose``): the convolution of the
   stride-dilated input with the flipped, channel-swapped weights (so its gradients
   follow from the rules above).
@@ -39,7 +47,8 @@ from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 import lowbit.emulators as E
 from lowbit.integrations.torch.functions import (BIAS, CAST_G, CAST_W, CAST_X, FORWARD, GRAD_B,
                                                  GRAD_W, GRAD_X, _family_ok, _out_format,
-                                                 clip_bound, emulated_linear, op_seed)
+                                                 block_result, clip_bound, emulated_linear,
+                                                 op_seed)
 from lowbit.integrations.torch.products import _swapped
 from lowbit.integrations.torch.spec import EmulationSpec
 from lowbit.numerics import LNS, Binary, Block, Fixed, Float, Ternary, rng
@@ -133,9 +142,13 @@ def transposed_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
 
 def _dgrad_spec(spec: EmulationSpec) -> EmulationSpec:
     """The input-gradient product as a forward one: the gradient (in gi) times the
-    weights, rounded into gi, with the spec's accumulator where it serves gi."""
+    weights, rounded into gi, with the spec's accumulator where it serves gi. A block gi
+    casts the gradient's patches along their contraction axis (output channel, kernel
+    position) and the product rounds into :func:`block_result` (a product writes no
+    block format)."""
     gi = spec.grad_input
-    return dataclasses.replace(spec, activation=gi, output=gi, grad_weight=None,
+    out = block_result(spec) if isinstance(gi, Block) else gi
+    return dataclasses.replace(spec, activation=gi, output=out, grad_weight=None,
                                accumulator=spec.accumulator if _family_ok(gi, spec) else None)
 
 
@@ -174,10 +187,12 @@ def _conv_values(x: torch.Tensor, w: torch.Tensor, b, spec: EmulationSpec, strid
 
 def _grouped(spec: EmulationSpec, groups: int) -> bool:
     """Whether a grouped convolution's groups run as one batched product (element formats
-    for weights and activations; binary/ternary scales and block formats go per group)."""
+    for weights, activations and gradients; binary/ternary scales and block formats go
+    per group)."""
     elem = (Fixed, Float, LNS)
     return (groups > 1 and isinstance(spec.weight, elem) and isinstance(spec.activation, elem)
-            and not spec.delayed)
+            and not isinstance(spec.grad_input, Block)
+            and not isinstance(spec.grad_weight, Block) and not spec.delayed)
 
 
 class _EmulatedGroupedLinear(torch.autograd.Function):
@@ -288,6 +303,7 @@ class _EmulatedConv(torch.autograd.Function):
             if b_ is not None and ctx.needs_input_grad[2]:
                 grad_b = next(it)
         if ctx.needs_input_grad[0]:
+            _count_dgrad_casts(spec, gy, w)
             with account.as_role("grad_input"):
                 grad_x = _input_gradient(gy, w, spec, ctx.x_shape, stride, pads, dilation, groups,
                                          ctx.seed, ctx.step)
@@ -296,6 +312,20 @@ class _EmulatedConv(torch.autograd.Function):
             grad_x = grad_x.to(x.dtype)
         ctx.graph = None
         return grad_x, grad_w, grad_b, None, None, None, None, None, None, None
+
+
+def _count_dgrad_casts(spec: EmulationSpec, gy, w) -> None:
+    """The casts of a convolution's input gradient that reuse nothing of the forward: a
+    block weight format (the flipped, channel-swapped weights cast afresh along the new
+    contraction, tiled or not) and a block ``grad_input`` (the gradient's patches cast
+    along theirs; counted once per gradient element, as a forward's patches are). An
+    element-format gradient is the weight-gradient product's one cast, already counted."""
+    if spec.grad_input is None or spec.weight is None:
+        return
+    if isinstance(spec.weight, Block):
+        account.count_cast("grad_input", spec.weight, w.numel(), "weight")
+    if isinstance(spec.grad_input, Block):
+        account.count_cast("grad_input", spec.grad_input, gy.numel(), "gradient")
 
 
 def _input_gradient(gy, w, spec: EmulationSpec, x_shape, stride, pads, dilation, groups,

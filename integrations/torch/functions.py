@@ -12,6 +12,7 @@ training call) and derive one seed per operation from them with the counter RNG.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -22,11 +23,14 @@ import lowbit.emulators as E
 from lowbit.emulators import EmuArray, from_codes
 from lowbit.integrations.torch import account
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
-from lowbit.integrations.torch.spec import AMAX_HISTORY, EmulationSpec
+from lowbit.integrations.torch.spec import AMAX_HISTORY, FP32_ACCUMULATOR, EmulationSpec
 from lowbit.numerics import LNS, AccumulatorModel, Binary, Block, Fixed, Float, Format, Ternary, rng
 
-# which operation a derived seed belongs to
-CAST_X, CAST_W, FORWARD, BIAS, CAST_G, GRAD_X, GRAD_W, GRAD_B, QUANT, QUANT_G = range(10)
+# which operation a derived seed belongs to (at most 16: op_seed keeps 4 bits for it); the
+# last five are the block formats' backward casts: W along N, x along M, the gradient along
+# M, and the block casts of the weight and bias gradients
+(CAST_X, CAST_W, FORWARD, BIAS, CAST_G, GRAD_X, GRAD_W, GRAD_B, QUANT, QUANT_G,
+ CAST_WT, CAST_XT, CAST_GT, CAST_GW, CAST_GB) = range(15)
 
 
 def op_seed(seed: int, step: int, op: int) -> int:
@@ -137,6 +141,42 @@ def _acc_format(spec: EmulationSpec) -> Float:
     return acc.result_format if isinstance(acc, AccumulatorModel) else acc
 
 
+def along(fmt: Format | None, axis: int) -> Format | None:
+    """``fmt`` blocked along ``axis`` when it is a 1-D block format; any other format (a
+    tiled block format included: transposition maps its tiles onto themselves) as it is."""
+    if isinstance(fmt, Block) and fmt.tile is None:
+        return dataclasses.replace(fmt, axis=axis)
+    return fmt
+
+
+def requantized(q: EmuArray | None, t: torch.Tensor, fmt: Format | None, axis: int,
+                seed: int) -> EmuArray | None:
+    """The forward operand ``q`` (``t`` cast into ``fmt``) as a backward product that
+    contracts over ``axis`` of ``t`` reads it: a 1-D block format is cast afresh from the
+    float ``t`` along that axis (unless the forward already blocked along it); element
+    formats and tiled block formats reuse the forward's codes (used transposed)."""
+    if q is None or not isinstance(fmt, Block) or fmt.tile is not None \
+            or fmt.axis % t.ndim == axis % t.ndim:
+        return q
+    return from_carrier(t, dataclasses.replace(fmt, axis=axis), seed)
+
+
+def block_result(spec: EmulationSpec) -> Float:
+    """Where the input gradient g @ W rounds when ``grad_input`` is a block format (a
+    product writes no block format): ``spec.output`` if it is a Float, else the
+    accumulator's result format (fp32 unless named); the previous layer block-casts it
+    as its own incoming gradient. The weight and bias gradients round into the
+    accumulator's result format before their block cast into a block ``grad_weight``."""
+    if isinstance(spec.output, Float):
+        return spec.output
+    return _acc_format(spec) or FP32_ACCUMULATOR
+
+
+def _ones_row(m: int) -> EmuArray:
+    """A row of m ones (bf16: every product 1 * g is exact), for a sum as a product."""
+    return E.cast(np.ones((1, m)), "bf16")
+
+
 def _unscaled_into(y: EmuArray, k: int, fmt: Format, seed: int) -> EmuArray:
     """y's values times 2**-k (exact in float64), rounded once into ``fmt``."""
     return from_carrier(torch.from_numpy(np.ldexp(y.to_float(), -k)), fmt, seed)
@@ -204,46 +244,119 @@ class _EmulatedLinear(torch.autograd.Function):
         spec, seed, step = ctx.spec, ctx.seed, ctx.step
         x2, w, xc, wc = ctx.saved_tensors
         _count_backward(ctx, gy, x2, w)
-        xq, wq = ctx.xq, ctx.wq
-        gi, gw = spec.grad_input, spec.grad_weight
-        grad_x = grad_w = grad_b = None
         if spec.delayed:
             return _EmulatedLinear._delayed_backward(ctx, gy)
-        gq = from_carrier(gy, gi, op_seed(seed, step, CAST_G)) if gi is not None else None
-        # gradient w.r.t. the input: g @ W
-        if ctx.needs_input_grad[0]:
+        xq, wq = ctx.xq, ctx.wq
+        gi, gw = spec.grad_input, spec.grad_weight
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = ctx.has_bias and ctx.needs_input_grad[2]
+        grad_x = grad_w = grad_b = None
+        if isinstance(gi, Block) or isinstance(gw, Block):
+            grad_x, grad_w, grad_b = _EmulatedLinear._block_backward(ctx, gy)
+            need_x = need_w = need_b = False  # done
+        gq = from_carrier(gy, gi, op_seed(seed, step, CAST_G)) \
+            if gi is not None and (need_x or need_w or need_b) else None
+        # gradient w.r.t. the input: g @ W (a 1-D block weight cast along N)
+        if need_x:
+            wt = requantized(wq, w, spec.weight, 0, op_seed(seed, step, CAST_WT))
             if gi is not None and wq is not None:
                 rows = _weight_scale_rows(wq)
                 gqx = gq if rows is None else \
                     from_carrier(gy * torch.from_numpy(rows).to(gy.dtype), gi, op_seed(seed, step, CAST_G))
-                gx = E.matmul(gqx, _unscaled(wq), gi, spec.accumulator if _family_ok(gi, spec) else None,
+                gx = E.matmul(gqx, _unscaled(wt), gi, spec.accumulator if _family_ok(gi, spec) else None,
                               spec.order, spec.compensated, seed=op_seed(seed, step, GRAD_X))
                 grad_x = to_carrier(gx, like=gy)
             else:
-                grad_x = gy.to(wc.dtype) @ wc
-            if spec.ste == "clipped" and spec.activation is not None:
-                grad_x = grad_x * (x2.abs() <= clip_bound(spec.activation)).to(grad_x.dtype)
-        # gradient w.r.t. the weight: g^T @ x
-        if ctx.needs_input_grad[1]:
+                wct = wc if wt is wq else to_carrier(wt, like=w)
+                grad_x = gy.to(wct.dtype) @ wct
+        # gradient w.r.t. the weight: g^T @ x (a 1-D block activation cast along M)
+        if need_w:
+            xt = requantized(xq, x2, spec.activation, 0, op_seed(seed, step, CAST_XT))
             if gw is not None and gq is not None and xq is not None:
-                gwq = E.matmul(gq.T, xq, gw, spec.accumulator if _family_ok(gw, spec) else None,
+                gwq = E.matmul(gq.T, xt, gw, spec.accumulator if _family_ok(gw, spec) else None,
                                spec.order, spec.compensated, seed=op_seed(seed, step, GRAD_W))
                 grad_w = to_carrier(gwq, like=gy) if gwq.scale is None else \
                     torch.from_numpy(gwq.to_float()).to(gy.dtype)
             else:
-                grad_w = gy.to(xc.dtype).T @ xc
-            if spec.ste == "clipped" and spec.weight is not None:
-                grad_w = grad_w * (w.abs() <= clip_bound(spec.weight)).to(grad_w.dtype)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+                xct = xc if xt is xq else to_carrier(xt, like=x2)
+                grad_w = gy.to(xct.dtype).T @ xct
+        if need_b:
             if gw is not None and gq is not None:
                 bias_acc = spec.accumulator if isinstance(gw, Float) else None
                 grad_b = to_carrier(E.sum(gq, axis=0, out=gw, acc=bias_acc,
                                           seed=op_seed(seed, step, GRAD_B)), like=gy)
             else:
                 grad_b = gy.sum(0)
+        if grad_x is not None and spec.ste == "clipped" and spec.activation is not None:
+            grad_x = grad_x * (x2.abs() <= clip_bound(spec.activation)).to(grad_x.dtype)
+        if grad_w is not None and spec.ste == "clipped" and spec.weight is not None:
+            grad_w = grad_w * (w.abs() <= clip_bound(spec.weight)).to(grad_w.dtype)
         dx, dw, db = ctx.dtypes
         return (None if grad_x is None else grad_x.to(dx), None if grad_w is None else grad_w.to(dw),
                 None if grad_b is None else grad_b.to(db), None, None, None, None, None)
+
+    @staticmethod
+    def _block_backward(ctx, gy):
+        """The backward products with a block ``grad_input`` or ``grad_weight`` (MX
+        training): each product casts both its operands along its own contraction axis
+        from their float values -- g along N and W along N for g @ W, g along M and x along
+        M for g^T @ x (tiled formats: the forward's codes, transposed) -- and writes a
+        Float: g @ W into :func:`block_result`, g^T @ x and sum(g) into the accumulator's
+        result format, then block-cast into a block ``grad_weight`` (a Float
+        ``grad_weight``: one rounding into it)."""
+        spec, seed, step = ctx.spec, ctx.seed, ctx.step
+        x2, w, xc, wc = ctx.saved_tensors
+        xq, wq = ctx.xq, ctx.wq
+        gi, gw, acc = spec.grad_input, spec.grad_weight, spec.accumulator
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        need_b = ctx.has_bias and ctx.needs_input_grad[2]
+        grad_x = grad_w = grad_b = None
+        # the gradient cast along N (for g @ W) and along M (for g^T @ x and sum(g)): two
+        # casts for a 1-D block format, one for a tiled or an element format
+        want_n = gi is not None and need_x and wq is not None
+        want_m = gi is not None and gw is not None and ((need_w and xq is not None) or need_b)
+        g_n = g_m = None
+        if isinstance(gi, Block) and gi.tile is None:
+            if want_n:
+                g_n = from_carrier(gy, along(gi, -1), op_seed(seed, step, CAST_G))
+            if want_m:
+                g_m = from_carrier(gy, along(gi, 0), op_seed(seed, step, CAST_GT))
+        elif want_n or want_m:
+            g = from_carrier(gy, gi, op_seed(seed, step, CAST_G))
+            g_n, g_m = (g if want_n else None), (g if want_m else None)
+        if need_x:
+            wt = requantized(wq, w, spec.weight, 0, op_seed(seed, step, CAST_WT))
+            if g_n is not None:
+                out = block_result(spec) if isinstance(gi, Block) else gi
+                grad_x = to_carrier(E.matmul(g_n, wt, out, acc, spec.order, spec.compensated,
+                                             seed=op_seed(seed, step, GRAD_X)), like=gy)
+            else:
+                wct = wc if wt is wq else to_carrier(wt, like=w)
+                grad_x = gy.to(wct.dtype) @ wct
+        res = _acc_format(spec) or FP32_ACCUMULATOR
+        if need_w:
+            xt = requantized(xq, x2, spec.activation, 0, op_seed(seed, step, CAST_XT))
+            if g_m is not None and xq is not None:
+                r = E.matmul(g_m.T, xt, res if isinstance(gw, Block) else gw, acc, spec.order,
+                             spec.compensated, seed=op_seed(seed, step, GRAD_W))
+                if isinstance(gw, Block):
+                    r = from_carrier(to_carrier(r, like=gy), along(gw, -1),
+                                     op_seed(seed, step, CAST_GW))
+                grad_w = to_carrier(r, like=gy)
+            else:
+                xct = xc if xt is xq else to_carrier(xt, like=x2)
+                grad_w = gy.to(xct.dtype).T @ xct
+        if need_b:
+            if g_m is not None:  # sum over M: a product with a row of ones
+                r = E.matmul(_ones_row(gy.shape[0]), g_m, res if isinstance(gw, Block) else gw,
+                             acc, seed=op_seed(seed, step, GRAD_B))
+                if isinstance(gw, Block):  # one row: the blocks (tiles) run along it
+                    r = from_carrier(to_carrier(r, like=gy), along(gw, -1),
+                                     op_seed(seed, step, CAST_GB))
+                grad_b = to_carrier(r, like=gy)[0]
+            else:
+                grad_b = gy.sum(0)
+        return grad_x, grad_w, grad_b
 
     @staticmethod
     def _delayed_backward(ctx, gy):
@@ -294,28 +407,73 @@ def _count_forward(x2, w, b, spec: EmulationSpec, emu: bool) -> None:
         account.count_add("forward", out, m * n, "activation")
 
 
+def _recast(fmt: Format | None, wq: EmuArray | None) -> bool:
+    """Whether a backward product casts a forward operand afresh (:func:`requantized`
+    along axis 0 of a 2-D operand)."""
+    return wq is not None and isinstance(fmt, Block) and fmt.tile is None and fmt.axis % 2 != 0
+
+
 def _count_backward(ctx, gy, x2, w) -> None:
-    """The backward products' entries: the incoming gradient's cast, g @ W, g^T @ x, sum(g)."""
+    """The backward products' entries: the incoming gradient's cast (two for a 1-D block
+    ``grad_input``: along N and along M), g @ W, g^T @ x, sum(g), the block formats'
+    fresh casts of W (along N) and x (along M), and the block casts of the weight and
+    bias gradients into a block ``grad_weight``."""
     if account.active() is None:
         return
     spec = ctx.spec
     (m, k), n = x2.shape, w.shape[0]
-    gi, gw = spec.grad_input, spec.grad_weight
-    account.count_cast("grad_input", gi, m * n, "gradient")
-    if ctx.needs_input_grad[0]:
-        emu = gi is not None and ctx.wq is not None
-        account.count_matmul("grad_input", m, k, n, gi, spec.weight,
-                             spec.accumulator if emu and _family_ok(gi, spec) else None,
-                             gi if emu else None, a_tensor="gradient", b_tensor="weight",
+    gi, gw, acc = spec.grad_input, spec.grad_weight, spec.accumulator
+    need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    need_b = ctx.has_bias and ctx.needs_input_grad[2]
+    blocks = isinstance(gi, Block) or isinstance(gw, Block)
+    if need_x and _recast(spec.weight, ctx.wq):
+        account.count_cast("grad_input", spec.weight, n * k, "weight")
+    if need_w and _recast(spec.activation, ctx.xq):
+        account.count_cast("grad_weight", spec.activation, m * k)
+    if not blocks:
+        account.count_cast("grad_input", gi, m * n, "gradient")
+        if need_x:
+            emu = gi is not None and ctx.wq is not None
+            account.count_matmul("grad_input", m, k, n, gi, spec.weight,
+                                 acc if emu and _family_ok(gi, spec) else None,
+                                 gi if emu else None, a_tensor="gradient", b_tensor="weight",
+                                 out_tensor="gradient")
+        if need_w:
+            emu = gw is not None and gi is not None and ctx.xq is not None
+            account.count_matmul("grad_weight", n, k, m, gi, spec.activation,
+                                 acc if emu and _family_ok(gw, spec) else None,
+                                 gw if emu else None, a_tensor="gradient", b_tensor="activation",
+                                 out_tensor="gradient")
+        if need_b:
+            account.count_add("grad_weight", gw if gi is not None else None, m * n, "gradient")
+        return
+    emu_x = gi is not None and need_x and ctx.wq is not None
+    want_m = gi is not None and gw is not None and ((need_w and ctx.xq is not None) or need_b)
+    if isinstance(gi, Block) and gi.tile is None:
+        if emu_x:
+            account.count_cast("grad_input", gi, m * n, "gradient")
+        if want_m:
+            account.count_cast("grad_weight", gi, m * n, "gradient")
+    elif emu_x or want_m:
+        account.count_cast("grad_input", gi, m * n, "gradient")
+    res = _acc_format(spec) or FP32_ACCUMULATOR
+    into = res if isinstance(gw, Block) else gw  # where g^T @ x and sum(g) round first
+    if need_x:
+        account.count_matmul("grad_input", m, k, n, gi, spec.weight, acc if emu_x else None,
+                             (block_result(spec) if isinstance(gi, Block) else gi) if emu_x
+                             else None, a_tensor="gradient", b_tensor="weight",
                              out_tensor="gradient")
-    if ctx.needs_input_grad[1]:
-        emu = gw is not None and gi is not None and ctx.xq is not None
-        account.count_matmul("grad_weight", n, k, m, gi, spec.activation,
-                             spec.accumulator if emu and _family_ok(gw, spec) else None,
-                             gw if emu else None, a_tensor="gradient", b_tensor="activation",
+    if need_w:
+        emu = want_m and ctx.xq is not None
+        account.count_matmul("grad_weight", n, k, m, gi, spec.activation, acc if emu else None,
+                             into if emu else None, a_tensor="gradient", b_tensor="activation",
                              out_tensor="gradient")
-    if ctx.has_bias and ctx.needs_input_grad[2]:
-        account.count_add("grad_weight", gw if gi is not None else None, m * n, "gradient")
+        if emu and isinstance(gw, Block):
+            account.count_cast("grad_weight", gw, n * k, "gradient")
+    if need_b:
+        account.count_add("grad_weight", into if want_m else None, m * n, "gradient")
+        if want_m and isinstance(gw, Block):
+            account.count_cast("grad_weight", gw, n, "gradient")
 
 
 def _family_ok(out: Format, spec: EmulationSpec) -> bool:
@@ -323,7 +481,7 @@ def _family_ok(out: Format, spec: EmulationSpec) -> bool:
     acc = spec.accumulator
     if acc is None:
         return False
-    if isinstance(out, Float):
+    if isinstance(out, (Float, Block)):
         return isinstance(acc, (Float, AccumulatorModel))
     return not isinstance(acc, (Float, AccumulatorModel)) and isinstance(acc, LNS) == isinstance(out, LNS)
 
@@ -340,6 +498,14 @@ def emulated_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None,
     Backward: the incoming gradient g is cast into ``spec.grad_input``;
     grad_x = g @ w_q rounds into ``grad_input``, grad_w = g.T @ x_q and
     grad_b = sum(g) into ``spec.grad_weight``, with the same accumulator settings.
+    Block formats (MX, NVFP4): each backward product casts both its operands along its
+    own contraction axis -- g along N and w (afresh from the float weights) along N for
+    grad_x, g along M and x (afresh from the float input) along M for grad_w; a tiled
+    format keeps the forward's codes -- and a product never writes a block format:
+    with a block ``grad_input``, grad_x rounds into ``spec.output`` if it is a Float,
+    else into the accumulator's result format; grad_w and grad_b round into the
+    accumulator's result format and are then block-cast into a block ``grad_weight``
+    (rules: :class:`EmulationSpec`).
     Gradient estimator: straight-through to the float x and w (identity, or clipped
     by ``spec.ste``). With ``spec.scaling == "delayed"``, ``amax`` is the layer's (3, 16)
     history of the largest |x|, |w| and |g| (updated in place when ``record``). Roles set to None run in float on the carriers. Binary and

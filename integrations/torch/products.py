@@ -6,7 +6,8 @@ calls, so its forward and both backward products follow that function's semantic
 Roles: an operand that is a weight (an ``nn.Parameter``, or the caller says so) takes the
 spec's weight format and its gradient the ``grad_weight`` format; a product of two
 activations (attention's QK^T and PV) takes the activation format for both operands and
-``grad_input`` for both gradients (:func:`activation_spec`).
+``grad_input`` for both gradients (:func:`activation_spec`; a block ``grad_input``: both
+gradients leave as a Float, as a linear layer's input gradient does).
 """
 
 from __future__ import annotations
@@ -24,16 +25,21 @@ import lowbit.emulators as E
 from lowbit.integrations.torch import account
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.functions import (CAST_G, CAST_W, CAST_X, FORWARD, GRAD_W, GRAD_X,
-                                                 _family_ok, _out_format, clip_bound,
-                                                 emulated_linear, op_seed)
+                                                 _family_ok, _out_format, block_result,
+                                                 clip_bound, emulated_linear, op_seed)
 from lowbit.integrations.torch.spec import EmulationSpec
-from lowbit.numerics import LNS, Fixed, Float, rng
+from lowbit.numerics import LNS, Block, Fixed, Float, rng
 
 
 def activation_spec(spec: EmulationSpec) -> EmulationSpec:
     """The spec of a product of two activations: both operands in the activation
-    format, both gradients in ``grad_input``."""
-    return dataclasses.replace(spec, weight=spec.activation, grad_weight=spec.grad_input)
+    format, both gradients in ``grad_input`` -- with a block ``grad_input`` both
+    gradients leave as the input gradient does, rounded once into
+    :func:`~lowbit.integrations.torch.functions.block_result` (their producers block-cast
+    them), and the product's operands are each cast along the contraction axis of the
+    backward product that reads them."""
+    gw = block_result(spec) if isinstance(spec.grad_input, Block) else spec.grad_input
+    return dataclasses.replace(spec, weight=spec.activation, grad_weight=gw)
 
 
 def matmul_macs(a_shape, b_shape) -> int:
@@ -166,8 +172,8 @@ def _swapped(x: E.EmuArray) -> E.EmuArray:
 def _batched_ok(spec: EmulationSpec) -> bool:
     """The batched product serves element formats with emulated gradients (binary /
     ternary scales and block formats go through emulated_linear per batch element)."""
-    return (isinstance(spec.activation, (Fixed, Float, LNS)) and spec.grad_input is not None
-            and not spec.delayed)
+    return (isinstance(spec.activation, (Fixed, Float, LNS))
+            and isinstance(spec.grad_input, (Fixed, Float, LNS)) and not spec.delayed)
 
 
 def _expand_ellipsis(term: str, ndim: int, letters: str, name: str) -> str:

@@ -18,6 +18,8 @@ ROLES = {"w": "weight", "a": "activation", "o": "output", "acc": "accumulator",
 ORDERS = ("sequential", "pairwise")
 STES = ("identity", "clipped")
 SCALINGS = ("delayed",)
+BLOCK_ROLES = ("weight", "activation", "grad_input", "grad_weight")
+"""The roles a block format (MX, NVFP4) may take: a product's operands, never its result."""
 AMAX_HISTORY = 16
 """Steps of amax history behind a delayed per-tensor scale."""
 
@@ -30,9 +32,12 @@ role  := "w" (weights) | "a" (activations) | "o" (forward outputs; default: as "
                  Float operands default to acc=fp32)
        | "gi" (gradients w.r.t. inputs, and the incoming gradient)
        | "gw" (gradients w.r.t. weights and bias)
+       w, a, gi, gw may be block formats (mxfp8, nvfp4, ...): every product casts its
+       operands along its own contraction axis and writes a Float (EmulationSpec's
+       docstring); o and acc are Float formats (or a model)
 flag  := "kahan" | "order=" ("sequential" | "pairwise") | "ste=" ("identity" | "clipped")
        | "scaling=delayed"   (per-tensor power-of-two scales of x, w and the gradient from the
-                              largest |value| of the last 16 steps; Float formats)
+                              largest |value| of the last 16 steps; Float formats, no blocks)
 FORMAT: see lowbit.numerics.FORMAT_GRAMMAR (e.g. fixed16.8, binary, lns5.10:interp6)
 """
 
@@ -54,8 +59,7 @@ class EmulationSpec:
     """Formats of a layer's roles; ``None`` means plain float (not emulated).
 
     - ``weight``: the stored weights (cast on every forward: STE to the latent float);
-    - ``activation``: layer inputs (weights and activations may be block formats, MX or
-      NVFP4, blocked along the contraction axis by default);
+    - ``activation``: layer inputs;
     - ``output``: the format the forward matmul (and bias) rounds into; None: the
       activation format (binary/ternary activations: the exact integer result);
     - ``accumulator``: of every matmul (None: exact for fixed point, the output
@@ -75,6 +79,34 @@ class EmulationSpec:
       forward and the input gradient into ``output`` (the previous layer casts that
       gradient into ``grad_input`` at its own scale, as FP8 training's dgrad does), the
       weight and bias gradients into ``grad_weight``).
+
+    Block formats (MX, NVFP4) serve the weight, activation and both gradient roles, with
+    MX training's rule (Rouhani et al. 2023, arXiv 2310.10537 §6): every product casts
+    **both** its operands into their block formats along **its own** contraction axis,
+    from their float values, and writes a Float, never a block format. For a linear
+    layer y = x W^T + b, x (M x K), W (N x K), incoming gradient g (M x N):
+
+    - forward y = x W^T: x and W blocked along K (the format's ``axis``, -1 by default);
+    - input gradient g W: g along N in ``grad_input``, W cast afresh from the latent
+      float weights along N (axis 0) in ``weight``;
+    - weight gradient g^T x: g along M (axis 0) in ``grad_input``, x cast afresh from the
+      float input along M in ``activation``; the bias gradient sum(g) reads the same g;
+    - a tiled format (``:tile=RxC``, e.g. NVFP4 16x16 weight tiles) is not cast again:
+      transposition maps its tiles onto themselves, so the backward products read the
+      forward's codes, transposed (why recipes tile the weights); element formats are
+      never cast again either;
+    - results: with a block ``grad_input`` the input gradient rounds once into ``output``
+      if it is a Float, else into the accumulator's result format (fp32 by default; the
+      previous layer block-casts it as its own incoming gradient); the weight and bias
+      gradients round once into the accumulator's result format and are then block-cast
+      into a block ``grad_weight`` (the weight gradient along its last axis, as the
+      weight; the bias gradient along its one axis, a tile's row), or round once into a
+      Float ``grad_weight``;
+    - a block weight or activation beside Float (or float) gradients is cast along the
+      backward product's axis too (before this rule, the backward products read the
+      forward's blocks along K).
+
+    Delayed scaling is for Float formats only (blocks carry their own scales).
     """
 
     weight: Format | None = None
@@ -97,11 +129,11 @@ class EmulationSpec:
                 object.__setattr__(self, f, v)
             allowed = (Fixed, Binary, Ternary, LNS, Float) + \
                 ((AccumulatorModel,) if f == "accumulator" else ()) + \
-                ((Block,) if f in ("weight", "activation") else ())
+                ((Block,) if f in BLOCK_ROLES else ())
             if isinstance(v, Block) and not isinstance(v, allowed):
-                raise ValueError(f"EmulationSpec.{f} {v}: block formats serve the weight and "
-                                 "activation roles (a matmul rounds into a Float format: give "
-                                 "o=, gi=, gw= as Float formats such as bf16 or e5m2)")
+                raise ValueError(f"EmulationSpec.{f} {v}: a matmul writes a Float, never a "
+                                 "block format (block formats serve w=, a=, gi=, gw=; give o= "
+                                 "and acc= as Float formats such as bf16 or fp32)")
             if v is not None and not isinstance(v, allowed):
                 raise TypeError(f"EmulationSpec.{f} must be a format or None, got {v!r}")
         if self.order not in ORDERS:
@@ -128,7 +160,9 @@ class EmulationSpec:
                                  "families (LNS, fixed point and floats cannot be multiplied "
                                  "together)")
         acc = self.accumulator
-        floats = {_family(getattr(self, r)) for r in ("weight", "activation")} == {"float"}
+        operands = {_family(getattr(self, r)) for r in ("weight", "activation")}
+        floats = operands == {"float"} or (operands - {None} == {"float"} and any(
+            isinstance(getattr(self, r), Block) for r in ("grad_input", "grad_weight")))
         if acc is None and floats:  # Float products: fp32 accumulation unless told otherwise
             object.__setattr__(self, "accumulator", FP32_ACCUMULATOR)
             acc = FP32_ACCUMULATOR
@@ -153,6 +187,10 @@ class EmulationSpec:
             if self.scaling not in SCALINGS:
                 raise ValueError(f"EmulationSpec.scaling must be None or one of {SCALINGS}, "
                                  f"got {self.scaling!r}")
+            blocks = [r for r in BLOCK_ROLES if isinstance(getattr(self, r), Block)]
+            if blocks:
+                raise ValueError(f"EmulationSpec: scaling=delayed is for Float formats; the "
+                                 f"block formats of {', '.join(blocks)} carry their own scales")
             roles = (self.weight, self.activation, self.grad_input)
             if not all(isinstance(f, Float) for f in roles):
                 raise ValueError("EmulationSpec: scaling=delayed scales Float weights, "

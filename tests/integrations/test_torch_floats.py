@@ -4,6 +4,8 @@ bf16 master weights with stochastic rounding or Kahan, and a network trains."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -33,7 +35,7 @@ from lowbit.integrations.torch.functions import (
     op_seed,
 )
 from lowbit.integrations.torch.optim import EmulatedSGD
-from lowbit.numerics import FLOAT_PRESETS, parse_format
+from lowbit.numerics import FLOAT_PRESETS, Block, parse_format
 from lowbit.numerics import testing as lt
 
 FLOAT_SPECS = ["bf16", "fp16,kahan", "w=e4m3,a=e4m3,gi=e5m2,gw=e5m2",
@@ -88,9 +90,12 @@ def test_linear_forward_and_backward_are_the_emulators_matmuls(spec):
     y.backward(g)
     gi, gw = spec.grad_input, spec.grad_weight
     gq = from_carrier(g, gi, op_seed(seed, step, CAST_G))
-    ref_gx = E.matmul(gq, wq, gi, acc, spec.order, spec.compensated,
+    # a 1-D block weight (activation) is cast afresh along N (M) for the backward products
+    wt = from_carrier(layer.weight, replace(w, axis=0)) if isinstance(w, Block) else wq
+    xt = from_carrier(x, replace(a, axis=0)) if isinstance(a, Block) else xq
+    ref_gx = E.matmul(gq, wt, gi, acc, spec.order, spec.compensated,
                       seed=op_seed(seed, step, GRAD_X))
-    ref_gw = E.matmul(gq.T, xq, gw, acc, spec.order, spec.compensated,
+    ref_gw = E.matmul(gq.T, xt, gw, acc, spec.order, spec.compensated,
                       seed=op_seed(seed, step, GRAD_W))
     ref_gb = E.sum(gq, axis=0, out=gw, acc=acc, seed=op_seed(seed, step, GRAD_B))
     assert np.array_equal(from_carrier(x.grad, gi).codes, ref_gx.codes)
@@ -114,8 +119,8 @@ def test_float_specs_default_to_fp32_accumulation_and_round_trip():
     ("w=fixed8.4,a=fixed8.4,acc=hopper_fp8", "must be a Fixed format"),
     ("e4m3,acc=hopper_fp8,order=pairwise", "fixes its own order"),
     ("w=e4m3,a=e4m3,gi=binary", "different families"),
-    ("mxfp8", "block formats serve the weight and activation roles"),
-    ("w=mxfp8,a=mxfp8,o=mxfp4", "block formats serve the weight and activation roles"),
+    ("w=mxfp8,a=mxfp8,o=mxfp4", "a matmul writes a Float, never a block format"),
+    ("w=mxfp8,a=mxfp8,acc=mxfp8", "a matmul writes a Float, never a block format"),
     ("w=mxint8,a=fixed8.4", "different families"),
 ])
 def test_bad_float_specs(text, match):

@@ -11,10 +11,20 @@ every matmul in a low-precision float format, beside float32:
   products (DeepSeek-V3);
 - block formats: MXFP8 weights and activations (fp32 accumulation, and on the Hopper model
   with and without promotion), MXFP4 weights with MXFP8 activations, NVFP4 weights and
-  activations (E5M2 gradients, bf16 outputs).
+  activations (E5M2 gradients, bf16 outputs); and block formats in all three matmuls, as
+  MX training runs: MXFP8 with MXFP8 E5M2 gradients, NVFP4 with 16x16 weight tiles and
+  NVFP4 gradients (bf16 outputs and weight gradients).
 
 Runs go to ``ROOT/mixed-precision/DATA/NAME/seedS``; the table is ``mixed_precision_table.md``
 (test accuracy, final training loss, overflow-skipped steps, against float32).
+
+The ``mp-large-batch`` grid trains the same network with batches of 4096 (Adam, lr 3e-3): the
+weight gradient g^T x then sums K = 4096 products per element, the long contraction where the
+Hopper FP8 model without promotion is predicted to lose (docs/results/accumulator_error.md);
+FP8 with fp32 accumulation, and the Hopper model without and with promotion, each with and
+without dynamic loss scaling (a mean over 4096 samples makes the gradients small enough for
+E5M2 to flush). Runs go to ``ROOT/mp-large-batch/DATA/NAME/seedS``; the table is
+``mp_large_batch_table.md``.
 """
 
 from __future__ import annotations
@@ -45,8 +55,28 @@ ROWS = {
                              "MXFP8 on the Hopper model, promotion every 128"),
     "mxfp4": ("mp-mxfp4", "none", "MXFP4 weights, MXFP8 activations, fp32 accumulation"),
     "nvfp4": ("mp-nvfp4", "none", "NVFP4 weights and activations, fp32 accumulation"),
+    "mxfp8-train": ("mp-mxfp8-train", "none",
+                    "MXFP8 in all three matmuls (MXFP8 E5M2 gradients), fp32 accumulation"),
+    "nvfp4-train": ("mp-nvfp4-train", "none",
+                    "NVFP4 in all three matmuls (16x16 weight tiles), fp32 accumulation"),
 }
 SCHEDULE = {"digits": {"lr_decay": 1.0}, "fashion-mnist": {"lr_decay": 0.8}}
+
+LARGE_BATCH = 4096
+LARGE_BATCH_LR = 3e-3
+LARGE_BATCH_ROWS = {
+    "float32": ("float", "none", "float32 (the same network)"),
+    "fp8": ("mp-fp8", "none", "FP8, fp32 accumulation"),
+    "fp8-dynamic": ("mp-fp8", "dynamic", "FP8, fp32 accumulation, dynamic loss scaling"),
+    "fp8-hopper": ("mp-fp8-hopper", "none", "FP8 on the Hopper model, no promotion"),
+    "fp8-hopper-dynamic": ("mp-fp8-hopper", "dynamic",
+                           "FP8 on the Hopper model, no promotion, dynamic loss scaling"),
+    "fp8-hopper-promote": ("mp-fp8-hopper-promote", "none",
+                           "FP8 on the Hopper model, promotion every 128"),
+    "fp8-hopper-promote-dynamic": ("mp-fp8-hopper-promote", "dynamic",
+                                   "FP8 on the Hopper model, promotion every 128, dynamic loss "
+                                   "scaling"),
+}
 
 
 def configs(data: str, seeds: int, epochs: int, root: Path) -> list[TrainConfig]:
@@ -57,11 +87,26 @@ def configs(data: str, seeds: int, epochs: int, root: Path) -> list[TrainConfig]
             for seed in range(seeds) for name, (recipe, ls, _) in ROWS.items()]
 
 
+def large_batch_configs(data: str, seeds: int, epochs: int, root: Path) -> list[TrainConfig]:
+    """The ``mp-large-batch`` grid: every row of LARGE_BATCH_ROWS x ``seeds`` seeds,
+    batches of LARGE_BATCH, ``epochs`` epochs, outputs under ROOT/mp-large-batch."""
+    return [TrainConfig(recipe=recipe, loss_scale=ls, data=data, hidden=HIDDEN, epochs=epochs,
+                        seed=seed, batch=LARGE_BATCH, lr=LARGE_BATCH_LR,
+                        out=str(root / "mp-large-batch" / data / name / f"seed{seed}"))
+            for seed in range(seeds) for name, (recipe, ls, _) in LARGE_BATCH_ROWS.items()]
+
+
 def write_tables(runs: list[dict], docs: Path) -> None:
-    """mixed_precision_table.md, one section per dataset (runs of the grid only)."""
+    """mixed_precision_table.md and mp_large_batch_table.md, one section per dataset
+    (runs of each grid only)."""
+    _write_table(runs, docs, "mixed-precision", ROWS, "mixed_precision_table.md")
+    _write_table(runs, docs, "mp-large-batch", LARGE_BATCH_ROWS, "mp_large_batch_table.md")
+
+
+def _write_table(runs: list[dict], docs: Path, grid: str, rows: dict, name: str) -> None:
     lines = []
     for data in ("fashion-mnist", "digits"):
-        sel = [r for r in runs if "/mixed-precision/" in r["config"]["out"]
+        sel = [r for r in runs if f"/{grid}/" in r["config"]["out"]
                and r["config"]["data"] == data]
         if not sel:
             continue
@@ -70,10 +115,10 @@ def write_tables(runs: list[dict], docs: Path) -> None:
                   "| configuration | test accuracy % (mean ± std) | test error % | epochs | "
                   "wall time per run | hidden | final train loss | overflow-skipped steps | "
                   "seeds |", "|---|---|---|---|---|---|---|---|---|"]
-        for name, (_, _, label) in ROWS.items():
-            if name not in g:
+        for row, (_, _, label) in rows.items():
+            if row not in g:
                 continue
-            rs = g[name]
+            rs = g[row]
             skips = []
             for r in rs:
                 m = read_metrics(Path(r["_dir"]))[-1]
@@ -83,4 +128,4 @@ def write_tables(runs: list[dict], docs: Path) -> None:
                          f"{', '.join(str(r['config']['seed']) for r in rs)} |")
         lines.append("")
     if lines:
-        write_text(docs / "mixed_precision_table.md", "\n".join(lines))
+        write_text(docs / name, "\n".join(lines))
