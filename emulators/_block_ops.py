@@ -9,6 +9,7 @@ scale codes and the clip count.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -131,6 +132,7 @@ def element_values(codes: np.ndarray, fmt: Block) -> np.ndarray:
     return _float_ops.to_float(codes, fmt.element)
 
 
+@functools.lru_cache(maxsize=256)
 def carrier(fmt: Block) -> Float:
     """A Float that holds every element x block scale product of ``fmt`` exactly (the
     tensor scale apart): the element's significand and scale's together, an exponent
@@ -147,6 +149,15 @@ def carrier(fmt: Block) -> Float:
     exp_bits = max(2, (hi - lo + man + 2).bit_length())
     bias = 1 - (lo + man)
     return Float(exp_bits, man, bias=bias)
+
+
+def _values(x: EmuArray) -> "np.ndarray | None":
+    """The exact float64 values of a block or Float operand without scales (None for a
+    Float array that carries scales, or a NaN block)."""
+    if isinstance(x.fmt, Block):
+        v = element_values(x.codes, x.fmt) * x.scale  # exact: see to_carrier
+        return v if np.isfinite(v).all() else None
+    return None if x.scale is not None else _float_ops.to_float(x.codes, x.fmt)
 
 
 def to_carrier(x: EmuArray, be) -> tuple[EmuArray, float]:
@@ -172,6 +183,17 @@ def matmul(a: EmuArray, b: EmuArray, out, acc, order: str, compensated: bool, se
     rounded once into ``out``."""
     from lowbit.emulators import ops
 
+    if a.ndim == 2 and b.ndim == 2 and a.tensor_scale == 1.0 and b.tensor_scale == 1.0:
+        # a fast path on the exact values (element x block scale) skips the carrier codes
+        fa = carrier(a.fmt) if isinstance(a.fmt, Block) else a.fmt
+        fb = carrier(b.fmt) if isinstance(b.fmt, Block) else b.fmt
+        if isinstance(fa, Float) and isinstance(fb, Float):
+            av, bv = _values(a), _values(b)
+            if av is not None and bv is not None:
+                r = _float_ops.matmul_values(av, fa, bv, fb, out, acc, order, compensated,
+                                             seed, be)
+                if r is not None:
+                    return r
     ta = tb = 1.0
     if isinstance(a.fmt, Block):
         a, ta = to_carrier(a, be)

@@ -252,7 +252,11 @@ def _binary32_matmul(a, fa: Float, b, fb: Float, fmt: Float, seed: int, be):
     that is not finite (NaN payloads and inf/NaN codes are the general kernel's). Exact:
     each product is then a binary32, and a binary32 sum from +0 in k order with RNE
     additions is what the sequential fp32 accumulator computes."""
-    av, bv = to_float(a, fa), to_float(b, fb)
+    return binary32_values_matmul(to_float(a, fa), to_float(b, fb), fmt, seed, be)
+
+
+def binary32_values_matmul(av: np.ndarray, bv: np.ndarray, fmt: Float, seed: int, be):
+    """:func:`_binary32_matmul` on the operands' exact float64 values (2-D)."""
     a32, b32 = av.astype(np.float32), bv.astype(np.float32)
     if not (np.array_equal(a32, av) and np.array_equal(b32, bv)):
         return None  # (NaN never equals itself: non-finite values leave here too)
@@ -311,7 +315,13 @@ def _fused_matmul(a, fa: Float, b, fb: Float, model: AccumulatorModel, fmt: Floa
     general kernel."""
     if fa.daz or fb.daz:
         return None
-    av, bv = to_float(a, fa), to_float(b, fb)
+    return fused_values_matmul(to_float(a, fa), fa, to_float(b, fb), fb, model, fmt, seed, be)
+
+
+def fused_values_matmul(av: np.ndarray, fa: Float, bv: np.ndarray, fb: Float,
+                        model: AccumulatorModel, fmt: Float, seed: int, be):
+    """:func:`_fused_matmul` on the operands' exact float64 values (2-D) of formats ``fa``
+    and ``fb`` (read without daz)."""
     span = _product_span(av, bv)
     if span is None or (span[1] and (span[1] > _FUSED_RANGE or span[0] < 1 / _FUSED_RANGE)):
         return None
@@ -391,6 +401,31 @@ def matmul(a: EmuArray, b: EmuArray, out, acc, order: str, compensated: bool, se
     elif b.ndim == 1:
         shape = (M,)
     return EmuArray(codes.reshape(shape), fmt)
+
+
+def matmul_values(av: np.ndarray, fa: Float, bv: np.ndarray, fb: Float, out, acc,
+                  order: str, compensated: bool, seed: int, be) -> "EmuArray | None":
+    """:func:`matmul` of 2-D operands given as exact float64 values of the Float formats
+    ``fa`` and ``fb`` (no daz), when one of its fast paths takes them (a sequential fp32
+    accumulator of binary32-exact products, or a matrix-unit model on float values); None
+    otherwise (the caller then encodes the operands and calls :func:`matmul`). The same
+    codes as :func:`matmul` on the encoded operands: both run the same paths."""
+    mode, acc_f, model = _accumulator(acc, order, compensated, "matmul")
+    if av.ndim != 2 or bv.ndim != 2 or av.shape[1] != bv.shape[0] or not av.size \
+            or not bv.size or fa.daz or fb.daz:
+        return None
+    if out is None:
+        fmt = model.result_format if model is not None else acc_f
+        if fmt is None:
+            return None
+    else:
+        fmt = _out_format(out, [], "matmul")
+    codes = None
+    if mode == "sequential" and binary32_products(fa, fb, acc_f, fmt):
+        codes = binary32_values_matmul(av, bv, fmt, seed, be)
+    elif model is not None and fused_in_float64(model, fmt):
+        codes = fused_values_matmul(av, fa, bv, fb, model, fmt, seed, be)
+    return None if codes is None else EmuArray(codes.reshape(av.shape[0], bv.shape[1]), fmt)
 
 
 _ONE = Float(2, 1, specials="none")  # 1.0 is code 2 of E2M1: a product by it is exact

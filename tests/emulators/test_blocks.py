@@ -231,3 +231,26 @@ class TestBlockMatmul:
         assert np.all(E.matmul(a, b, "fp32", "hopper_fp8", backend=backend).to_float() == 4324)
         assert np.all(E.matmul(a, b, "fp32", "hopper_fp8_promote128",
                                backend=backend).to_float() == 4608)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.sampled_from(["mxfp8", "mxfp4", "mxint8", "mxfp8e5m2", "nvfp4:nots"]),
+           st.sampled_from(["fp32", "bf16", "hopper_fp8", "hopper_fp8_promote128", "cdna3",
+                            "blackwell"]),
+           st.sampled_from([None, "bf16", "e5m2"]), st.integers(1, 80), st.data())
+    def test_the_value_path_equals_the_carrier_path(self, f, acc, out, K, data):
+        """Block operands without tensor scales go to the fast paths as exact float64 values
+        (element x block scale); encoded as carrier codes instead, the general entry gives
+        the same codes, for every accumulator (fp32, bf16, the matrix-unit models)."""
+        from lowbit.emulators import _block_ops, _float_ops
+
+        r = np.random.default_rng(data.draw(st.integers(0, 2**32)))
+        x = r.normal(size=(4, K)) * 2.0 ** r.integers(-6, 6, (4, K))
+        y = r.normal(size=(K, 3)) * 2.0 ** r.integers(-6, 6, (K, 3))
+        fmt = parse_format(f)
+        a, b = E.cast(x, fmt), E.cast(y, Block(**{**fmt.__dict__, "axis": 0}))
+        for be in BACKENDS:
+            backend = E.get_backend(be)
+            got = E.matmul(a, b, out, acc, backend=be)
+            (ca, _), (cb, _) = _block_ops.to_carrier(a, backend), _block_ops.to_carrier(b, backend)
+            want = _float_ops.matmul(ca, cb, out, acc, "sequential", False, 0, backend)
+            assert got.fmt == want.fmt and np.array_equal(got.codes, want.codes), (be, acc)
