@@ -13,7 +13,7 @@
 #define LOWBIT_INF_MAX 0
 #define LOWBIT_INF_NAN 2
 
-/* The bits of a double, and the double of bits. */
+/* The bits of a double or a float, and the value of bits. */
 static inline uint64_t f64_bits(double v)
 {
     uint64_t b;
@@ -24,6 +24,20 @@ static inline uint64_t f64_bits(double v)
 static inline double f64_of_bits(uint64_t b)
 {
     double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+static inline uint32_t f32_bits(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+static inline float f32_of_bits(uint32_t b)
+{
+    float v;
     memcpy(&v, &b, sizeof v);
     return v;
 }

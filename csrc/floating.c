@@ -891,20 +891,6 @@ int lowbit_fused_matmul_f64(double *out, const double *a, const double *restrict
     return nomem ? LOWBIT_ERR_NOMEM : LOWBIT_OK;
 }
 
-static inline uint32_t f32_bits(float v)
-{
-    uint32_t b;
-    memcpy(&b, &v, sizeof b);
-    return b;
-}
-
-static inline float f32_of_bits(uint32_t b)
-{
-    float v;
-    memcpy(&v, &b, sizeof v);
-    return v;
-}
-
 int lowbit_fused_matmul_f32(float *out, const float *a, const float *restrict b, int64_t M,
                             int64_t K, int64_t N, int64_t group, int64_t frac_bits,
                             int64_t promote, const lowbit_float *regp)
