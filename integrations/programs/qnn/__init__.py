@@ -9,6 +9,6 @@ LNS_RECIPES = ("lns-float", "lns-matmul", "lns-everywhere", "lns-kahan")
 MP_RECIPES = ("mp-fp16", "mp-bf16", "mp-fp8", "mp-fp8-delayed", "mp-fp8-hopper",
               "mp-fp8-hopper-promote",
               "mp-mxfp8", "mp-mxfp8-hopper", "mp-mxfp8-hopper-promote", "mp-mxfp4", "mp-nvfp4",
-              "mp-mxfp8-train", "mp-nvfp4-train")
+              "mp-mxfp8-train", "mp-nvfp4-train", "mp-nvfp4-train-sr")
 """Mixed-precision training (fp32 master weights; :mod:`.train` says what each is)."""
 RECIPES = QNN_RECIPES + LNS_RECIPES + MP_RECIPES

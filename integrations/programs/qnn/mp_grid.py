@@ -59,6 +59,8 @@ ROWS = {
                     "MXFP8 in all three matmuls (MXFP8 E5M2 gradients), fp32 accumulation"),
     "nvfp4-train": ("mp-nvfp4-train", "none",
                     "NVFP4 in all three matmuls (16x16 weight tiles), fp32 accumulation"),
+    "nvfp4-train-sr": ("mp-nvfp4-train-sr", "none",
+                       "NVFP4 in all three matmuls, gradients rounded stochastically (8 bits)"),
 }
 SCHEDULE = {"digits": {"lr_decay": 1.0}, "fashion-mnist": {"lr_decay": 0.8}}
 

@@ -32,8 +32,10 @@ Recipes (``--format``), after the papers:
   (NVFP4 weights and activations); block formats in all three matmuls, as MX training
   runs (each matmul blocks both operands along its own contraction axis, docs/floats.md):
   ``mp-mxfp8-train`` (MXFP8 weights and activations, MXFP8 E5M2 gradients, bf16 outputs
-  and weight gradients, Rouhani et al. 2023) and ``mp-nvfp4-train`` (NVFP4 weights in
-  16x16 tiles, NVFP4 activations and gradients, bf16 outputs and weight gradients);
+  and weight gradients, Rouhani et al. 2023), ``mp-nvfp4-train`` (NVFP4 weights in
+  16x16 tiles, NVFP4 activations and gradients, bf16 outputs and weight gradients) and
+  ``mp-nvfp4-train-sr`` (the same, the gradients rounded stochastically with 8 random bits,
+  as NVIDIA's NVFP4 recipe does);
 - the LNS table of the seed talk, a plain ReLU MLP trained with SGD:
   ``lns-float`` (float32), ``lns-matmul`` (every forward and backward matmul in
   LNS, weights stored and updated in float), ``lns-everywhere`` (also weight
@@ -212,6 +214,7 @@ MP_SPECS = {
     "mp-nvfp4": "w=nvfp4,a=nvfp4,o=bf16,gi=e5m2,gw=e5m2",
     "mp-mxfp8-train": "w=mxfp8,a=mxfp8,o=bf16,gi=mxfp8e5m2,gw=bf16",
     "mp-nvfp4-train": "w=nvfp4:tile=16x16,a=nvfp4,o=bf16,gi=nvfp4,gw=bf16",
+    "mp-nvfp4-train-sr": "w=nvfp4:tile=16x16,a=nvfp4,o=bf16,gi=nvfp4:sr8,gw=bf16",
 }
 """The emulation specs of the mixed-precision recipes (acc: fp32 unless named)."""
 
