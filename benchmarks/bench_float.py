@@ -79,18 +79,22 @@ def _casts(repeat: int, rows: list[Row]) -> None:
 
         import torchao
         txb = torch.from_numpy(xb).reshape(-1, 1024)
-        peer["mxfp8"] = measure(lambda: to_mx(txb, torch.float8_e4m3fn, 32), 3)
-        peer["mxfp4"] = measure(lambda: to_mx(txb, torch.float4_e2m1fn_x2, 32), 3)
-        peer["nvfp4"] = measure(lambda: nvfp4_quantize(txb, 16), 3)
+        # best of `repeat` (its times vary 5x from call to call: fresh intermediate tensors)
+        peer["mxfp8"] = measure(lambda: to_mx(txb, torch.float8_e4m3fn, 32), repeat)
+        peer["mxfp4"] = measure(lambda: to_mx(txb, torch.float4_e2m1fn_x2, 32), repeat)
+        peer["nvfp4"] = measure(lambda: nvfp4_quantize(txb, 16), repeat)
         for name, t in peer.items():
             rows.append(Row(f"block cast 2^22 f32 -> {name}", f"torchao {torchao.__version__} "
                             "(CPU eager)", t, "np.copyto", t_copyb))
     except Exception:  # torchao absent, or its CPU path unavailable in this build
         pass
+    t_alloc = measure(lambda: np.empty(xb.shape, np.int64).fill(1), repeat)
+    rows.append(Row("block cast 2^22 f32 -> mxfp8", "np.empty(int64) + fill (the codes' memory "
+                    "alone)", t_alloc, "np.copyto", t_copyb))
     for name in ("mxfp8", "mxfp4", "nvfp4"):
         fmt = parse_format(name)
         for be in E.BACKENDS:
-            t = measure(lambda: E.block_cast(xb, fmt, backend=be), max(3, repeat // 3))
+            t = measure(lambda: E.block_cast(xb, fmt, backend=be), repeat)
             note = f"{peer[name] / t:.1f}x faster than torchao" if name in peer else ""
             rows.append(Row(f"block cast 2^22 f32 -> {name}", f"lowbit {be}", t, "np.copyto",
                             t_copyb, note))

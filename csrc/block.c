@@ -274,6 +274,133 @@ static int64_t block_scale(block_divisor *dv, int64_t *clip, const double *xb, i
     return code;
 }
 
+/* The MX case on float32 lanes: float32 input, power-of-two scales, no tensor scale, a
+ * saturating RNE float element. With the block's scale 2^e, q = |x| * 2^-e is exact in
+ * float32 while it is a normal float32 (else the element is slow, and element_code takes
+ * it on doubles); the rest is rne_elements' arithmetic in float32 (q * 2^(M - ec) exact,
+ * rintf to nearest even, a code below 2^31). A value clips when q exceeds the element's
+ * largest value, the same comparison as |x| > mpos * 2^e. Returns the clip count; sets
+ * *any when an element is slow. */
+static int64_t mx_elements_f32(int64_t *restrict out, unsigned char *restrict slow,
+                               const float *restrict xf, int64_t width, int64_t e,
+                               const lowbit_float *grid, float mpos, int daz, int *any)
+{
+    const int64_t zneg = zero_code(1, grid), sbit = grid->sign_bit, M = grid->man_bits,
+                  emin = grid->min_exponent, top = grid->max_field, subn = grid->subnormals;
+    const float sinv = (float)ldexp(1.0, (int)-e); /* 2^-e, e in E8M0's range: exact */
+    const float lo = daz ? 0x1p-126f : 0.0f;
+    int64_t nclip = 0, bad_any = 0;
+    for (int64_t i = 0; i < width; i++) {
+        const float v = xf[i], a0 = fabsf(v), a = a0 < lo ? 0.0f : a0;
+        const float q = a * sinv;
+        const uint32_t qb = f32_bits(q), vb = f32_bits(v);
+        const int64_t qe = (int64_t)(qb >> 23);
+        const int64_t bad = (qb != 0) & ((qe == 0) | (qe == 0xFF));
+        const int64_t ev = qe - 127, ec = ev > emin ? ev : emin;
+        const float sc = f32_of_bits((uint32_t)(127 + M - ec) << 23);
+        const int64_t r = (int64_t)(int32_t)rintf(q * sc);
+        int64_t mag = r + ((ec - emin) << M);
+        mag = mag > top ? top : mag; /* the grid saturates */
+        mag = (mag < (INT64_C(1) << M)) & (subn == 0) ? 0 : mag;
+        mag = bad | (qb == 0) ? 0 : mag;
+        const int64_t neg = -(int64_t)(vb >> 31); /* all ones for a negative value */
+        out[i] = mag | (neg & (mag != 0 ? sbit : zneg));
+        slow[i] = (unsigned char)bad;
+        bad_any |= bad;
+        nclip += q > mpos;
+    }
+    *any = bad_any != 0;
+    return nclip;
+}
+
+/* lowbit_block_quantize for the MX case (see mx_elements_f32): block by block on the
+ * float32 values, the OCP floor rule read off the float32 exponent field. */
+static int mx_quantize_f32(int64_t *codes, int64_t *scales, int64_t *clipped, const float *x,
+                           const int64_t *index, int64_t nblocks, int64_t width,
+                           const lowbit_float *grid, int32_t asym, const lowbit_float *scale_f,
+                           int32_t rule, int64_t emax, int64_t precision, double mpos,
+                           int32_t daz, uint64_t seed)
+{
+    int bad = 0, nomem = 0;
+    const int64_t smin = scale_f->min_exponent, smax = smin + scale_f->max_field;
+    _Pragma("omp parallel reduction(+:bad) reduction(|:nomem) if(nblocks * width > LOWBIT_PARALLEL_MIN)")
+    {
+        int64_t *const cbuf = malloc(sizeof(int64_t) * (size_t)width);
+        unsigned char *const slow = malloc((size_t)width);
+        if (!cbuf || !slow)
+            nomem = 1;
+        _Pragma("omp for schedule(static)")
+        for (int64_t b = 0; b < nblocks; b++) {
+            if (nomem)
+                continue;
+            const float *xf = x + b * width;
+            const int64_t *ib = index ? index + b * width : NULL;
+            int64_t *const out = ib ? cbuf : codes + b * width;
+            uint32_t top_bits = 0; /* the largest |x| as the largest magnitude bit pattern */
+            for (int64_t i = 0; i < width; i++) {
+                const uint32_t ab = f32_bits(xf[i]) & UINT32_C(0x7FFFFFFF);
+                top_bits = ab > top_bits ? ab : top_bits;
+            }
+            if (top_bits >= UINT32_C(0x7F800000)) { /* a NaN or inf */
+                if (scale_f->nan_code < 0) {
+                    bad += 1;
+                    scales[b] = 0;
+                } else {
+                    scales[b] = scale_f->nan_code;
+                }
+                clipped[b] = 0;
+                for (int64_t i = 0; i < width; i++)
+                    out[i] = 0;
+            } else {
+                double amax = (double)f32_of_bits(top_bits);
+                amax = daz && amax < FP32_SMALLEST_NORMAL ? 0.0 : amax;
+                int64_t e = 0;
+                if (amax == 0.0) {
+                    scales[b] = scale_f->zero ? 1 : 0;
+                } else {
+                    if (rule == RULE_FLOOR && top_bits >= UINT32_C(0x00800000)) {
+                        /* OCP's rule: floor(log2 amax) - emax, read off the exponent field */
+                        e = (int64_t)(top_bits >> 23) - 127 - emax;
+                    } else {
+                        int ea;
+                        frexp(amax, &ea);
+                        const int64_t sh = ea - 1;
+                        e = pow2_scale_exp(ldexp(amax, (int)-sh), sh, 1.0, rule, emax,
+                                           precision, mpos);
+                    }
+                    e = e < smin ? smin : (e > smax ? smax : e);
+                    scales[b] = e - smin;
+                }
+                int any = 0;
+                clipped[b] = mx_elements_f32(out, slow, xf, width, e, grid, (float)mpos, daz,
+                                             &any);
+                if (any) {
+                    block_divisor dv;
+                    dv.D = ldexp(1.0, (int)e);
+                    dv.Dd = 1;
+                    dv.ed = e;
+                    dv.Sinv = ldexp(1.0, (int)-e);
+                    dv.top_pos = dv.top_neg = mpos * dv.D;
+                    dv.quotient = 1;
+                    for (int64_t i = 0; i < width; i++)
+                        if (slow[i])
+                            out[i] = element_code((double)xf[i], &dv, grid, 0, asym, daz, seed,
+                                                  ib ? ib[i] : b * width + i);
+                }
+            }
+            if (ib)
+                for (int64_t i = 0; i < width; i++)
+                    if (ib[i] >= 0)
+                        codes[ib[i]] = out[i];
+        }
+        free(cbuf);
+        free(slow);
+    }
+    if (nomem)
+        return LOWBIT_ERR_NOMEM;
+    return bad ? LOWBIT_ERR_NAN : LOWBIT_OK;
+}
+
 #define CHUNK_BLOCKS 64 /* blocks whose elements one vectorised pass codes */
 
 int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const void *x,
@@ -288,6 +415,9 @@ int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, con
     const int use_div = !(pow2 && T == 1.0); /* else every divisor is a power of two */
     const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0;
     const int64_t nchunks = (nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
+    if (x_f32 && rne && !use_div)
+        return mx_quantize_f32(codes, scales, clipped, (const float *)x, index, nblocks, width,
+                               grid, asym, scale_f, rule, emax, precision, mpos, daz, seed);
     /* the values of the scale's codes, for a scale that is not a power of two */
     double *sv = NULL;
     if (!pow2) {

@@ -245,6 +245,14 @@ def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, 
     codes = np.empty(n, np.int64)
     scales = np.empty(nblocks, np.int64)
     clipped = np.empty(nblocks, np.int64)
+    g = kernel_fields(grid)
+    if x2d.dtype == np.float32 and pow2 and T == 1.0 and not is_int and g[11] == 0 \
+            and g[7] == 0:  # the MX case: round to nearest even, saturating (as csrc)
+        status = sized(_block.mx_quantize_f32, x2d.size)(
+            x2d.reshape(-1), np.empty(0, np.int64) if dense else index.reshape(-1), nblocks,
+            width, g, bool(asym), kernel_fields(scale_fmt), rule, emax,
+            precision, float(mpos), bool(daz), np.uint64(seed), codes, scales, clipped)
+        return codes, scales, clipped, int(status)
     sv = np.zeros(1) if pow2 else float_values(np.arange(scale_fmt.max_field + 1), scale_fmt)
     status = sized(_block.block_quantize, x2d.size)(
         x2d.reshape(-1), np.empty(0, np.int64) if dense else index.reshape(-1), nblocks, width,

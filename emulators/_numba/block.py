@@ -258,6 +258,115 @@ def block_scale(xb, amax, lo, grid, is_int, asym, scale_f, sv, pow2, rule, emax,
     return code, nclip, D, Sinv, Dd, ed, quotient
 
 
+F32 = np.float32
+
+
+@inline
+def mx_elements_f32(out, slow, xf, e, grid, mpos, daz):
+    """The MX case on float32 lanes (the twin of csrc mx_elements_f32): q = |x| * 2**-e
+    exact in float32 while normal (else ``slow``), rne_elements' arithmetic in float32.
+    Returns (clip count, whether any element is slow)."""
+    zneg = zero_code(True, grid)
+    sbit = grid[4]
+    M = grid[0]
+    emin = grid[1]
+    top = grid[3]
+    subn = grid[6]
+    sinv = F32(math.ldexp(1.0, -e))
+    lo = F32(FP32_SMALLEST_NORMAL) if daz else F32(0.0)
+    mposf = F32(mpos)
+    nclip = 0
+    anyslow = 0
+    for i in range(xf.size):
+        v = xf[i]
+        a0 = abs(v)
+        a = F32(0.0) if a0 < lo else a0
+        q = a * sinv
+        qb = np.float32(q).view(np.uint32)
+        vb = np.float32(v).view(np.uint32)
+        qe = np.int64(qb >> np.uint32(23))
+        bad = np.int64(qb != np.uint32(0)) & (np.int64(qe == 0) | np.int64(qe == 0xFF))
+        ec = max(qe - 127, emin)
+        sc = np.uint32(np.uint32(127 + M - ec) << np.uint32(23)).view(np.float32)
+        r = np.int64(np.int32(np.rint(q * sc)))
+        mag = r + ((ec - emin) << M)
+        mag = top if mag > top else mag
+        mag = 0 if (mag < (1 << M) and subn == 0) else mag
+        mag = 0 if (bad != 0 or qb == np.uint32(0)) else mag
+        neg = -np.int64(vb >> np.uint32(31))
+        out[i] = mag | (neg & (sbit if mag != 0 else zneg))
+        slow[i] = bad != 0
+        anyslow |= bad
+        nclip += q > mposf
+    return nclip, anyslow != 0
+
+
+@pjit
+def mx_quantize_f32(x, index, nblocks, width, grid, asym, scale_f, rule, emax, precision,
+                    mpos, daz, seed, codes, scales, clipped):
+    """block_quantize for the MX case (float32 input, power-of-two scales, no tensor scale,
+    a saturating RNE float element), block by block on float32 values (the twin of csrc
+    mx_quantize_f32)."""
+    bad = 0
+    dense = index.size == 0
+    smin = scale_f[1]
+    smax = smin + np.int64(scale_f[3])
+    per = 256  # blocks per chunk: each chunk allocates its buffers once
+    for ch in prange((nblocks + per - 1) // per):
+        cbuf = np.empty(width, np.int64)
+        slow = np.zeros(width, np.bool_)
+        for b in range(ch * per, min(ch * per + per, nblocks)):
+            base = b * width
+            xf = x[base:base + width]
+            out = codes[base:base + width] if dense else cbuf
+            top_bits = np.uint32(0)
+            for i in range(width):
+                ab = np.float32(xf[i]).view(np.uint32) & np.uint32(0x7FFFFFFF)
+                top_bits = ab if ab > top_bits else top_bits
+            if top_bits >= np.uint32(0x7F800000):  # a NaN or inf
+                if scale_f[8] < 0:
+                    bad += 1
+                    scales[b] = 0
+                else:
+                    scales[b] = scale_f[8]
+                clipped[b] = 0
+                for i in range(width):
+                    out[i] = 0
+            else:
+                amax = float(np.uint32(top_bits).view(np.float32))
+                amax = 0.0 if (daz and amax < FP32_SMALLEST_NORMAL) else amax
+                e = 0
+                if amax == 0.0:
+                    scales[b] = 0 if scale_f[2] == 0 else 1
+                else:
+                    if rule == RULE_FLOOR and top_bits >= np.uint32(0x00800000):
+                        # OCP's rule: floor(log2 amax) - emax, read off the exponent field
+                        e = np.int64(top_bits >> np.uint32(23)) - 127 - emax
+                    else:
+                        _, ea = math.frexp(amax)
+                        sh = ea - 1
+                        e = pow2_scale_exp(math.ldexp(amax, -sh), sh, 1.0, rule, emax,
+                                           precision, mpos)
+                    e = min(max(e, smin), smax)
+                    scales[b] = e - smin
+                nclip, anyslow = mx_elements_f32(out, slow, xf, e, grid, mpos, daz)
+                clipped[b] = nclip
+                if anyslow:
+                    D = math.ldexp(1.0, e)
+                    Sinv = math.ldexp(1.0, -e)
+                    for i in range(width):
+                        if slow[i]:
+                            out[i] = element_code(float(xf[i]), D, Sinv, ONE, e, True, grid,
+                                                  False, asym, daz, seed,
+                                                  base + i if dense else index[base + i])
+            if not dense:
+                for i in range(width):
+                    j = index[base + i]
+                    if j >= 0:
+                        codes[j] = out[i]
+    return bad
+
+
 CHUNK_BLOCKS = 64  # blocks whose elements one pass codes
 BLOCK_RNE, BLOCK_GENERAL, BLOCK_SPECIAL = 0, 1, 2
 

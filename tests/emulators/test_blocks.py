@@ -137,6 +137,29 @@ class TestBlockCast:
                 assert np.array_equal(got.array.codes, want.codes), (be, str(f), dtype)
                 assert np.array_equal(got.scales, want.scales), (be, str(f))
 
+    @pytest.mark.parametrize("name", ["mxfp8", "mxfp8e5m2", "mxfp6", "mxfp6e3m2", "mxfp4"])
+    @pytest.mark.parametrize("opts", ["", ":rule=ceil", ":rule=even", ":rule=rceil",
+                                      ":rule=nearest", ":daz", ":axis=0", ":block=7"])
+    def test_mx_float32_path(self, name, opts):
+        """Float32 inputs under a power-of-two scale and RNE elements take the float32 MX
+        kernels: values over 2^-149..2^127 (float32 subnormals, whose quotients are not
+        normal floats and take the general path), signed zeros, NaN and inf blocks, partial
+        blocks and the axis-0 layout give the exact reference's codes, scales and clips."""
+        fmt = parse_format(name + opts)
+        r = np.random.default_rng(abs(hash((name, opts))) % 2**32)
+        x = (r.normal(size=(24, 70)) * 2.0 ** r.integers(-150, 110, (24, 1))
+             * 2.0 ** r.integers(-12, 12, (24, 70))).astype(np.float32)
+        x[0, :5] = [0.0, -0.0, 1e-45, -3e-39, 2e-38]
+        x[1, 3] = np.nan
+        x[2, 40] = -np.inf
+        x[3, :] = -0.0
+        want = rb.quantize(x, fmt, 0)
+        for be in BACKENDS:
+            got = E.block_cast(x, fmt, backend=be)
+            assert np.array_equal(got.array.codes, want.codes), (be, str(fmt))
+            assert np.array_equal(got.scales, want.scales), (be, str(fmt))
+            assert got.clipped == want.clipped, (be, str(fmt))
+
     def test_mxint8_minus_two(self, backend):
         x = np.array([-2.0, 1.0, -1.99])
         sym = E.block_cast(x, "mxint8:block=3", backend=backend)
