@@ -315,7 +315,8 @@ static int64_t mx_elements_f32(int64_t *restrict out, unsigned char *restrict sl
 
 /* lowbit_block_quantize for the MX case (see mx_elements_f32): block by block on the
  * float32 values, the OCP floor rule read off the float32 exponent field. */
-static int mx_quantize_f32(int64_t *codes, int64_t *scales, int64_t *clipped, const float *x,
+static int mx_quantize_f32(void *codes, int codes_u8, int64_t *scales, int64_t *clipped,
+                           const float *x,
                            const int64_t *index, int64_t nblocks, int64_t width,
                            const lowbit_float *grid, int32_t asym, const lowbit_float *scale_f,
                            int32_t rule, int64_t emax, int64_t precision, double mpos,
@@ -335,7 +336,7 @@ static int mx_quantize_f32(int64_t *codes, int64_t *scales, int64_t *clipped, co
                 continue;
             const float *xf = x + b * width;
             const int64_t *ib = index ? index + b * width : NULL;
-            int64_t *const out = ib ? cbuf : codes + b * width;
+            int64_t *const out = (ib || codes_u8) ? cbuf : (int64_t *)codes + b * width;
             uint32_t top_bits = 0; /* the largest |x| as the largest magnitude bit pattern */
             for (int64_t i = 0; i < width; i++) {
                 const uint32_t ab = f32_bits(xf[i]) & UINT32_C(0x7FFFFFFF);
@@ -388,10 +389,21 @@ static int mx_quantize_f32(int64_t *codes, int64_t *scales, int64_t *clipped, co
                                                   ib ? ib[i] : b * width + i);
                 }
             }
-            if (ib)
+            if (codes_u8) { /* every code of an element of at most 8 bits fits a byte */
+                uint8_t *const c8 = codes;
+                if (ib) {
+                    for (int64_t i = 0; i < width; i++)
+                        if (ib[i] >= 0)
+                            c8[ib[i]] = (uint8_t)out[i];
+                } else {
+                    for (int64_t i = 0; i < width; i++)
+                        c8[b * width + i] = (uint8_t)out[i];
+                }
+            } else if (ib) {
                 for (int64_t i = 0; i < width; i++)
                     if (ib[i] >= 0)
-                        codes[ib[i]] = out[i];
+                        ((int64_t *)codes)[ib[i]] = out[i];
+            }
         }
         free(cbuf);
         free(slow);
@@ -403,8 +415,9 @@ static int mx_quantize_f32(int64_t *codes, int64_t *scales, int64_t *clipped, co
 
 #define CHUNK_BLOCKS 64 /* blocks whose elements one vectorised pass codes */
 
-int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const void *x,
-                          int32_t x_f32, const int64_t *index, int64_t nblocks, int64_t width,
+int lowbit_block_quantize(void *codes_out, int32_t codes_u8, int64_t *scales,
+                          int64_t *clipped, const void *x, int32_t x_f32,
+                          const int64_t *index, int64_t nblocks, int64_t width,
                           const lowbit_float *grid, int32_t is_int, int32_t asym,
                           const lowbit_float *scale_f, int32_t pow2, int32_t rule, int64_t emax,
                           int64_t precision, double mpos, double T, int32_t daz, uint64_t seed)
@@ -416,8 +429,12 @@ int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, con
     const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0;
     const int64_t nchunks = (nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
     if (x_f32 && rne && !use_div)
-        return mx_quantize_f32(codes, scales, clipped, (const float *)x, index, nblocks, width,
-                               grid, asym, scale_f, rule, emax, precision, mpos, daz, seed);
+        return mx_quantize_f32(codes_out, codes_u8, scales, clipped, (const float *)x, index,
+                               nblocks, width, grid, asym, scale_f, rule, emax, precision, mpos,
+                               daz, seed);
+    if (codes_u8)
+        return LOWBIT_ERR_RANGE; /* byte codes are the MX path's only */
+    int64_t *const codes = codes_out;
     /* the values of the scale's codes, for a scale that is not a power of two */
     double *sv = NULL;
     if (!pow2) {

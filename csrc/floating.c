@@ -990,3 +990,19 @@ int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const i
     }
     return nans ? LOWBIT_ERR_NAN : (infs ? LOWBIT_ERR_INF : LOWBIT_OK);
 }
+
+int lowbit_float_cast_f32_table_u8(uint8_t *out, const float *x, int64_t n, const int64_t *table,
+                                int32_t shift)
+{
+    int nans = 0, infs = 0;
+    const uint32_t low = (UINT32_C(1) << shift) - 1;
+    _Pragma("omp parallel for schedule(static) reduction(+:nans,infs) if(n > LOWBIT_PARALLEL_MIN)")
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t b = (uint32_t)bits32(x, i);
+        const int64_t c = table[2 * (int64_t)(b >> shift) + ((b & low) != 0)];
+        out[i] = (uint8_t)(c >= 0 ? c : 0);
+        nans += c == -1;
+        infs += c == -2;
+    }
+    return nans ? LOWBIT_ERR_NAN : (infs ? LOWBIT_ERR_INF : LOWBIT_OK);
+}

@@ -255,6 +255,9 @@ int lowbit_float_matmul(int64_t *out, const int64_t *a, const lowbit_float *fa,
  * LOWBIT_ERR_NAN / LOWBIT_ERR_INF. */
 int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const int64_t *table,
                                 int32_t shift);
+/* The same into uint8 codes, for formats of at most 8 bits (every table entry fits). */
+int lowbit_float_cast_f32_table_u8(uint8_t *out, const float *x, int64_t n, const int64_t *table,
+                                int32_t shift);
 
 /* out (M x N) = a @ b of float32 arrays (row-major), each output summed in binary32 from
  * +0 in k order, every addition rounded to nearest even: lowbit_float_matmul's sequential
@@ -287,9 +290,12 @@ int lowbit_fused_matmul_f32(float *out, const float *a, const float *b, int64_t 
  * sign-magnitude grid with is_int); scale_f: the scale format (pow2: E8M0-like); rule:
  * 0 floor, 1 ceil, 2 even, 3 rceil, 4 nearest; emax, precision, mpos: the element's
  * exponent of its largest value, significant bits, largest value; T: the tensor scale.
- * Semantics: numerics/reference/block.py. LOWBIT_ERR_NAN if a NaN block has no NaN scale. */
-int lowbit_block_quantize(int64_t *codes, int64_t *scales, int64_t *clipped, const void *x,
-                          int32_t x_f32, const int64_t *index, int64_t nblocks, int64_t width,
+ * Semantics: numerics/reference/block.py. LOWBIT_ERR_NAN if a NaN block has no NaN scale.
+ * codes_out: int64 codes, or uint8 with codes_u8 (only for float32 x, power-of-two scales,
+ * T = 1 and RNE float elements of at most 8 bits; else LOWBIT_ERR_RANGE). */
+int lowbit_block_quantize(void *codes_out, int32_t codes_u8, int64_t *scales,
+                          int64_t *clipped, const void *x, int32_t x_f32,
+                          const int64_t *index, int64_t nblocks, int64_t width,
                           const lowbit_float *grid, int32_t is_int, int32_t asym,
                           const lowbit_float *scale_f, int32_t pow2, int32_t rule, int64_t emax,
                           int64_t precision, double mpos, double T, int32_t daz, uint64_t seed);

@@ -20,6 +20,7 @@ from lowbit.emulators import _float_ops
 from lowbit.emulators.array import EmuArray, contiguous
 from lowbit.numerics.blocks import SCALE_RULES, Block
 from lowbit.numerics.formats import Fixed, Float
+from lowbit.numerics.modes import Overflow, Rounding
 from lowbit.numerics.reference.block import grid_shape, tensor_scale_of
 
 RULES = {name: i for i, name in enumerate(SCALE_RULES)}  # as the kernels' RULE_* constants
@@ -64,6 +65,14 @@ def layout(shape: tuple[int, ...], fmt: Block) -> tuple[np.ndarray, tuple[int, .
             lambda s: np.moveaxis(s.reshape(moved_grid), -1, axis))
 
 
+def mx_case(x2d: np.ndarray, grid: Float, is_int: bool, pow2: bool, T: float) -> bool:
+    """Whether both backends take their float32 MX kernel (mx_quantize_f32): float32
+    values, power-of-two scales, no tensor scale, float elements rounded to nearest even
+    and saturating. Its codes may be stored in bytes (elements of at most 8 bits)."""
+    return (x2d.dtype == np.float32 and pow2 and T == 1.0 and not is_int
+            and grid.rounding is Rounding.NEAREST_EVEN and grid.overflow is Overflow.SATURATE)
+
+
 def _read_amax(x: np.ndarray, fmt: Block) -> tuple[Fraction, bool]:
     """The largest magnitude of x (daz applied) and whether x holds a NaN or an inf (then
     the magnitude is not used): two reductions, no temporary (max and min propagate NaN)."""
@@ -106,7 +115,7 @@ def block_cast(x: np.ndarray, fmt: Block, seed: int, be) -> BlockCast:
     codes, scale_codes, clipped, status = be.block_quantize(
         x2d, index, fmt.grid, is_int, fmt.asymmetric, fmt.scale, fmt.pow2_scale,
         RULES[fmt.scale_rule], fmt.element_emax, fmt.element_precision,
-        float(fmt.element_max), float(T), fmt.daz, seed, x.size)
+        float(fmt.element_max), float(T), fmt.daz, seed, x.size, narrow=True)
     if status:
         raise ValueError(f"{fmt}: a block holds a NaN or inf and the scale {fmt.scale} has "
                          "no NaN")

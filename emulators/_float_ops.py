@@ -86,9 +86,9 @@ def to_float(codes: np.ndarray, fmt: Float) -> np.ndarray:
     """The float64 values of codes, exactly (every Float value is a float64): ±inf and NaN
     where the layout puts them, -0.0 for the code of -0. Formats of up to ``TABLE_BITS``
     bits read a table of their values; binary32 codes are reinterpreted."""
-    c = np.asarray(codes, dtype=np.int64)
     if fmt.width <= TABLE_BITS:
-        return _value_table(fmt)[c]
+        return _value_table(fmt)[np.asarray(codes)]  # any integer storage indexes the table
+    c = np.asarray(codes, dtype=np.int64)
     if fmt == BINARY32:
         return c.astype(np.uint32).view(np.float32).astype(np.float64)
     return _decode(c, fmt)

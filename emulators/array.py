@@ -27,8 +27,16 @@ from lowbit.numerics.formats import (
 from lowbit.numerics.gaussian_log import mantissa_table
 
 
+NARROW_CODES = (np.dtype(np.uint8), np.dtype(np.uint16))
+"""Storage a Float or block array's codes may keep when every code fits (a cast into an
+8-bit format stores bytes): ``codes`` and the kernels still see int64."""
+
+
 class EmuArray:
     """Integer codes (int64, read-only) of format ``fmt``; value = decode(code) * scale.
+
+    A Float or block array made by a cast may store its codes narrower (``NARROW_CODES``:
+    one byte per FP8/FP6/FP4 code); ``codes`` then widens them to int64.
 
     ``scale`` is ``None`` or float64 metadata broadcastable to the codes with the
     same number of dimensions (binary/ternary scales; products of scales after a
@@ -45,7 +53,9 @@ class EmuArray:
                  tensor_scale: float = 1.0, *, lazy_scale=None):
         # _codes stays writeable and private (kernels get it: Numba compiles slower
         # code for read-only arrays); users see a read-only view through .codes.
-        self._codes = np.asarray(codes, dtype=np.int64)
+        codes = np.asarray(codes)
+        narrow = codes.dtype in NARROW_CODES and isinstance(fmt, (Float, Block))
+        self._codes = codes if narrow else np.asarray(codes, dtype=np.int64)
         self._fmt = fmt
         if scale is not None:
             scale = np.asarray(scale, dtype=np.float64)
@@ -56,8 +66,10 @@ class EmuArray:
 
     @property
     def codes(self) -> np.ndarray:
-        """The codes, an int64 array (a read-only view)."""
-        view = self._codes.view()
+        """The codes, an int64 array (read-only: a view, or a widened copy of narrow
+        storage)."""
+        view = self._codes.view() if self._codes.dtype == np.int64 else \
+            self._codes.astype(np.int64)
         view.flags.writeable = False
         return view
 
@@ -173,7 +185,9 @@ def _lns_to_float(codes: np.ndarray, fmt: LNS) -> np.ndarray:
 
 def kernel_codes(x: EmuArray) -> np.ndarray:
     """The writeable int64 array behind ``x.codes``, C-contiguous (copied if it is
-    not), for passing to kernels only."""
+    not, widened if it is stored narrow), for passing to kernels only."""
+    if x._codes.dtype != np.int64:
+        return np.ascontiguousarray(x._codes, dtype=np.int64)
     return contiguous(x._codes)
 
 

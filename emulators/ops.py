@@ -196,7 +196,7 @@ def cast(x, fmt: Format | str, *, seed: int = 0, backend: str | None = None) -> 
     if isinstance(fmt, Float):
         if arr.size == 0:
             return EmuArray(np.zeros(arr.shape, np.int64), fmt)
-        codes, status = be.float_cast(arr, fmt, seed)
+        codes, status = be.float_cast(arr, fmt, seed, narrow=True)  # 8-bit codes in bytes
         if status:
             _raise_unrepresentable(arr, fmt)
         return EmuArray(codes, fmt)

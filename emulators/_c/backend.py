@@ -42,7 +42,7 @@ ffi, lib = _mod.ffi, _mod.lib
 ORDERS = {"sequential": lib.LOWBIT_SEQUENTIAL, "pairwise": lib.LOWBIT_PAIRWISE}
 _CTYPES = {np.dtype(np.float64): "double *", np.dtype(np.float32): "float *",
            np.dtype(np.int64): "int64_t *", np.dtype(np.int32): "int32_t *",
-           np.dtype(np.uint64): "uint64_t *"}
+           np.dtype(np.uint64): "uint64_t *", np.dtype(np.uint8): "uint8_t *"}
 
 
 def _p(a: np.ndarray):
@@ -152,6 +152,7 @@ def ternary_matmul(ap, an, btp, btn):
 
 # ---------------------------------------------------------------- LNS ---
 
+from lowbit.emulators._block_ops import mx_case  # noqa: E402
 from lowbit.numerics import gaussian_log  # noqa: E402
 
 _keep: dict = {}  # keeps the table arrays behind cached lowbit_adder structs alive
@@ -241,14 +242,19 @@ def _general_float_cast(x, fmt, seed):
     return out, fn(_p(out), _p(x), x.size, _float_fmt(fmt), seed)
 
 
-def float_cast(x, fmt, seed):
+def float_cast(x, fmt, seed, narrow=False):
     """Codes of float32/float64 x in fmt: a float32 input whose cast depends only on its
-    top 16 bits (and the low ones' being zero) reads the table of those classes."""
+    top 16 bits (and the low ones' being zero) reads the table of those classes (into
+    uint8 codes with ``narrow`` and a format of at most 8 bits; else int64)."""
     from lowbit.emulators._float_ops import cast_table, table_cast_ok, table_shift
 
     if x.dtype == np.float32 and x.size > 4096 and table_cast_ok(fmt):
         table = cast_table(fmt, _general_float_cast)
         if table is not None:
+            if narrow and fmt.width <= 8:
+                out = np.empty(x.shape, np.uint8)
+                return out, lib.lowbit_float_cast_f32_table_u8(_p(out), _p(x), x.size,
+                                                               _p(table), table_shift(fmt))
             out = np.empty(x.shape, np.int64)
             return out, lib.lowbit_float_cast_f32_table(_p(out), _p(x), x.size, _p(table),
                                                         table_shift(fmt))
@@ -294,16 +300,17 @@ def float_matmul_binary32(a, b):
 
 
 def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, precision,
-                   mpos, T, daz, seed, n):
+                   mpos, T, daz, seed, n, narrow=False):
     nblocks, width = x2d.shape
-    codes = np.empty(n, np.int64)
+    u8 = narrow and mx_case(x2d, grid, is_int, pow2, T) and grid.width <= 8
+    codes = np.empty(n, np.uint8 if u8 else np.int64)
     scales = np.empty(nblocks, np.int64)
     clipped = np.empty(nblocks, np.int64)
     status = _check(lib.lowbit_block_quantize(
-        _p(codes), _p(scales), _p(clipped), ffi.from_buffer(x2d), int(x2d.dtype == np.float32),
-        ffi.NULL if index is None else _p(index), nblocks, width, _float_fmt(grid), int(is_int),
-        int(asym), _float_fmt(scale_fmt), int(pow2), rule, emax, precision, float(mpos),
-        float(T), int(daz), seed))
+        ffi.from_buffer(codes), int(u8), _p(scales), _p(clipped), ffi.from_buffer(x2d),
+        int(x2d.dtype == np.float32), ffi.NULL if index is None else _p(index), nblocks, width,
+        _float_fmt(grid), int(is_int), int(asym), _float_fmt(scale_fmt), int(pow2), rule, emax,
+        precision, float(mpos), float(T), int(daz), seed))
     return codes, scales, clipped, status
 
 

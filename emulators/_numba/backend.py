@@ -177,15 +177,16 @@ def _general_float_cast(x, fmt, seed):
     return out, int(status)
 
 
-def float_cast(x, fmt, seed):
+def float_cast(x, fmt, seed, narrow=False):
     """Codes of float32/float64 x in fmt: a float32 input whose cast depends only on its
-    top 16 bits (and the low ones' being zero) reads the table of those classes."""
+    top 16 bits (and the low ones' being zero) reads the table of those classes (into
+    uint8 codes with ``narrow`` and a format of at most 8 bits; else int64)."""
     from lowbit.emulators._float_ops import cast_table, table_cast_ok, table_shift
 
     if x.dtype == np.float32 and x.size > 4096 and table_cast_ok(fmt):
         table = cast_table(fmt, _general_float_cast)
         if table is not None:
-            out = np.empty(x.shape, np.int64)
+            out = np.empty(x.shape, np.uint8 if narrow and fmt.width <= 8 else np.int64)
             status = sized(floating.float_cast_f32_table, x.size)(
                 x.reshape(-1).view(np.uint32), table, table_shift(fmt), out.reshape(-1))
             return out, int(status)
@@ -234,31 +235,31 @@ def float_matmul_binary32(a, b):
 
 # ---------------------------------------------------------------- Block ---
 
+from lowbit.emulators._block_ops import mx_case  # noqa: E402
 from lowbit.emulators._float_ops import to_float as float_values  # noqa: E402
 from lowbit.emulators._numba import block as _block  # noqa: E402
 
 
 def block_quantize(x2d, index, grid, is_int, asym, scale_fmt, pow2, rule, emax, precision,
-                   mpos, T, daz, seed, n):
+                   mpos, T, daz, seed, n, narrow=False):
     nblocks, width = x2d.shape
     dense = index is None
-    codes = np.empty(n, np.int64)
     scales = np.empty(nblocks, np.int64)
     clipped = np.empty(nblocks, np.int64)
-    g = kernel_fields(grid)
-    if x2d.dtype == np.float32 and pow2 and T == 1.0 and not is_int and g[11] == 0 \
-            and g[7] == 0:  # the MX case: round to nearest even, saturating (as csrc)
+    idx = np.empty(0, np.int64) if dense else index.reshape(-1)
+    if mx_case(x2d, grid, is_int, pow2, T):
+        codes = np.empty(n, np.uint8 if narrow and grid.width <= 8 else np.int64)
         status = sized(_block.mx_quantize_f32, x2d.size)(
-            x2d.reshape(-1), np.empty(0, np.int64) if dense else index.reshape(-1), nblocks,
-            width, g, bool(asym), kernel_fields(scale_fmt), rule, emax,
-            precision, float(mpos), bool(daz), np.uint64(seed), codes, scales, clipped)
+            x2d.reshape(-1), idx, nblocks, width, kernel_fields(grid), bool(asym),
+            kernel_fields(scale_fmt), rule, emax, precision, float(mpos), bool(daz),
+            np.uint64(seed), codes, scales, clipped)
         return codes, scales, clipped, int(status)
+    codes = np.empty(n, np.int64)
     sv = np.zeros(1) if pow2 else float_values(np.arange(scale_fmt.max_field + 1), scale_fmt)
     status = sized(_block.block_quantize, x2d.size)(
-        x2d.reshape(-1), np.empty(0, np.int64) if dense else index.reshape(-1), nblocks, width,
-        kernel_fields(grid), bool(is_int), bool(asym), kernel_fields(scale_fmt), sv,
-        bool(pow2), rule, emax, precision, float(mpos), float(T), bool(daz), np.uint64(seed),
-        codes, scales, clipped)
+        x2d.reshape(-1), idx, nblocks, width, kernel_fields(grid), bool(is_int), bool(asym),
+        kernel_fields(scale_fmt), sv, bool(pow2), rule, emax, precision, float(mpos), float(T),
+        bool(daz), np.uint64(seed), codes, scales, clipped)
     return codes, scales, clipped, int(status)
 
 

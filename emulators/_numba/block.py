@@ -318,7 +318,7 @@ def mx_quantize_f32(x, index, nblocks, width, grid, asym, scale_f, rule, emax, p
         for b in range(ch * per, min(ch * per + per, nblocks)):
             base = b * width
             xf = x[base:base + width]
-            out = codes[base:base + width] if dense else cbuf
+            out = cbuf  # then copied into codes (int64 or bytes), in place or scattered
             top_bits = np.uint32(0)
             for i in range(width):
                 ab = np.float32(xf[i]).view(np.uint32) & np.uint32(0x7FFFFFFF)
@@ -359,7 +359,10 @@ def mx_quantize_f32(x, index, nblocks, width, grid, asym, scale_f, rule, emax, p
                             out[i] = element_code(float(xf[i]), D, Sinv, ONE, e, True, grid,
                                                   False, asym, daz, seed,
                                                   base + i if dense else index[base + i])
-            if not dense:
+            if dense:
+                for i in range(width):
+                    codes[base + i] = out[i]
+            else:
                 for i in range(width):
                     j = index[base + i]
                     if j >= 0:
