@@ -275,138 +275,175 @@ static int64_t block_scale(block_divisor *dv, int64_t *clip, const double *xb, i
 }
 
 /* The MX case on float32 lanes: float32 input, power-of-two scales, no tensor scale, a
- * saturating RNE float element. With the block's scale 2^e, q = |x| * 2^-e is exact in
- * float32 while it is a normal float32 (else the element is slow, and element_code takes
- * it on doubles); the rest is rne_elements' arithmetic in float32 (q * 2^(M - ec) exact,
- * rintf to nearest even, a code below 2^31). A value clips when q exceeds the element's
- * largest value, the same comparison as |x| > mpos * 2^e. Returns the clip count; sets
- * *any when an element is slow. */
-static int64_t mx_elements_f32(int64_t *restrict out, unsigned char *restrict slow,
-                               const float *restrict xf, int64_t width, int64_t e,
-                               const lowbit_float *grid, float mpos, int daz, int *any)
+ * saturating RNE float element of at most 16 bits. With its block's scale 2^e, an
+ * element's q = |x| * 2^-e (sinv[i]) is exact in float32 while it is a normal float32
+ * (else the element is slow, and element_code takes it on doubles); the rest is
+ * rne_elements' arithmetic in float32 and int32 (q * 2^(M - ec) exact, rintf to nearest
+ * even, codes below 2^16). clip[i]: q exceeds the element's largest value (the same
+ * comparison as |x| > mpos * 2^e). One pass over a run of blocks, vectorised. Returns
+ * whether any element is slow. */
+static int mx_run_f32(int32_t *restrict out, unsigned char *restrict slow,
+                      unsigned char *restrict clip, const float *restrict xf,
+                      const float *restrict sinv, int64_t n, const lowbit_float *grid,
+                      float mpos, int daz)
 {
-    const int64_t zneg = zero_code(1, grid), sbit = grid->sign_bit, M = grid->man_bits,
-                  emin = grid->min_exponent, top = grid->max_field, subn = grid->subnormals;
-    const float sinv = (float)ldexp(1.0, (int)-e); /* 2^-e, e in E8M0's range: exact */
+    const int32_t zneg = (int32_t)zero_code(1, grid), sbit = (int32_t)grid->sign_bit,
+                  M = (int32_t)grid->man_bits, emin = (int32_t)grid->min_exponent,
+                  top = (int32_t)grid->max_field, subn = (int32_t)grid->subnormals;
     const float lo = daz ? 0x1p-126f : 0.0f;
-    int64_t nclip = 0, bad_any = 0;
-    for (int64_t i = 0; i < width; i++) {
+    int32_t any = 0;
+    for (int64_t i = 0; i < n; i++) {
         const float v = xf[i], a0 = fabsf(v), a = a0 < lo ? 0.0f : a0;
-        const float q = a * sinv;
+        const float q = a * sinv[i];
         const uint32_t qb = f32_bits(q), vb = f32_bits(v);
-        const int64_t qe = (int64_t)(qb >> 23);
-        const int64_t bad = (qb != 0) & ((qe == 0) | (qe == 0xFF));
-        const int64_t ev = qe - 127, ec = ev > emin ? ev : emin;
+        const int32_t qe = (int32_t)(qb >> 23);
+        const int32_t bad = (qb != 0) & ((qe == 0) | (qe == 0xFF));
+        const int32_t ev = qe - 127, ec = ev > emin ? ev : emin;
         const float sc = f32_of_bits((uint32_t)(127 + M - ec) << 23);
-        const int64_t r = (int64_t)(int32_t)rintf(q * sc);
-        int64_t mag = r + ((ec - emin) << M);
+        const int32_t r = (int32_t)rintf(q * sc);
+        int32_t mag = r + ((ec - emin) << M);
         mag = mag > top ? top : mag; /* the grid saturates */
-        mag = (mag < (INT64_C(1) << M)) & (subn == 0) ? 0 : mag;
+        mag = (mag < (1 << M)) & (subn == 0) ? 0 : mag;
         mag = bad | (qb == 0) ? 0 : mag;
-        const int64_t neg = -(int64_t)(vb >> 31); /* all ones for a negative value */
+        const int32_t neg = -(int32_t)(vb >> 31); /* all ones for a negative value */
         out[i] = mag | (neg & (mag != 0 ? sbit : zneg));
         slow[i] = (unsigned char)bad;
-        bad_any |= bad;
-        nclip += q > mpos;
+        clip[i] = (unsigned char)(q > mpos);
+        any |= bad;
     }
-    *any = bad_any != 0;
-    return nclip;
+    return any != 0;
 }
 
-/* lowbit_block_quantize for the MX case (see mx_elements_f32): block by block on the
- * float32 values, the OCP floor rule read off the float32 exponent field. */
+#define MX_CHUNK 64 /* blocks per pass of mx_run_f32 */
+
+/* lowbit_block_quantize for the MX case (see mx_run_f32), in chunks of MX_CHUNK blocks:
+ * per block the amax (an integer max of the float32 magnitudes' bit patterns) and the scale
+ * (the OCP floor rule read off the float32 exponent field), then one pass over the chunk's
+ * elements; codes written as int64, or as bytes with codes_u8. */
 static int mx_quantize_f32(void *codes, int codes_u8, int64_t *scales, int64_t *clipped,
-                           const float *x,
-                           const int64_t *index, int64_t nblocks, int64_t width,
-                           const lowbit_float *grid, int32_t asym, const lowbit_float *scale_f,
-                           int32_t rule, int64_t emax, int64_t precision, double mpos,
-                           int32_t daz, uint64_t seed)
+                           const float *x, const int64_t *index, int64_t nblocks,
+                           int64_t width, const lowbit_float *grid, int32_t asym,
+                           const lowbit_float *scale_f, int32_t rule, int64_t emax,
+                           int64_t precision, double mpos, int32_t daz, uint64_t seed)
 {
     int bad = 0, nomem = 0;
     const int64_t smin = scale_f->min_exponent, smax = smin + scale_f->max_field;
+    const int64_t nchunks = (nblocks + MX_CHUNK - 1) / MX_CHUNK;
     _Pragma("omp parallel reduction(+:bad) reduction(|:nomem) if(nblocks * width > LOWBIT_PARALLEL_MIN)")
     {
-        int64_t *const cbuf = malloc(sizeof(int64_t) * (size_t)width);
-        unsigned char *const slow = malloc((size_t)width);
-        if (!cbuf || !slow)
+        const size_t cap = (size_t)MX_CHUNK * (size_t)width;
+        int32_t *const out = malloc(sizeof(int32_t) * cap);
+        float *const sinv = malloc(sizeof(float) * cap);
+        unsigned char *const slow = malloc(cap), *const clip = malloc(cap);
+        unsigned char special[MX_CHUNK];
+        int64_t es[MX_CHUNK];
+        if (!out || !sinv || !slow || !clip)
             nomem = 1;
         _Pragma("omp for schedule(static)")
-        for (int64_t b = 0; b < nblocks; b++) {
+        for (int64_t c = 0; c < nchunks; c++) {
             if (nomem)
                 continue;
-            const float *xf = x + b * width;
-            const int64_t *ib = index ? index + b * width : NULL;
-            int64_t *const out = (ib || codes_u8) ? cbuf : (int64_t *)codes + b * width;
-            uint32_t top_bits = 0; /* the largest |x| as the largest magnitude bit pattern */
-            for (int64_t i = 0; i < width; i++) {
-                const uint32_t ab = f32_bits(xf[i]) & UINT32_C(0x7FFFFFFF);
-                top_bits = ab > top_bits ? ab : top_bits;
-            }
-            if (top_bits >= UINT32_C(0x7F800000)) { /* a NaN or inf */
-                if (scale_f->nan_code < 0) {
-                    bad += 1;
-                    scales[b] = 0;
-                } else {
-                    scales[b] = scale_f->nan_code;
+            const int64_t b0 = c * MX_CHUNK;
+            const int64_t nb = nblocks - b0 < MX_CHUNK ? nblocks - b0 : MX_CHUNK;
+            const int64_t n = nb * width, i0 = b0 * width;
+            const float *xs = x + i0;
+            for (int64_t k = 0; k < nb; k++) {
+                const float *xf = xs + k * width;
+                uint32_t top_bits = 0; /* the largest |x| as the largest bit pattern */
+                for (int64_t i = 0; i < width; i++) {
+                    const uint32_t ab = f32_bits(xf[i]) & UINT32_C(0x7FFFFFFF);
+                    top_bits = ab > top_bits ? ab : top_bits;
                 }
-                clipped[b] = 0;
-                for (int64_t i = 0; i < width; i++)
-                    out[i] = 0;
-            } else {
-                double amax = (double)f32_of_bits(top_bits);
-                amax = daz && amax < FP32_SMALLEST_NORMAL ? 0.0 : amax;
                 int64_t e = 0;
-                if (amax == 0.0) {
-                    scales[b] = scale_f->zero ? 1 : 0;
-                } else {
-                    if (rule == RULE_FLOOR && top_bits >= UINT32_C(0x00800000)) {
-                        /* OCP's rule: floor(log2 amax) - emax, read off the exponent field */
-                        e = (int64_t)(top_bits >> 23) - 127 - emax;
+                special[k] = top_bits >= UINT32_C(0x7F800000); /* a NaN or inf */
+                if (special[k]) {
+                    if (scale_f->nan_code < 0) {
+                        bad += 1;
+                        scales[b0 + k] = 0;
                     } else {
-                        int ea;
-                        frexp(amax, &ea);
-                        const int64_t sh = ea - 1;
-                        e = pow2_scale_exp(ldexp(amax, (int)-sh), sh, 1.0, rule, emax,
-                                           precision, mpos);
+                        scales[b0 + k] = scale_f->nan_code;
                     }
-                    e = e < smin ? smin : (e > smax ? smax : e);
-                    scales[b] = e - smin;
+                } else {
+                    double amax = (double)f32_of_bits(top_bits);
+                    amax = daz && amax < FP32_SMALLEST_NORMAL ? 0.0 : amax;
+                    if (amax == 0.0) {
+                        scales[b0 + k] = scale_f->zero ? 1 : 0;
+                    } else {
+                        if (rule == RULE_FLOOR && top_bits >= UINT32_C(0x00800000)) {
+                            /* OCP's rule: floor(log2 amax) - emax, off the exponent field */
+                            e = (int64_t)(top_bits >> 23) - 127 - emax;
+                        } else {
+                            int ea;
+                            frexp(amax, &ea);
+                            const int64_t sh = ea - 1;
+                            e = pow2_scale_exp(ldexp(amax, (int)-sh), sh, 1.0, rule, emax,
+                                               precision, mpos);
+                        }
+                        e = e < smin ? smin : (e > smax ? smax : e);
+                        scales[b0 + k] = e - smin;
+                    }
                 }
-                int any = 0;
-                clipped[b] = mx_elements_f32(out, slow, xf, width, e, grid, (float)mpos, daz,
-                                             &any);
-                if (any) {
-                    block_divisor dv;
-                    dv.D = ldexp(1.0, (int)e);
-                    dv.Dd = 1;
-                    dv.ed = e;
-                    dv.Sinv = ldexp(1.0, (int)-e);
-                    dv.top_pos = dv.top_neg = mpos * dv.D;
-                    dv.quotient = 1;
+                es[k] = e;
+                const float s = (float)ldexp(1.0, (int)-e); /* 2^-e in E8M0's range: exact */
+                float *const sk = sinv + k * width;
+                for (int64_t i = 0; i < width; i++)
+                    sk[i] = s;
+            }
+            const int any = mx_run_f32(out, slow, clip, xs, sinv, n, grid, (float)mpos, daz);
+            for (int64_t k = 0; k < nb; k++) {
+                int32_t *const ok = out + k * width;
+                if (special[k]) {
+                    clipped[b0 + k] = 0;
                     for (int64_t i = 0; i < width; i++)
-                        if (slow[i])
-                            out[i] = element_code((double)xf[i], &dv, grid, 0, asym, daz, seed,
-                                                  ib ? ib[i] : b * width + i);
+                        ok[i] = 0;
+                    continue;
                 }
+                int64_t nclip = 0;
+                for (int64_t i = 0; i < width; i++)
+                    nclip += clip[k * width + i];
+                clipped[b0 + k] = nclip;
+                if (!any)
+                    continue;
+                block_divisor dv;
+                dv.D = ldexp(1.0, (int)es[k]);
+                dv.Dd = 1;
+                dv.ed = es[k];
+                dv.Sinv = ldexp(1.0, (int)-es[k]);
+                dv.top_pos = dv.top_neg = mpos * dv.D;
+                dv.quotient = 1;
+                for (int64_t i = 0; i < width; i++)
+                    if (slow[k * width + i]) {
+                        const int64_t j = i0 + k * width + i;
+                        ok[i] = (int32_t)element_code((double)xs[k * width + i], &dv, grid, 0,
+                                                      asym, daz, seed, index ? index[j] : j);
+                    }
             }
             if (codes_u8) { /* every code of an element of at most 8 bits fits a byte */
                 uint8_t *const c8 = codes;
-                if (ib) {
-                    for (int64_t i = 0; i < width; i++)
-                        if (ib[i] >= 0)
-                            c8[ib[i]] = (uint8_t)out[i];
+                if (index) {
+                    for (int64_t i = 0; i < n; i++)
+                        if (index[i0 + i] >= 0)
+                            c8[index[i0 + i]] = (uint8_t)out[i];
                 } else {
-                    for (int64_t i = 0; i < width; i++)
-                        c8[b * width + i] = (uint8_t)out[i];
+                    for (int64_t i = 0; i < n; i++)
+                        c8[i0 + i] = (uint8_t)out[i];
                 }
-            } else if (ib) {
-                for (int64_t i = 0; i < width; i++)
-                    if (ib[i] >= 0)
-                        ((int64_t *)codes)[ib[i]] = out[i];
+            } else {
+                int64_t *const c64 = codes;
+                if (index) {
+                    for (int64_t i = 0; i < n; i++)
+                        if (index[i0 + i] >= 0)
+                            c64[index[i0 + i]] = out[i];
+                } else {
+                    for (int64_t i = 0; i < n; i++)
+                        c64[i0 + i] = out[i];
+                }
             }
         }
-        free(cbuf);
+        free(out);
+        free(sinv);
         free(slow);
+        free(clip);
     }
     if (nomem)
         return LOWBIT_ERR_NOMEM;
@@ -428,7 +465,7 @@ int lowbit_block_quantize(void *codes_out, int32_t codes_u8, int64_t *scales,
     const int use_div = !(pow2 && T == 1.0); /* else every divisor is a power of two */
     const double lo = daz ? FP32_SMALLEST_NORMAL : 0.0;
     const int64_t nchunks = (nblocks + CHUNK_BLOCKS - 1) / CHUNK_BLOCKS;
-    if (x_f32 && rne && !use_div)
+    if (x_f32 && rne && !use_div && grid->sign_bit < (INT64_C(1) << 16)) /* <= 16-bit codes */
         return mx_quantize_f32(codes_out, codes_u8, scales, clipped, (const float *)x, index,
                                nblocks, width, grid, asym, scale_f, rule, emax, precision, mpos,
                                daz, seed);

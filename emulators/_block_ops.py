@@ -67,10 +67,12 @@ def layout(shape: tuple[int, ...], fmt: Block) -> tuple[np.ndarray, tuple[int, .
 
 def mx_case(x2d: np.ndarray, grid: Float, is_int: bool, pow2: bool, T: float) -> bool:
     """Whether both backends take their float32 MX kernel (mx_quantize_f32): float32
-    values, power-of-two scales, no tensor scale, float elements rounded to nearest even
-    and saturating. Its codes may be stored in bytes (elements of at most 8 bits)."""
+    values, power-of-two scales, no tensor scale, float elements of at most 16 bits rounded
+    to nearest even and saturating. Its codes may be stored in bytes (elements of at most
+    8 bits)."""
     return (x2d.dtype == np.float32 and pow2 and T == 1.0 and not is_int
-            and grid.rounding is Rounding.NEAREST_EVEN and grid.overflow is Overflow.SATURATE)
+            and grid.width <= 16 and grid.rounding is Rounding.NEAREST_EVEN
+            and grid.overflow is Overflow.SATURATE)
 
 
 def _read_amax(x: np.ndarray, fmt: Block) -> tuple[Fraction, bool]:
