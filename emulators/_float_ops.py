@@ -89,8 +89,9 @@ def to_float(codes: np.ndarray, fmt: Float) -> np.ndarray:
     if fmt.width <= TABLE_BITS:
         return _value_table(fmt)[np.asarray(codes)]  # any integer storage indexes the table
     c = np.asarray(codes, dtype=np.int64)
-    if fmt == BINARY32:
-        return c.astype(np.uint32).view(np.float32).astype(np.float64)
+    if fmt == BINARY32:  # signalling NaN patterns widen to quiet NaNs: no flag to raise
+        with np.errstate(invalid="ignore"):
+            return c.astype(np.uint32).view(np.float32).astype(np.float64)
     return _decode(c, fmt)
 
 
