@@ -111,7 +111,7 @@ static inline int quotient_rounds_exactly(const lowbit_float *grid, uint64_t Dd)
 /* The block's constants for its elements: the divisor D = S * T = Dd * 2^ed (Dd odd) and
  * what the element loop may use. */
 typedef struct {
-    double D, Sinv, top_pos, top_neg;
+    double D, Sinv;
     uint64_t Dd;
     int64_t ed;
     int quotient; /* the double quotient rounds exactly (quotient_rounds_exactly) */
@@ -216,6 +216,37 @@ static int rne_elements(int64_t *restrict out, unsigned char *restrict slow,
  * zero (a NaN/inf block). */
 enum { BLOCK_RNE = 0, BLOCK_GENERAL = 1, BLOCK_SPECIAL = 2 };
 
+/* The exponent e of a power-of-two block scale 2^e for a block of largest magnitude
+ * amax > 0 (daz applied), tensor scale T: the rule's choice (OCP's floor rule read off the
+ * exponent field), clamped to the scale format's range. */
+static int64_t pow2_block_exp(double amax, const lowbit_float *scale_f, int rule, int64_t emax,
+                              int64_t precision, double mpos, double T)
+{
+    int64_t e;
+    if (rule == RULE_FLOOR && T == 1.0 && amax >= DBL_MIN) {
+        e = (int64_t)(f64_bits(amax) >> 52) - 1023 - emax; /* floor(log2 amax) - emax */
+    } else {
+        int ea;
+        frexp(amax, &ea);
+        const int64_t sh = ea - 1;
+        e = pow2_scale_exp(ldexp(amax, (int)-sh), sh, T, rule, emax, precision, mpos);
+    }
+    const int64_t smin = scale_f->min_exponent, smax = smin + scale_f->max_field;
+    return e < smin ? smin : (e > smax ? smax : e);
+}
+
+/* The divisor D = 2^se (|se| <= 1022): its quotients are exact products by 2^-se. */
+static block_divisor pow2_divisor(int64_t se)
+{
+    block_divisor dv;
+    dv.D = ldexp(1.0, (int)se);
+    dv.Dd = 1;
+    dv.ed = se;
+    dv.Sinv = f64_of_bits((uint64_t)(1023 - se) << 52);
+    dv.quotient = 1;
+    return dv;
+}
+
 /* The scale and divisor of the block xb (no NaN or inf; amax its largest magnitude, daz
  * applied): its scale code, its clip count and its divisor. */
 static int64_t block_scale(block_divisor *dv, int64_t *clip, const double *xb, int64_t width,
@@ -230,45 +261,29 @@ static int64_t block_scale(block_divisor *dv, int64_t *clip, const double *xb, i
         code = scale_f->zero ? 1 : 0;
         S = 1.0;
     } else if (pow2) {
-        int64_t e;
-        if (rule == RULE_FLOOR && T == 1.0 && amax >= DBL_MIN) {
-            /* OCP's rule: floor(log2 amax) - emax, read off the exponent field */
-            e = (int64_t)(f64_bits(amax) >> 52) - 1023 - emax;
-        } else {
-            int ea;
-            frexp(amax, &ea);
-            const int64_t sh = ea - 1;
-            const double am = ldexp(amax, (int)-sh);
-            e = pow2_scale_exp(am, sh, T, rule, emax, precision, mpos);
-        }
-        const int64_t emax_s = smin + scale_f->max_field;
-        e = e < smin ? smin : (e > emax_s ? emax_s : e);
-        code = e - smin;
-        se = e;
-        S = ldexp(1.0, (int)e);
+        se = pow2_block_exp(amax, scale_f, rule, emax, precision, mpos, T);
+        code = se - smin;
+        S = ldexp(1.0, (int)se);
     } else {
         code = scale_code_rounded(amax, mpos * T, scale_f, sv, rule == RULE_RCEIL);
         S = sv[code];
     }
-    dv->D = S * T;
     if (pow2 && T == 1.0 && se >= -1022 && se <= 1022) { /* D = 2^se */
-        dv->Dd = 1;
-        dv->ed = se;
-        dv->Sinv = f64_of_bits((uint64_t)(1023 - se) << 52);
+        *dv = pow2_divisor(se);
     } else {
+        dv->D = S * T;
         dv->Dd = parts(dv->D, &dv->ed);
         const int tz = __builtin_ctzll(dv->Dd); /* D > 0: Dd != 0 */
         dv->Dd >>= tz;
         dv->ed += tz;
         dv->Sinv = dv->Dd == 1 ? ldexp(1.0, (int)-dv->ed) : 0.0;
     }
-    dv->top_pos = mpos * dv->D;
-    dv->top_neg = (asym ? 2.0 : mpos) * dv->D;
     dv->quotient = !is_int && quotient_rounds_exactly(grid, dv->Dd);
+    const double top_pos = mpos * dv->D, top_neg = (asym ? 2.0 : mpos) * dv->D;
     int64_t nclip = 0; /* branch-free: signs are random */
     for (int64_t i = 0; i < width; i++) {
         const double a0 = fabs(xb[i]), a = a0 < lo ? 0.0 : a0;
-        nclip += a > (xb[i] < 0.0 ? dv->top_neg : dv->top_pos);
+        nclip += a > (xb[i] < 0.0 ? top_neg : top_pos);
     }
     *clip = nclip;
     return code;
@@ -318,7 +333,7 @@ static int mx_run_f32(int32_t *restrict out, unsigned char *restrict slow,
 
 /* lowbit_block_quantize for the MX case (see mx_run_f32), in chunks of MX_CHUNK blocks:
  * per block the amax (an integer max of the float32 magnitudes' bit patterns) and the scale
- * (the OCP floor rule read off the float32 exponent field), then one pass over the chunk's
+ * (pow2_block_exp), then one pass over the chunk's
  * elements; codes written as int64, or as bytes with codes_u8. */
 static int mx_quantize_f32(void *codes, int codes_u8, int64_t *scales, int64_t *clipped,
                            const float *x, const int64_t *index, int64_t nblocks,
@@ -327,7 +342,7 @@ static int mx_quantize_f32(void *codes, int codes_u8, int64_t *scales, int64_t *
                            int64_t precision, double mpos, int32_t daz, uint64_t seed)
 {
     int bad = 0, nomem = 0;
-    const int64_t smin = scale_f->min_exponent, smax = smin + scale_f->max_field;
+    const int64_t smin = scale_f->min_exponent;
     const int64_t nchunks = (nblocks + MX_CHUNK - 1) / MX_CHUNK;
     _Pragma("omp parallel reduction(+:bad) reduction(|:nomem) if(nblocks * width > LOWBIT_PARALLEL_MIN)")
     {
@@ -369,17 +384,7 @@ static int mx_quantize_f32(void *codes, int codes_u8, int64_t *scales, int64_t *
                     if (amax == 0.0) {
                         scales[b0 + k] = scale_f->zero ? 1 : 0;
                     } else {
-                        if (rule == RULE_FLOOR && top_bits >= UINT32_C(0x00800000)) {
-                            /* OCP's rule: floor(log2 amax) - emax, off the exponent field */
-                            e = (int64_t)(top_bits >> 23) - 127 - emax;
-                        } else {
-                            int ea;
-                            frexp(amax, &ea);
-                            const int64_t sh = ea - 1;
-                            e = pow2_scale_exp(ldexp(amax, (int)-sh), sh, 1.0, rule, emax,
-                                               precision, mpos);
-                        }
-                        e = e < smin ? smin : (e > smax ? smax : e);
+                        e = pow2_block_exp(amax, scale_f, rule, emax, precision, mpos, 1.0);
                         scales[b0 + k] = e - smin;
                     }
                 }
@@ -404,13 +409,7 @@ static int mx_quantize_f32(void *codes, int codes_u8, int64_t *scales, int64_t *
                 clipped[b0 + k] = nclip;
                 if (!any)
                     continue;
-                block_divisor dv;
-                dv.D = ldexp(1.0, (int)es[k]);
-                dv.Dd = 1;
-                dv.ed = es[k];
-                dv.Sinv = ldexp(1.0, (int)-es[k]);
-                dv.top_pos = dv.top_neg = mpos * dv.D;
-                dv.quotient = 1;
+                const block_divisor dv = pow2_divisor(es[k]);
                 for (int64_t i = 0; i < width; i++)
                     if (slow[k * width + i]) {
                         const int64_t j = i0 + k * width + i;

@@ -975,14 +975,17 @@ int lowbit_fused_matmul_f32(float *out, const float *a, const float *restrict b,
     return range ? LOWBIT_ERR_RANGE : LOWBIT_OK;
 }
 
-/* The table cast of a run of float32 values: each entry indexed by the value's top
- * 32 - shift bits and whether any lower one is set (64-bit index arithmetic and restrict
- * pointers, outside the OpenMP region, so that GCC vectorises the gather); counts the
- * entries -1 (a NaN without a code) and -2 (an inf without one). */
-#define TABLE_RUN(NAME, OUT_T)                                                             \
-    static void NAME(OUT_T *restrict out, const float *restrict x, int64_t n,              \
-                     const int64_t *restrict table, int32_t shift, int64_t *nans,          \
-                     int64_t *infs)                                                        \
+#define TABLE_CHUNK 16384
+
+/* lowbit_float_cast_f32_table into codes of type OUT_T (NAME_run: the cast of a run of
+ * float32 values, each table entry indexed by the value's top 32 - shift bits and whether
+ * any lower one is set, with 64-bit index arithmetic and restrict pointers outside the
+ * OpenMP region so that GCC vectorises the gather; it counts the entries -1, a NaN without
+ * a code, and -2, an inf without one). */
+#define TABLE_CAST(NAME, OUT_T)                                                            \
+    static void NAME##_run(OUT_T *restrict out, const float *restrict x, int64_t n,        \
+                           const int64_t *restrict table, int32_t shift, int64_t *nans,    \
+                           int64_t *infs)                                                  \
     {                                                                                      \
         const uint64_t low = (UINT64_C(1) << shift) - 1;                                   \
         int64_t na = 0, in = 0;                                                            \
@@ -996,33 +999,18 @@ int lowbit_fused_matmul_f32(float *out, const float *a, const float *restrict b,
         }                                                                                  \
         *nans += na;                                                                       \
         *infs += in;                                                                       \
+    }                                                                                      \
+    int NAME(OUT_T *out, const float *x, int64_t n, const int64_t *table, int32_t shift)   \
+    {                                                                                      \
+        int64_t nans = 0, infs = 0;                                                        \
+        const int64_t chunks = (n + TABLE_CHUNK - 1) / TABLE_CHUNK;                        \
+        _Pragma("omp parallel for schedule(static) reduction(+:nans,infs) if(n > LOWBIT_PARALLEL_MIN)") \
+        for (int64_t c = 0; c < chunks; c++) {                                             \
+            const int64_t lo = c * TABLE_CHUNK;                                            \
+            const int64_t m = n - lo < TABLE_CHUNK ? n - lo : TABLE_CHUNK;                 \
+            NAME##_run(out + lo, x + lo, m, table, shift, &nans, &infs);                   \
+        }                                                                                  \
+        return nans ? LOWBIT_ERR_NAN : (infs ? LOWBIT_ERR_INF : LOWBIT_OK);                \
     }
-TABLE_RUN(table_run_i64, int64_t)
-TABLE_RUN(table_run_u8, uint8_t)
-#define TABLE_CHUNK 16384
-
-int lowbit_float_cast_f32_table(int64_t *out, const float *x, int64_t n, const int64_t *table,
-                                int32_t shift)
-{
-    int64_t nans = 0, infs = 0;
-    const int64_t chunks = (n + TABLE_CHUNK - 1) / TABLE_CHUNK;
-    _Pragma("omp parallel for schedule(static) reduction(+:nans,infs) if(n > LOWBIT_PARALLEL_MIN)")
-    for (int64_t c = 0; c < chunks; c++) {
-        const int64_t lo = c * TABLE_CHUNK, m = n - lo < TABLE_CHUNK ? n - lo : TABLE_CHUNK;
-        table_run_i64(out + lo, x + lo, m, table, shift, &nans, &infs);
-    }
-    return nans ? LOWBIT_ERR_NAN : (infs ? LOWBIT_ERR_INF : LOWBIT_OK);
-}
-
-int lowbit_float_cast_f32_table_u8(uint8_t *out, const float *x, int64_t n, const int64_t *table,
-                                   int32_t shift)
-{
-    int64_t nans = 0, infs = 0;
-    const int64_t chunks = (n + TABLE_CHUNK - 1) / TABLE_CHUNK;
-    _Pragma("omp parallel for schedule(static) reduction(+:nans,infs) if(n > LOWBIT_PARALLEL_MIN)")
-    for (int64_t c = 0; c < chunks; c++) {
-        const int64_t lo = c * TABLE_CHUNK, m = n - lo < TABLE_CHUNK ? n - lo : TABLE_CHUNK;
-        table_run_u8(out + lo, x + lo, m, table, shift, &nans, &infs);
-    }
-    return nans ? LOWBIT_ERR_NAN : (infs ? LOWBIT_ERR_INF : LOWBIT_OK);
-}
+TABLE_CAST(lowbit_float_cast_f32_table, int64_t)
+TABLE_CAST(lowbit_float_cast_f32_table_u8, uint8_t)

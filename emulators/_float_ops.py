@@ -246,6 +246,13 @@ _BINARY32_SMALLEST_NORMAL = 2.0 ** -126
 _BINARY32_PRODUCT_MAX = 2.0 ** 127
 
 
+def _as_binary32(av: np.ndarray, bv: np.ndarray):
+    """(a32, b32), the float64 operands as float32 arrays, when every value of both is a
+    binary32 value; else None (NaN never equals itself: non-finite values give None too)."""
+    a32, b32 = av.astype(np.float32), bv.astype(np.float32)
+    return (a32, b32) if np.array_equal(a32, av) and np.array_equal(b32, bv) else None
+
+
 def _binary32_matmul(a, fa: Float, b, fb: Float, fmt: Float, seed: int, be):
     """Codes of ``fmt`` of a @ b summed in binary32 natively, or None when these operands
     need the general kernel: a value that is not a finite binary32, a product that could
@@ -258,14 +265,14 @@ def _binary32_matmul(a, fa: Float, b, fb: Float, fmt: Float, seed: int, be):
 
 def binary32_values_matmul(av: np.ndarray, bv: np.ndarray, fmt: Float, seed: int, be):
     """:func:`_binary32_matmul` on the operands' exact float64 values (2-D)."""
-    a32, b32 = av.astype(np.float32), bv.astype(np.float32)
-    if not (np.array_equal(a32, av) and np.array_equal(b32, bv)):
-        return None  # (NaN never equals itself: non-finite values leave here too)
+    ops = _as_binary32(av, bv)
+    if ops is None:
+        return None
     span = _product_span(av, bv)
     if span is None or (span[1] and (span[1] >= _BINARY32_PRODUCT_MAX
                                      or span[0] < _BINARY32_SMALLEST_NORMAL)):
         return None
-    res = be.float_matmul_binary32(contiguous(a32), contiguous(b32))
+    res = be.float_matmul_binary32(contiguous(ops[0]), contiguous(ops[1]))
     if not np.isfinite(res).all():
         return None
     if fmt == BINARY32:
@@ -329,11 +336,11 @@ def fused_values_matmul(av: np.ndarray, fa: Float, bv: np.ndarray, fb: Float,
     res = None
     if fused_in_float32(model, fa, fb) and span[0] >= _BINARY32_SMALLEST_NORMAL \
             and span[1] < _BINARY32_PRODUCT_MAX:
-        a32, b32 = av.astype(np.float32), bv.astype(np.float32)
-        if np.array_equal(a32, av) and np.array_equal(b32, bv):
-            res, status = be.fused_matmul_f32(contiguous(a32), contiguous(b32), model.group,
-                                              model.frac_bits, model.promote_every or 0,
-                                              model.register)
+        ops = _as_binary32(av, bv)
+        if ops is not None:
+            res, status = be.fused_matmul_f32(contiguous(ops[0]), contiguous(ops[1]),
+                                              model.group, model.frac_bits,
+                                              model.promote_every or 0, model.register)
             res = None if status else res
     if res is None:
         res = be.fused_matmul_f64(contiguous(av), contiguous(bv), model.group,

@@ -211,6 +211,22 @@ def rne_elements(out, slow, x, mul, n, use_div, grid, daz):
 
 
 @inline
+def pow2_block_exp(amax, scale_f, rule, emax, precision, mpos, T):
+    """The exponent e of a power-of-two block scale 2**e for a block of largest magnitude
+    amax > 0 (daz applied), tensor scale T: the rule's choice (OCP's floor rule read off the
+    exponent field), clamped to the scale format's range (the twin of csrc
+    pow2_block_exp)."""
+    if rule == RULE_FLOOR and T == 1.0 and amax >= 2.2250738585072014e-308:
+        e = np.int64(np.float64(amax).view(np.uint64) >> U64(52)) - 1023 - emax
+    else:
+        _, ea = math.frexp(amax)
+        sh = ea - 1
+        e = pow2_scale_exp(math.ldexp(amax, -sh), sh, T, rule, emax, precision, mpos)
+    smin = scale_f[1]
+    return min(max(e, smin), smin + np.int64(scale_f[3]))
+
+
+@inline
 def block_scale(xb, amax, lo, grid, is_int, asym, scale_f, sv, pow2, rule, emax, precision,
                 mpos, T):
     """The scale of the block xb (no NaN or inf; amax its largest magnitude, daz applied):
@@ -221,15 +237,7 @@ def block_scale(xb, amax, lo, grid, is_int, asym, scale_f, sv, pow2, rule, emax,
         code = np.int64(0 if scale_f[2] == 0 else 1)
         S = 1.0
     elif pow2:
-        if rule == RULE_FLOOR and T == 1.0 and amax >= 2.2250738585072014e-308:
-            # OCP's rule: floor(log2 amax) - emax, read off the exponent field
-            e = np.int64(np.float64(amax).view(np.uint64) >> U64(52)) - 1023 - emax
-        else:
-            _, ea = math.frexp(amax)
-            sh = ea - 1
-            am = math.ldexp(amax, -sh)
-            e = pow2_scale_exp(am, sh, T, rule, emax, precision, mpos)
-        e = min(max(e, smin), smin + np.int64(scale_f[3]))
+        e = pow2_block_exp(amax, scale_f, rule, emax, precision, mpos, T)
         code = np.int64(e - smin)
         se = e
         S = math.ldexp(1.0, e)
@@ -263,7 +271,7 @@ F32 = np.float32
 
 @inline
 def mx_elements_f32(out, slow, xf, e, grid, mpos, daz):
-    """The MX case on float32 lanes (the twin of csrc mx_elements_f32): q = |x| * 2**-e
+    """The MX case on float32 lanes (the twin of csrc mx_run_f32): q = |x| * 2**-e
     exact in float32 while normal (else ``slow``), rne_elements' arithmetic in float32.
     Returns (clip count, whether any element is slow)."""
     zneg = zero_code(True, grid)
@@ -310,7 +318,6 @@ def mx_quantize_f32(x, index, nblocks, width, grid, asym, scale_f, rule, emax, p
     bad = 0
     dense = index.size == 0
     smin = scale_f[1]
-    smax = smin + np.int64(scale_f[3])
     per = 256  # blocks per chunk: each chunk allocates its buffers once
     for ch in prange((nblocks + per - 1) // per):
         cbuf = np.empty(width, np.int64)
@@ -339,15 +346,7 @@ def mx_quantize_f32(x, index, nblocks, width, grid, asym, scale_f, rule, emax, p
                 if amax == 0.0:
                     scales[b] = 0 if scale_f[2] == 0 else 1
                 else:
-                    if rule == RULE_FLOOR and top_bits >= np.uint32(0x00800000):
-                        # OCP's rule: floor(log2 amax) - emax, read off the exponent field
-                        e = np.int64(top_bits >> np.uint32(23)) - 127 - emax
-                    else:
-                        _, ea = math.frexp(amax)
-                        sh = ea - 1
-                        e = pow2_scale_exp(math.ldexp(amax, -sh), sh, 1.0, rule, emax,
-                                           precision, mpos)
-                    e = min(max(e, smin), smax)
+                    e = pow2_block_exp(amax, scale_f, rule, emax, precision, mpos, 1.0)
                     scales[b] = e - smin
                 nclip, anyslow = mx_elements_f32(out, slow, xf, e, grid, mpos, daz)
                 clipped[b] = nclip

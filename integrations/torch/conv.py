@@ -47,7 +47,7 @@ from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 import lowbit.emulators as E
 from lowbit.integrations.torch.functions import (BIAS, CAST_G, CAST_W, CAST_X, FORWARD, GRAD_B,
                                                  GRAD_W, GRAD_X, _family_ok, _out_format,
-                                                 block_result, clip_bound, emulated_linear,
+                                                 clip_bound, emulated_linear, grad_x_format,
                                                  op_seed)
 from lowbit.integrations.torch.products import _swapped
 from lowbit.integrations.torch.spec import EmulationSpec
@@ -147,8 +147,7 @@ def _dgrad_spec(spec: EmulationSpec) -> EmulationSpec:
     position) and the product rounds into :func:`block_result` (a product writes no
     block format)."""
     gi = spec.grad_input
-    out = block_result(spec) if isinstance(gi, Block) else gi
-    return dataclasses.replace(spec, activation=gi, output=out, grad_weight=None,
+    return dataclasses.replace(spec, activation=gi, output=grad_x_format(spec), grad_weight=None,
                                accumulator=spec.accumulator if _family_ok(gi, spec) else None)
 
 

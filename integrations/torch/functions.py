@@ -149,14 +149,21 @@ def along(fmt: Format | None, axis: int) -> Format | None:
     return fmt
 
 
+def recast(q: EmuArray | None, fmt: Format | None, ndim: int, axis: int) -> bool:
+    """Whether a backward product that contracts over ``axis`` of an ``ndim``-D forward
+    operand ``q`` (cast into ``fmt``) casts it afresh: a 1-D block format the forward
+    blocked along another axis. Element formats and tiled block formats reuse the
+    forward's codes (used transposed)."""
+    return (q is not None and isinstance(fmt, Block) and fmt.tile is None
+            and fmt.axis % ndim != axis % ndim)
+
+
 def requantized(q: EmuArray | None, t: torch.Tensor, fmt: Format | None, axis: int,
                 seed: int) -> EmuArray | None:
     """The forward operand ``q`` (``t`` cast into ``fmt``) as a backward product that
-    contracts over ``axis`` of ``t`` reads it: a 1-D block format is cast afresh from the
-    float ``t`` along that axis (unless the forward already blocked along it); element
-    formats and tiled block formats reuse the forward's codes (used transposed)."""
-    if q is None or not isinstance(fmt, Block) or fmt.tile is not None \
-            or fmt.axis % t.ndim == axis % t.ndim:
+    contracts over ``axis`` of ``t`` reads it: cast afresh from the float ``t`` along that
+    axis where :func:`recast` says so, else ``q`` itself."""
+    if not recast(q, fmt, t.ndim, axis):
         return q
     return from_carrier(t, dataclasses.replace(fmt, axis=axis), seed)
 
@@ -170,6 +177,21 @@ def block_result(spec: EmulationSpec) -> Float:
     if isinstance(spec.output, Float):
         return spec.output
     return _acc_format(spec) or FP32_ACCUMULATOR
+
+
+def grad_x_format(spec: EmulationSpec) -> Format | None:
+    """The format the input gradient g @ W rounds into: ``grad_input``, or
+    :func:`block_result` for a block ``grad_input``."""
+    gi = spec.grad_input
+    return block_result(spec) if isinstance(gi, Block) else gi
+
+
+def grad_w_format(spec: EmulationSpec) -> Format | None:
+    """The format the weight and bias gradients round into first: ``grad_weight``, or for
+    a block ``grad_weight`` the accumulator's result format (fp32 unless named), which is
+    then block-cast into it."""
+    gw = spec.grad_weight
+    return (_acc_format(spec) or FP32_ACCUMULATOR) if isinstance(gw, Block) else gw
 
 
 def _ones_row(m: int) -> EmuArray:
@@ -327,18 +349,17 @@ class _EmulatedLinear(torch.autograd.Function):
         if need_x:
             wt = requantized(wq, w, spec.weight, 0, op_seed(seed, step, CAST_WT))
             if g_n is not None:
-                out = block_result(spec) if isinstance(gi, Block) else gi
-                grad_x = to_carrier(E.matmul(g_n, wt, out, acc, spec.order, spec.compensated,
+                grad_x = to_carrier(E.matmul(g_n, wt, grad_x_format(spec), acc, spec.order, spec.compensated,
                                              seed=op_seed(seed, step, GRAD_X)), like=gy)
             else:
                 wct = wc if wt is wq else to_carrier(wt, like=w)
                 grad_x = gy.to(wct.dtype) @ wct
-        res = _acc_format(spec) or FP32_ACCUMULATOR
+        into = grad_w_format(spec)  # where g^T @ x and sum(g) round first
         if need_w:
             xt = requantized(xq, x2, spec.activation, 0, op_seed(seed, step, CAST_XT))
             if g_m is not None and xq is not None:
-                r = E.matmul(g_m.T, xt, res if isinstance(gw, Block) else gw, acc, spec.order,
-                             spec.compensated, seed=op_seed(seed, step, GRAD_W))
+                r = E.matmul(g_m.T, xt, into, acc, spec.order, spec.compensated,
+                             seed=op_seed(seed, step, GRAD_W))
                 if isinstance(gw, Block):
                     r = from_carrier(to_carrier(r, like=gy), along(gw, -1),
                                      op_seed(seed, step, CAST_GW))
@@ -348,8 +369,8 @@ class _EmulatedLinear(torch.autograd.Function):
                 grad_w = gy.to(xct.dtype).T @ xct
         if need_b:
             if g_m is not None:  # sum over M: a product with a row of ones
-                r = E.matmul(_ones_row(gy.shape[0]), g_m, res if isinstance(gw, Block) else gw,
-                             acc, seed=op_seed(seed, step, GRAD_B))
+                r = E.matmul(_ones_row(gy.shape[0]), g_m, into, acc,
+                             seed=op_seed(seed, step, GRAD_B))
                 if isinstance(gw, Block):  # one row: the blocks (tiles) run along it
                     r = from_carrier(to_carrier(r, like=gy), along(gw, -1),
                                      op_seed(seed, step, CAST_GB))
@@ -407,12 +428,6 @@ def _count_forward(x2, w, b, spec: EmulationSpec, emu: bool) -> None:
         account.count_add("forward", out, m * n, "activation")
 
 
-def _recast(fmt: Format | None, wq: EmuArray | None) -> bool:
-    """Whether a backward product casts a forward operand afresh (:func:`requantized`
-    along axis 0 of a 2-D operand)."""
-    return wq is not None and isinstance(fmt, Block) and fmt.tile is None and fmt.axis % 2 != 0
-
-
 def _count_backward(ctx, gy, x2, w) -> None:
     """The backward products' entries: the incoming gradient's cast (two for a 1-D block
     ``grad_input``: along N and along M), g @ W, g^T @ x, sum(g), the block formats'
@@ -426,9 +441,9 @@ def _count_backward(ctx, gy, x2, w) -> None:
     need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     need_b = ctx.has_bias and ctx.needs_input_grad[2]
     blocks = isinstance(gi, Block) or isinstance(gw, Block)
-    if need_x and _recast(spec.weight, ctx.wq):
+    if need_x and recast(ctx.wq, spec.weight, 2, 0):
         account.count_cast("grad_input", spec.weight, n * k, "weight")
-    if need_w and _recast(spec.activation, ctx.xq):
+    if need_w and recast(ctx.xq, spec.activation, 2, 0):
         account.count_cast("grad_weight", spec.activation, m * k)
     if not blocks:
         account.count_cast("grad_input", gi, m * n, "gradient")
@@ -456,12 +471,10 @@ def _count_backward(ctx, gy, x2, w) -> None:
             account.count_cast("grad_weight", gi, m * n, "gradient")
     elif emu_x or want_m:
         account.count_cast("grad_input", gi, m * n, "gradient")
-    res = _acc_format(spec) or FP32_ACCUMULATOR
-    into = res if isinstance(gw, Block) else gw  # where g^T @ x and sum(g) round first
+    into = grad_w_format(spec)  # where g^T @ x and sum(g) round first
     if need_x:
         account.count_matmul("grad_input", m, k, n, gi, spec.weight, acc if emu_x else None,
-                             (block_result(spec) if isinstance(gi, Block) else gi) if emu_x
-                             else None, a_tensor="gradient", b_tensor="weight",
+                             grad_x_format(spec) if emu_x else None, a_tensor="gradient", b_tensor="weight",
                              out_tensor="gradient")
     if need_w:
         emu = want_m and ctx.xq is not None

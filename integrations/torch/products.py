@@ -25,10 +25,10 @@ import lowbit.emulators as E
 from lowbit.integrations.torch import account
 from lowbit.integrations.torch.carriers import from_carrier, to_carrier
 from lowbit.integrations.torch.functions import (CAST_G, CAST_W, CAST_X, FORWARD, GRAD_W, GRAD_X,
-                                                 _family_ok, _out_format, block_result,
+                                                 _family_ok, _out_format, grad_x_format,
                                                  clip_bound, emulated_linear, op_seed)
 from lowbit.integrations.torch.spec import EmulationSpec
-from lowbit.numerics import LNS, Block, Fixed, Float, rng
+from lowbit.numerics import LNS, Fixed, Float, rng
 
 
 def activation_spec(spec: EmulationSpec) -> EmulationSpec:
@@ -38,8 +38,7 @@ def activation_spec(spec: EmulationSpec) -> EmulationSpec:
     :func:`~lowbit.integrations.torch.functions.block_result` (their producers block-cast
     them), and the product's operands are each cast along the contraction axis of the
     backward product that reads them."""
-    gw = block_result(spec) if isinstance(spec.grad_input, Block) else spec.grad_input
-    return dataclasses.replace(spec, weight=spec.activation, grad_weight=gw)
+    return dataclasses.replace(spec, weight=spec.activation, grad_weight=grad_x_format(spec))
 
 
 def matmul_macs(a_shape, b_shape) -> int:

@@ -81,21 +81,26 @@ LARGE_BATCH_ROWS = {
 }
 
 
+def _grid(grid: str, rows: dict, data: str, seeds: int, epochs: int, root: Path,
+          **train) -> list[TrainConfig]:
+    """Every row x ``seeds`` seeds, ``epochs`` epochs, outputs under ROOT/GRID; ``train``:
+    the grid's other TrainConfig fields."""
+    return [TrainConfig(recipe=recipe, loss_scale=ls, data=data, hidden=HIDDEN, epochs=epochs,
+                        seed=seed, out=str(root / grid / data / name / f"seed{seed}"), **train)
+            for seed in range(seeds) for name, (recipe, ls, _) in rows.items()]
+
+
 def configs(data: str, seeds: int, epochs: int, root: Path) -> list[TrainConfig]:
     """Every row x ``seeds`` seeds, ``epochs`` epochs, outputs under ROOT/mixed-precision."""
-    return [TrainConfig(recipe=recipe, loss_scale=ls, data=data, hidden=HIDDEN, epochs=epochs,
-                        seed=seed, **SCHEDULE.get(data, SCHEDULE["fashion-mnist"]),
-                        out=str(root / "mixed-precision" / data / name / f"seed{seed}"))
-            for seed in range(seeds) for name, (recipe, ls, _) in ROWS.items()]
+    return _grid("mixed-precision", ROWS, data, seeds, epochs, root,
+                 **SCHEDULE.get(data, SCHEDULE["fashion-mnist"]))
 
 
 def large_batch_configs(data: str, seeds: int, epochs: int, root: Path) -> list[TrainConfig]:
     """The ``mp-large-batch`` grid: every row of LARGE_BATCH_ROWS x ``seeds`` seeds,
     batches of LARGE_BATCH, ``epochs`` epochs, outputs under ROOT/mp-large-batch."""
-    return [TrainConfig(recipe=recipe, loss_scale=ls, data=data, hidden=HIDDEN, epochs=epochs,
-                        seed=seed, batch=LARGE_BATCH, lr=LARGE_BATCH_LR,
-                        out=str(root / "mp-large-batch" / data / name / f"seed{seed}"))
-            for seed in range(seeds) for name, (recipe, ls, _) in LARGE_BATCH_ROWS.items()]
+    return _grid("mp-large-batch", LARGE_BATCH_ROWS, data, seeds, epochs, root,
+                 batch=LARGE_BATCH, lr=LARGE_BATCH_LR)
 
 
 def write_tables(runs: list[dict], docs: Path) -> None:
